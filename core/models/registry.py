@@ -1,0 +1,130 @@
+"""Model registry. A model's name says where its weights come from:
+
+- ``scenescope-tiny``: the bundled model in ``assets/scenescope-tiny`` (default);
+- ``openclip:<arch>/<pretrained>``: open_clip's own pretrained tags, downloaded once and cached;
+  ``openclip:<arch>`` alone gives random weights (timing only);
+- ``file:<path>``: a local open_clip checkpoint; ``<path>`` is a folder holding
+  ``open_clip_config.json`` and weights (open_clip's hub layout), or a weights file
+  (``.safetensors``, or a weights-only torch file) with ``open_clip_config.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import open_clip
+import torch
+
+from core.models.scene_model import SceneModel
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CONFIGS = Path(__file__).with_name("configs")
+DEFAULT_MODEL = "scenescope-tiny"
+BUNDLED = {"scenescope-tiny": ASSETS / "scenescope-tiny"}
+open_clip.add_model_config(CONFIGS)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The named model cannot be loaded; the message says how to supply it."""
+
+
+def list_models() -> list[str]:
+    """Names that ``load_model`` accepts, bundled ones first."""
+    tags = [f"openclip:{a}/{t}" for a, t in open_clip.list_pretrained()]
+    return list(BUNDLED) + ["file:<path>"] + tags
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _state_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _find_weights(folder: Path) -> Path:
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"):
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelUnavailableError(f"{folder}: no weights file (open_clip_model.safetensors) found")
+
+
+def _load_file(path: Path, device: str) -> tuple[torch.nn.Module, object, Path]:
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelUnavailableError(
+            f"{folder}: missing open_clip_config.json (open_clip's hub layout: "
+            '{"model_cfg": {...}, "preprocess_cfg": {...}}) next to the weights'
+        )
+    weights = _find_weights(folder) if path.is_dir() else path
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device=device)
+    open_clip.load_checkpoint(model, str(weights), weights_only=True, device=device)
+    _, _, preprocess = open_clip.create_model_and_transforms(
+        f"local-dir:{folder}", load_weights=False, device=device
+    )
+    return model, preprocess, weights
+
+
+def _load_openclip(spec: str, device: str, cache_dir: str | None) -> tuple:
+    arch, _, tag = spec.partition("/")
+    if arch not in open_clip.list_models():
+        raise ModelUnavailableError(f"unknown open_clip architecture {arch!r}; see `scenescope models`")
+    if tag and tag not in open_clip.list_pretrained_tags_by_model(arch):
+        raise ModelUnavailableError(
+            f"open_clip has no pretrained tag {tag!r} for {arch}; "
+            f"known: {open_clip.list_pretrained_tags_by_model(arch)}"
+        )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=tag or None, device=device, cache_dir=cache_dir
+        )
+    except Exception as e:  # the hub client raises many types when offline
+        raise ModelUnavailableError(
+            f"cannot get weights for openclip:{spec} ({type(e).__name__}). Weights download once "
+            f"into the cache (cache_dir={cache_dir or 'HF_HOME / ~/.cache/huggingface'}); offline, "
+            "copy a cache from a machine with internet, or save the checkpoint and load it with "
+            "file:<folder with open_clip_config.json and weights>."
+        ) from None
+    return model, preprocess, arch
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | None = None) -> SceneModel:
+    """Load a registry model for inference (eval mode, on ``device``)."""
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if name in BUNDLED:
+        folder = BUNDLED[name]
+        if not (folder / "open_clip_config.json").is_file():
+            raise ModelUnavailableError(
+                f"bundled model {name} is missing from {folder}; rebuild it with `scenescope train-default`"
+            )
+        model, preprocess, weights = _load_file(folder, device)
+        identity = f"{name}@{_file_digest(weights)}"
+        tok_name = f"local-dir:{folder}"
+    elif name.startswith("file:"):
+        path = Path(name[5:]).expanduser()
+        if not path.exists():
+            raise ModelUnavailableError(f"{path}: no such checkpoint file or folder")
+        model, preprocess, weights = _load_file(path, device)
+        identity = f"file:{path.name}@{_file_digest(weights)}"
+        tok_name = f"local-dir:{path if path.is_dir() else path.parent}"
+    elif name.startswith("openclip:"):
+        model, preprocess, tok_name = _load_openclip(name[9:], device, cache_dir)
+        identity = f"{name}@{_state_digest(model)}"
+    else:
+        raise ModelUnavailableError(
+            f"unknown model {name!r}: use scenescope-tiny, openclip:<arch>/<tag> or file:<path>"
+        )
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(tok_name)
+    return SceneModel(name=name, identity=identity, clip=model, preprocess=preprocess,
+                      tokenizer=tokenizer, device=device)

@@ -1,0 +1,135 @@
+"""Contrastive CLIP training (open_clip's ClipLoss): from scratch or fine-tuning.
+
+Deterministic given the seed and resumable at epoch boundaries: all randomness of an epoch is
+derived from (seed, epoch), so a killed run resumed from its last checkpoint ends where an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import open_clip
+import torch
+
+from core.train.checkpoint import load_state, save_state
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    batch_size: int = 64
+    warmup_fraction: float = 0.05
+    precision: str = "bf16"  # bf16 | fp16 | fp32; autocast dtype on the training device
+    seed: int = 0
+    paraphrase: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepInfo:
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    loss: float
+    lr: float
+    images_per_s: float
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int):  # noqa: ANN201
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _autocast(device: str, precision: str):  # noqa: ANN202
+    if precision == "fp32":
+        return torch.autocast(device_type=device.split(":")[0], enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def train_contrastive(
+    clip: torch.nn.Module,
+    pixels: torch.Tensor,
+    captions_for_epoch: Callable[[int], list[str]],
+    tokenizer: Callable,
+    config: TrainConfig,
+    state_dir: str | Path | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[int, dict], dict | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str = "cpu",
+) -> list[dict]:
+    """Train ``clip`` in place on (pixels[i], caption_i) pairs; returns the per-epoch log.
+
+    ``on_epoch(epoch, log_row)`` may return extra metrics (e.g. validation F1) to log; a state is
+    checkpointed after every epoch in ``state_dir`` and picked up from there when present.
+    """
+    clip.to(device)
+    params = [p for p in clip.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+    n = pixels.shape[0]
+    steps_per_epoch = max(1, n // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = cosine_with_warmup(optimizer, int(config.warmup_fraction * total), total)
+    loss_fn = open_clip.ClipLoss()
+
+    log: list[dict] = []
+    start_epoch = 0
+    if state_dir is not None:
+        meta = load_state(state_dir, clip, optimizer, scheduler)
+        if meta is not None:
+            start_epoch = meta["epoch"]
+            log = meta.get("log", [])
+
+    for epoch in range(start_epoch, config.epochs):
+        clip.train()
+        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        order = torch.randperm(n, generator=gen)
+        captions = captions_for_epoch(epoch)
+        losses = []
+        t0 = time.perf_counter()
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = pixels[idx].to(device, torch.float32)
+            tokens = tokenizer([captions[i] for i in idx.tolist()]).to(device)
+            with _autocast(device, config.precision):
+                img, txt, scale = clip(x, tokens)[:3]
+                loss = loss_fn(img, txt, scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            with torch.no_grad():
+                clip.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss))
+            if on_step is not None:
+                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
+                on_step(StepInfo(epoch, step, steps_per_epoch, losses[-1], scheduler.get_last_lr()[0], rate))
+            if should_stop is not None and should_stop():
+                return log
+        row = {"epoch": epoch + 1, "loss": sum(losses) / len(losses), "seconds": time.perf_counter() - t0}
+        if on_epoch is not None:
+            row.update(on_epoch(epoch + 1, row) or {})
+        log.append(row)
+        if state_dir is not None:
+            save_state(state_dir, clip, optimizer, scheduler, epoch + 1,
+                       {"log": log, "config": asdict(config)})
+    return log
