@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +69,23 @@ def find_manifest(root: str | Path) -> Path:
 
 
 def validate_rows(
-    rows: Iterable[Mapping], root: str | Path, schema: Schema, origin: str, check_files: bool = True
+    rows: Iterable[Mapping],
+    root: str | Path,
+    schema: Schema,
+    origin: str,
+    check_files: bool = True,
+    row_numbers: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Check every row and return them as a table; the first bad row raises ManifestError."""
+    """Check every row and return them as a table; the first bad row raises ManifestError.
+
+    ``row_numbers`` gives each row's number in its source file (a CSV header or blank JSONL
+    lines shift it), so the error points at the line the user has to fix.
+    """
     out = []
     for i, row in enumerate(rows, start=1):
-        where = f"{origin} row {i}"
+        where = f"{origin} row {row_numbers[i - 1] if row_numbers is not None else i}"
+        if not isinstance(row, Mapping):
+            raise ManifestError(f"{where}: expected an object with columns, got {type(row).__name__}")
         for col in ("path",) + tuple(schema.names):
             if col not in row or row[col] in (None, ""):
                 raise ManifestError(f"{where}: missing {col!r}")
@@ -92,11 +103,16 @@ def validate_rows(
         split = str(row.get("split") or "train")
         if split not in SPLITS:
             raise ManifestError(f"{where}: split {split!r} is not one of {SPLITS}")
+        try:
+            frame_index = int(row.get("frame_index") or 0)
+            timestamp_s = float(row.get("timestamp_s") or 0.0)
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"{where}: frame_index/timestamp_s must be numbers ({e})") from None
         rec = {
             "path": str(row["path"]),
             "clip_id": str(row.get("clip_id") or Path(str(row["path"])).stem),
-            "frame_index": int(row.get("frame_index") or 0),
-            "timestamp_s": float(row.get("timestamp_s") or 0.0),
+            "frame_index": frame_index,
+            "timestamp_s": timestamp_s,
             "split": split,
             **labels,
         }
@@ -140,14 +156,21 @@ def write_manifest(
     schema: Schema | None = None,
     fmt: str = "jsonl",
     check_files: bool = True,
+    origin: str = "input",
+    row_numbers: Sequence[int] | None = None,
 ) -> Path:
-    """Validate ``rows`` and write the manifest atomically (nothing is written on a bad row)."""
+    """Validate ``rows`` and write the manifest atomically (nothing is written on a bad row).
+
+    ``origin`` and ``row_numbers`` name the source file and its line numbers in errors.
+    """
     schema = schema or default_schema()
     root = Path(root)
     name = {"jsonl": "manifest.jsonl", "parquet": "manifest.parquet"}.get(fmt)
     if name is None:
         raise ManifestError(f"unknown manifest format {fmt!r} (jsonl or parquet)")
-    frames = validate_rows(list(rows), root, schema, "input", check_files=check_files)
+    frames = validate_rows(
+        list(rows), root, schema, origin, check_files=check_files, row_numbers=row_numbers
+    )
     target = root / name
     with atomic_path(target) as tmp:
         if fmt == "parquet":

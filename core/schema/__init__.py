@@ -252,10 +252,30 @@ def _parse(raw: dict, origin: str) -> Schema:
                 )
             )
         names = [a.name for a in attrs]
+        _check_references(attrs)
         sentence = raw.get("sentence") or " ".join("{" + n + "}" for n in names)
         return Schema(raw.get("name", origin), attrs, sentence, raw.get("caption_order") or names)
     except (KeyError, TypeError) as e:
         raise SchemaError(f"{origin}: malformed schema ({e!r})") from None
+
+
+def _check_references(attrs: list[Attribute]) -> None:
+    """Refuse schemas whose names clash or whose rules point at nothing: such rules would be ignored."""
+    by_name: dict[str, Attribute] = {}
+    for a in attrs:
+        if a.name in by_name:
+            raise SchemaError(f"attribute {a.name!r} is defined twice")
+        by_name[a.name] = a
+    for a in attrs:
+        for v in a.values:
+            if v.name == UNKNOWN:
+                raise SchemaError(f"attribute {a.name!r}: {UNKNOWN!r} is reserved for missing labels")
+            for other, allowed in v.only_with.items():
+                if other not in by_name:
+                    raise SchemaError(f"{a.name}={v.name}: only_with names unknown attribute {other!r}")
+                missing = set(allowed) - set(by_name[other].value_names)
+                if missing:
+                    raise SchemaError(f"{a.name}={v.name}: only_with names unknown {other} values {sorted(missing)}")
 
 
 def load_schema(path: str | Path | None = None) -> Schema:

@@ -1,0 +1,312 @@
+"""Turn labelled folders from other tools and datasets into SceneScope manifests.
+
+Every importer validates the whole input first and writes the manifest atomically at the end:
+one bad row (missing file, unknown value, path outside the root, malformed line) fails the
+import with an error naming the file and row, and leaves any existing manifest untouched.
+Row numbers are line numbers in the input file (a CSV's header is row 1, as in a spreadsheet).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from core.data.manifest import BASE_COLUMNS, ManifestError, validate_rows, write_manifest
+from core.data.splits import SplitError, assign_splits, check_grouped
+from core.schema import UNKNOWN, Attribute, Schema, SchemaError, default_schema
+
+BDD100K_SOURCE = "bdd100k"
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+SENTENCE_COLUMN = "sentence"
+
+Rows = list[dict[str, Any]]
+
+
+# ---- reading input tables --------------------------------------------------------------------
+def _locate(root: Path, path: str | Path) -> Path:
+    """An input file as given, or (if it does not exist and is relative) inside the root."""
+    p = Path(path)
+    if not p.exists() and not p.is_absolute() and (root / p).exists():
+        return root / p
+    if not p.is_file():
+        raise ManifestError(f"{p}: labels file not found")
+    return p
+
+
+def _read_rows(path: Path) -> tuple[Rows, list[int], list[str]]:
+    """Rows of a CSV/TSV/JSONL/Parquet table, their line numbers, and the column names."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".tab", ".txt"):
+        return _read_delimited(path, "," if suffix == ".csv" else "\t")
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
+    if suffix == ".parquet":
+        try:
+            table = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several unrelated types for a torn file
+            raise ManifestError(f"{path}: cannot read Parquet ({e})") from None
+        rows = [{k: v for k, v in r.items() if not _is_missing(v)} for r in table.to_dict("records")]
+        return rows, list(range(1, len(rows) + 1)), [str(c) for c in table.columns]
+    raise ManifestError(f"{path}: unsupported table type {suffix!r} (csv, tsv, jsonl or parquet)")
+
+
+def _is_missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _read_delimited(path: Path, delimiter: str) -> tuple[Rows, list[int], list[str]]:
+    rows: Rows = []
+    numbers: list[int] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            reader.fieldnames = columns
+            for row in reader:
+                # line_num is the last line the row used: right for blank-line gaps, and for a
+                # quoted multi-line cell it points at the row's end.
+                n = reader.line_num
+                if None in row:
+                    raise ManifestError(f"{path} row {n}: more cells than the header has columns")
+                # Empty cells count as absent so optional columns fall back to their defaults.
+                rows.append({k: v.strip() for k, v in row.items() if v is not None and v.strip()})
+                numbers.append(n)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"{path}: cannot read table ({e})") from None
+    return rows, numbers, columns
+
+
+def _read_jsonl(path: Path) -> tuple[Rows, list[int], list[str]]:
+    rows: Rows = []
+    numbers: list[int] = []
+    columns: dict[str, None] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text ({e})") from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path} row {n}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ManifestError(f"{path} row {n}: expected a JSON object, got {type(row).__name__}")
+        rows.append({k: v for k, v in row.items() if not _is_missing(v) and v != ""})
+        numbers.append(n)
+        columns.update(dict.fromkeys(row))
+    return rows, numbers, list(columns)
+
+
+# ---- shared finishing ------------------------------------------------------------------------
+def _match_value(attr: Attribute, raw: object) -> object:
+    """Accept a value by its name, display name or sentence word, ignoring case and spaces."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if text == UNKNOWN or text in attr.value_names:
+        return text
+    key = text.lower()
+    for v in attr.values:
+        if key in (v.name.lower(), v.display.lower(), v.sentence.lower()):
+            return v.name
+    if key == UNKNOWN:
+        return UNKNOWN
+    # Left as given: validation then reports the unknown value with its row number.
+    return text
+
+
+def _check_no_duplicates(rows: Rows, numbers: Sequence[int], origin: str) -> None:
+    seen: dict[str, int] = {}
+    for row, n in zip(rows, numbers, strict=True):
+        p = row.get("path")
+        if p is None:
+            continue
+        key = str(PurePosixPath(str(p)))
+        if key in seen:
+            raise ManifestError(f"{origin} row {n}: duplicate path {p!r} (first at row {seen[key]})")
+        seen[key] = n
+
+
+def _finish(
+    root: Path,
+    rows: Rows,
+    numbers: Sequence[int],
+    origin: str,
+    schema: Schema,
+    fmt: str,
+    fractions: Sequence[float],
+    seed: int,
+) -> Path:
+    """Validate, split by clip when the input has no splits, and write the manifest."""
+    if not rows:
+        raise ManifestError(f"{origin}: no rows")
+    _check_no_duplicates(rows, numbers, origin)
+    has_split = [bool(r.get("split")) for r in rows]
+    if any(has_split) and not all(has_split):
+        n = numbers[has_split.index(False)]
+        raise ManifestError(f"{origin} row {n}: no split, but other rows have one (give all or none)")
+    frames = validate_rows(rows, root, schema, origin, row_numbers=numbers)
+    if all(has_split):
+        try:
+            check_grouped(frames)
+        except SplitError as e:
+            raise ManifestError(f"{origin}: {e}") from None
+    else:
+        frames = assign_splits(frames, fractions=fractions, seed=seed)
+    return write_manifest(
+        root, frames.to_dict("records"), schema, fmt=fmt, check_files=False, origin=origin,
+        row_numbers=numbers,
+    )
+
+
+def _base_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: row[c] for c in BASE_COLUMNS if c in row}
+
+
+def _import_rows(
+    root: str | Path,
+    labels_path: str | Path,
+    schema: Schema | None,
+    fmt: str,
+    fractions: Sequence[float],
+    seed: int,
+    required: Sequence[str],
+    labels_of: Callable[[dict[str, Any], str], dict[str, Any]],
+) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: dataset folder not found")
+    src = _locate(root, labels_path)
+    origin = str(src)
+    raw, numbers, columns = _read_rows(src)
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ManifestError(f"{origin}: missing column(s) {missing} (has {columns})")
+    rows = [
+        {**_base_fields(r), **labels_of(r, f"{origin} row {n}")} for r, n in zip(raw, numbers, strict=True)
+    ]
+    return _finish(root, rows, numbers, origin, schema or default_schema(), fmt, fractions, seed)
+
+
+# ---- importers -------------------------------------------------------------------------------
+def import_table(
+    root: str | Path,
+    table_path: str | Path,
+    schema: Schema | None = None,
+    fmt: str = "jsonl",
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> Path:
+    """Import a CSV/TSV/JSONL/Parquet table with ``path`` and one column per schema attribute.
+
+    Optional columns: clip_id, frame_index, timestamp_s, split. Values may be written as the
+    schema's value names or display names (any case), or ``unknown``. Paths are relative to
+    ``root``. Without a split column, splits are assigned by clip (see ``assign_splits``).
+    Returns the manifest path.
+    """
+    schema = schema or default_schema()
+
+    def labels_of(row: dict[str, Any], where: str) -> dict[str, Any]:
+        return {a.name: _match_value(a, row[a.name]) for a in schema if a.name in row}
+
+    required = ["path", *schema.names]
+    return _import_rows(root, table_path, schema, fmt, fractions, seed, required, labels_of)
+
+
+def import_hsd(
+    root: str | Path,
+    labels_path: str | Path,
+    schema: Schema | None = None,
+    fmt: str = "jsonl",
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> Path:
+    """Import Honda Scenes-style sentence labels: a table with ``path`` and ``sentence``.
+
+    Each sentence ("Approaching Construction zone on highway road in cloudy weather on dry
+    surface") is parsed by ``schema.from_sentence``; attributes it leaves out are unknown.
+    """
+    schema = schema or default_schema()
+
+    def labels_of(row: dict[str, Any], where: str) -> dict[str, Any]:
+        sentence = row.get(SENTENCE_COLUMN)
+        if not isinstance(sentence, str) or not sentence.strip():
+            raise ManifestError(f"{where}: missing {SENTENCE_COLUMN!r}")
+        try:
+            return schema.from_sentence(sentence)
+        except SchemaError as e:
+            raise ManifestError(f"{where}: {e}") from None
+
+    required = ["path", SENTENCE_COLUMN]
+    return _import_rows(root, labels_path, schema, fmt, fractions, seed, required, labels_of)
+
+
+def _lookup(item: Mapping[str, Any], key_path: str) -> object:
+    node: object = item
+    for key in key_path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def import_bdd100k(
+    root: str | Path,
+    labels_json: str | Path,
+    images_subdir: str = "images",
+    schema: Schema | None = None,
+    fmt: str = "jsonl",
+    split: str | None = None,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> Path:
+    """Import a BDD100K label JSON (a list of ``{name, attributes: {...}, ...}``).
+
+    Images are ``root/images_subdir/name``. Each attribute with a ``sources: {bdd100k: key.path}``
+    entry is read from that key path and mapped with ``Attribute.from_alias``; unmapped values
+    (e.g. "undefined") and attributes without a BDD100K source become unknown. BDD100K images
+    come from distinct videos, so each is its own clip. ``split`` (one of train/val/test) labels
+    every row, since BDD100K ships its own split files; otherwise splits are assigned.
+    """
+    schema = schema or default_schema()
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: dataset folder not found")
+    src = _locate(root, labels_json)
+    origin = str(src)
+    try:
+        items = json.loads(src.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{origin}: invalid JSON ({e})") from None
+    if not isinstance(items, list):
+        raise ManifestError(f"{origin}: expected a JSON list of image labels, got {type(items).__name__}")
+    sub = PurePosixPath(images_subdir) if images_subdir else PurePosixPath()
+    rows: Rows = []
+    for n, item in enumerate(items, start=1):
+        where = f"{origin} row {n}"
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: expected an object, got {type(item).__name__}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ManifestError(f"{where}: missing 'name'")
+        if PurePosixPath(name).is_absolute() or Path(name).is_absolute():
+            raise ManifestError(f"{where}: path {name!r} must be relative to {sub or 'the root'}")
+        row: dict[str, Any] = {"path": str(sub / name), "clip_id": PurePosixPath(name).stem}
+        if split is not None:
+            row["split"] = split
+        for a in schema:
+            key_path = a.sources.get(BDD100K_SOURCE)
+            raw = _lookup(item, key_path) if key_path else None
+            row[a.name] = a.from_alias(BDD100K_SOURCE, raw) if isinstance(raw, str) else UNKNOWN
+        rows.append(row)
+    return _finish(root, rows, list(range(1, len(rows) + 1)), origin, schema, fmt, fractions, seed)
+
+
+__all__ = ["BDD100K_SOURCE", "import_bdd100k", "import_hsd", "import_table"]
