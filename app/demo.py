@@ -1,0 +1,324 @@
+"""SceneScope demo (Gradio): one page for demo sessions, and a small named API.
+
+Started with ``scenescope demo-ui`` (``launch(host, port)``). Endpoints (see README):
+``/classify`` (file, k) -> result dict, ``/search`` (text, k) -> ranked scenes, and ``/heatmap``
+(file, query, keep_ratio) -> heatmap image + pruned-vote summary when the token engine is present.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: it reads this once, and must never phone home in a demo session.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import functools  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from app import figures, handlers  # noqa: E402
+from core.schema import UNKNOWN  # noqa: E402
+
+QUEUE_MAX = 16  # waiting requests beyond this are refused at once instead of piling up
+CONCURRENCY = 1  # one model on a few CPU cores: parallel requests would only slow each other
+THUMB_WIDTH = 320
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+
+
+_INDEX: dict[str, str | None] = {"dir": None}  # set by build(); None: the default index
+
+
+def index_dir() -> Path:
+    return Path(_INDEX["dir"]) if _INDEX["dir"] else handlers.default_index()
+
+
+def engine() -> tuple[Any, Any]:
+    """(model, store) of the served index (``$SCENESCOPE_INDEX`` or the embedded demo), loaded once."""
+    return _open(str(index_dir()))
+
+
+@functools.lru_cache(maxsize=2)
+def _open(path: str) -> tuple[Any, Any]:
+    from core.pipeline import open_index
+
+    p = Path(path)
+    if not (p / "manifest.json").is_file() and handlers.is_demo(p):
+        p = handlers.prepare_demo(progress=True)
+    return open_index(p)
+
+
+def tokens_available() -> bool:
+    try:
+        from core.tokens import embed_pruned, heatmap_image, select_images  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _path_of(file: Any) -> Path:
+    """Gradio hands a file as a path string (UI, client) or a FileData-like dict (raw API)."""
+    if file is None:
+        raise gr.Error("Upload an image or a clip first.")
+    if isinstance(file, dict):
+        file = file.get("path") or file.get("name")
+    return Path(str(getattr(file, "name", file)))
+
+
+def _thumb(store: Any, rel: str | None) -> np.ndarray | None:
+    from core.data import resolve_inside
+
+    try:
+        with Image.open(resolve_inside(store.data_root, rel or "")) as im:
+            im.thumbnail((THUMB_WIDTH, THUMB_WIDTH))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError):
+        return None
+
+
+def _api_safe(obj: Any) -> Any:
+    """Rename ``path`` keys to ``scene_path``: gradio_client takes any dict with a ``path`` string
+    for a file to download, and a scene's dataset-relative path is not one."""
+    if isinstance(obj, dict):
+        return {("scene_path" if k == "path" else k): _api_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_api_safe(v) for v in obj]
+    return obj
+
+
+# ---- API functions (each is also what the page calls) -----------------------------------------
+def classify(file: Any, k: int = 5, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
+    """Vote the attributes of an image or clip from its k nearest indexed scenes.
+
+    Returns the engine's result dict (``kind`` image|clip; per frame ``labels``, ``attributes``
+    with share/abstained, ``neighbors`` with ``scene_path`` relative to the dataset; for a clip
+    ``frames`` and ``segments``) plus ``display``: the attribute and value labels for people.
+    """
+    from core.pipeline import InputError, classify_path
+    from core.video import VideoError
+
+    progress(0.05, desc="Loading model and index")
+    model, store = engine()
+    path = _path_of(file)
+    problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 0)
+    if problem:
+        raise gr.Error(problem)
+    progress(0.2, desc="Sampling and voting")
+    try:
+        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS)
+    except (InputError, VideoError) as e:
+        raise gr.Error(str(e)) from None
+    out = result.to_dict()
+    schema = store.schema
+    out["display"] = {
+        "attributes": {a.name: a.display for a in schema.attributes},
+        "values": {a.name: {v: a.display_of(v) for v in [*a.value_names, UNKNOWN]} for a in schema.attributes},
+    }
+    out["name"] = path.name
+    progress(1.0, desc="Done")
+    return _api_safe(out)
+
+
+def search(text: str, k: int = 12) -> list[dict[str, Any]]:
+    """Indexed scenes ranked by similarity to a text description, best first."""
+    from core.search import search_text
+
+    model, store = engine()
+    try:
+        hits = search_text(model, store, text, k=int(k))
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+    return _api_safe(hits.to_dict("records"))
+
+
+def heatmap(file: Any, query: str = "", keep_ratio: float = 0.25) -> tuple[Image.Image, dict[str, Any]]:
+    """Query-aware patch relevance over an image (a clip's first frame) and the vote from the kept
+    tokens only, beside the full vote. Needs the token engine (core.tokens)."""
+    if not tokens_available():
+        raise gr.Error("The token engine (core.tokens) is not installed in this build.")
+    from core.pipeline import InputError, load_image
+    from core.predict import vote_batch
+    from core.tokens import embed_pruned, heatmap_image, select_images
+    from core.video import VideoError, sample_frames
+
+    model, store = engine()
+    path = _path_of(file)
+    try:
+        if path.suffix.lower() in handlers.IMAGE_SUFFIXES:
+            image = load_image(path)
+        else:
+            image = Image.fromarray(next(iter(sample_frames(path, fps=1.0, max_frames=1)))[1])
+    except (InputError, VideoError, StopIteration) as e:
+        raise gr.Error(str(e) or f"{path.name}: no frames") from None
+    query = (query or "").strip() or None
+    sel = select_images(model, [image], query=query, keep_ratio=float(keep_ratio))[0]
+    full = vote_batch(store, model.embed_images([image]), k=5)[0]
+    pruned = vote_batch(store, embed_pruned(model, [image], keep_ratio=float(keep_ratio),
+                                            mode="query" if query else "saliency", query=query), k=5)[0]
+    summary = {"kept_tokens": sel.k, "total_tokens": int(sel.scores.size), "query": query,
+               "full": full.labels(), "pruned": pruned.labels(),
+               "agree": [a for a in full.attributes if full.labels()[a] == pruned.labels()[a]]}
+    return heatmap_image(image, sel, title=query), summary
+
+
+# ---- page rendering from the API's answers ---------------------------------------------------------
+def _vote_rows(frame: dict[str, Any], display: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for name, v in frame["attributes"].items():
+        vals = display["values"][name]
+        rows.append({"Attribute": display["attributes"][name], "Vote": vals.get(v["value"], v["value"]),
+                     "Share": f"{v['share']:.0%}", "Status": "abstained" if v["abstained"] else "decided"})
+    return pd.DataFrame(rows)
+
+
+def _gallery(frame: dict[str, Any], display: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
+    _, store = engine()
+    out = []
+    for rank, nb in enumerate(frame["neighbors"], start=1):
+        against = [display["attributes"][a] for a, v in frame["labels"].items()
+                   if v != UNKNOWN and nb["labels"].get(a, UNKNOWN) not in (UNKNOWN, v)]
+        img = _thumb(store, nb.get("scene_path"))
+        note = f" · disagrees: {', '.join(against)}" if against else ""
+        if img is not None:
+            out.append((img, f"#{rank} · sim {nb['similarity']:.3f}{note}"))
+    return out
+
+
+def _frames(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return result["frames"] if result.get("kind") == "clip" else [result]
+
+
+def render(result: dict[str, Any] | None, frame_i: int = 0) -> tuple[Any, Any, Any, Any]:
+    """(vote table, neighbour gallery, timeline figure, frame slider update) for one frame."""
+    if not result:
+        return None, [], None, gr.update(visible=False)
+    _, store = engine()
+    frames = _frames(result)
+    i = int(min(max(frame_i, 0), len(frames) - 1))
+    frame, display = frames[i], result["display"]
+    timeline = None
+    slider = gr.update(visible=False)
+    if result.get("kind") == "clip":
+        times = [f["t"] for f in frames]
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 0.5
+        segs = [SimpleNamespace(**s) for s in result["segments"]]
+        timeline = figures.timeline_figure(segs, store.schema, times[-1] + step, cursor_s=times[i])
+        slider = gr.update(visible=True, maximum=len(frames) - 1, value=i,
+                           label=f"Frame ({times[i]:.1f} s of {times[-1] + step:.1f} s)")
+    return _vote_rows(frame, display), _gallery(frame, display), timeline, slider
+
+
+def build(index: str | Path | None = None) -> gr.Blocks:
+    """The demo page; ``index`` overrides the default index (tests, other datasets)."""
+    _INDEX["dir"] = str(index) if index else None
+    with gr.Blocks(title="SceneScope demo", analytics_enabled=False) as demo:
+        gr.Markdown("## SceneScope\nUpload a dashcam image or clip: its nearest indexed scenes vote on "
+                    "every attribute.")
+        result_state = gr.State(None)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2):
+                upload = gr.File(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
+                                 type="filepath")
+                k = gr.Slider(1, 25, value=5, step=1, label="Neighbours (k)")
+                go_btn = gr.Button("Analyse", variant="primary")
+                examples = _example_files()
+                if examples:
+                    gr.Examples(examples, inputs=[upload], label="Demo files")
+            with gr.Column(scale=3):
+                table = gr.Dataframe(label="Attributes", interactive=False, wrap=True)
+                frame = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False)
+                timeline = gr.Plot(label="Timeline")
+        gallery = gr.Gallery(label="Neighbours (most similar first)", columns=5, rows=1, height=250,
+                             object_fit="contain", allow_preview=True)
+        with gr.Accordion("Raw result (API /classify)", open=False):
+            raw = gr.JSON(show_label=False)
+
+        go_btn.click(classify, [upload, k], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
+            .then(lambda r: r, [raw], [result_state], api_visibility="private") \
+            .then(render, [result_state], [table, gallery, timeline, frame], api_visibility="private")
+        frame.release(render, [result_state, frame], [table, gallery, timeline, frame], api_visibility="private")
+
+        with gr.Accordion("Search by text", open=False):
+            with gr.Row():
+                text = gr.Textbox(label="Describe the scene", scale=4,
+                                  placeholder="snowy night, approaching a 5-way intersection")
+                n = gr.Slider(4, 48, value=12, step=4, label="Results", scale=1)
+            hits_json = gr.JSON(visible=False)
+            hits = gr.Gallery(label="Matching scenes", columns=6, height="auto")
+            text.submit(search, [text, n], [hits_json], api_name="search", concurrency_limit=CONCURRENCY) \
+                .then(_hit_gallery, [hits_json], [hits], api_visibility="private")
+
+        with gr.Accordion("Token heatmap", open=False, visible=tokens_available()):
+            with gr.Row():
+                query = gr.Textbox(label="Query (empty: query-free saliency)", scale=3)
+                keep = gr.Slider(0.05, 1.0, value=0.25, step=0.05, label="Keep ratio", scale=2)
+                heat_btn = gr.Button("Show heatmap", scale=1)
+            with gr.Row():
+                heat_img = gr.Image(label="Patch relevance (kept patches outlined)", type="pil")
+                heat_json = gr.JSON(label="Kept tokens and votes (full vs pruned)")
+            heat_btn.click(heatmap, [upload, query, keep], [heat_img, heat_json], api_name="heatmap",
+                           concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def _hit_gallery(hits: list[dict[str, Any]] | None) -> list[tuple[np.ndarray, str]]:
+    if not hits:
+        return []
+    _, store = engine()
+    out = []
+    for h in hits:
+        img = _thumb(store, h.get("scene_path"))
+        if img is not None:
+            out.append((img, f"sim {h['similarity']:.3f} · {h.get('clip_id', '')}"))
+    return out
+
+
+def _example_files() -> list[list[str]]:
+    """A demo clip and images from the served dataset, when they exist (for one-click trials)."""
+    try:
+        _, store = engine()
+    except Exception:  # no index yet: the page still works without examples
+        return []
+    out: list[list[str]] = []
+    if handlers.is_demo(index_dir()):
+        from core.demo import demo_clip
+
+        clip = demo_clip(store.data_root)
+        if clip.is_file():
+            out.append([str(clip)])
+    meta = store.meta
+    picks = []
+    clips = meta[meta["clip_id"].duplicated(keep=False)]
+    if len(clips):
+        picks.append(int(clips.index[0]))
+    singles = meta[~meta["clip_id"].duplicated(keep=False)]
+    if len(singles):
+        picks.append(int(singles.index[0]))
+    return out + [[str(store.abspath(i))] for i in picks if store.abspath(i).is_file()]
+
+
+def theme() -> gr.themes.Base:
+    """Default look with system fonts: the stock theme would fetch web fonts from a CDN."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, index: str | Path | None = None,
+           block: bool = True) -> gr.Blocks:
+    """Serve the demo on ``host:port`` with a bounded queue (``block=False`` returns at once)."""
+    demo = build(index)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=CONCURRENCY)
+    try:  # the demo's example files live in the dataset folder: let the page serve them
+        allowed = [str(engine()[1].data_root)]
+    except Exception:  # no index yet: examples are off anyway
+        allowed = []
+    demo.launch(server_name=host, server_port=int(port), share=False, show_error=True, quiet=True,
+                prevent_thread_lock=not block, theme=theme(), footer_links=["api"], allowed_paths=allowed,
+                max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", enable_monitoring=False, ssr_mode=False,
+                pwa=False, mcp_server=False)
+    return demo

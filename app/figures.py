@@ -1,0 +1,130 @@
+"""Plotly figures shared by the workbench and the Gradio demo (no Streamlit import here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.schema import UNKNOWN, Schema
+
+# Okabe-Ito + Tableau: distinguishable for colour-blind viewers, enough for the largest attribute.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+           "#4E79A7", "#F28E2B", "#59A14F", "#B07AA1", "#76B7B2", "#EDC948", "#FF9DA7", "#9C755F"]
+UNKNOWN_COLOR = "#BBBBBB"
+MISTAKE_COLOR = "#D55E00"
+
+
+def value_colors(schema: Schema, attribute: str) -> dict[str, str]:
+    """Stable colour per value of an attribute (same colour on every page)."""
+    names = schema[attribute].value_names
+    out = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(names)}
+    out[UNKNOWN] = UNKNOWN_COLOR
+    return out
+
+
+# ---- clip timeline ----------------------------------------------------------------------------
+def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
+                    cursor_s: float | None = None) -> go.Figure:
+    """Predicted segments as one horizontal lane per attribute, a line at the scrubbed frame."""
+    fig = go.Figure()
+    lanes = [a.display for a in schema.attributes]
+    for seg in segments:
+        a = schema[seg.attribute]
+        color = value_colors(schema, seg.attribute).get(seg.value, UNKNOWN_COLOR)
+        label = a.display_of(seg.value)
+        fig.add_bar(
+            y=[a.display], x=[max(seg.end_s - seg.start_s, 1e-3)], base=[seg.start_s], orientation="h",
+            marker={"color": color, "line": {"color": "white", "width": 1}},
+            text=[label], textposition="inside", insidetextanchor="middle", textfont={"color": "white"},
+            hovertemplate=f"{a.display}: {label}<br>{seg.start_s:.1f}–{seg.end_s:.1f} s<extra></extra>",
+            showlegend=False, name=label,
+        )
+    if cursor_s is not None:
+        fig.add_vline(x=cursor_s, line_width=2, line_color="#222", line_dash="dot")
+    fig.update_layout(
+        barmode="overlay", height=70 + 34 * len(lanes), margin={"l": 10, "r": 10, "t": 24, "b": 30},
+        xaxis={"title": "seconds", "range": [0, max(duration, 0.1)], "showgrid": True},
+        yaxis={"categoryorder": "array", "categoryarray": list(reversed(lanes))},
+        plot_bgcolor="white", bargap=0.25,
+    )
+    return fig
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+def confusion_figure(confusion: Mapping[str, Any], schema: Schema, attribute: str) -> go.Figure:
+    a = schema[attribute]
+    labels = [a.display_of(v) for v in confusion["labels"]]
+    m = np.asarray(confusion["matrix"], dtype=float)
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    fig = go.Figure(go.Heatmap(
+        z=share, x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+        text=m.astype(int), texttemplate="%{text}", customdata=share,
+        hovertemplate="truth %{y}<br>predicted %{x}<br>%{text} frames (%{customdata:.0%} of row)<extra></extra>",
+        colorbar={"title": "row share", "tickformat": ".0%"},
+    ))
+    side = 140 + 34 * len(labels)
+    fig.update_layout(height=min(max(side, 280), 700), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      xaxis={"title": "predicted", "side": "top", "tickangle": -30},
+                      yaxis={"title": "truth", "autorange": "reversed"})
+    return fig
+
+
+
+
+# ---- the map ----------------------------------------------------------------------------------
+def category_style(schema: Schema, by: str, categories: np.ndarray) -> dict[str, tuple[str, str]]:
+    """Category -> (legend label, colour), in legend order, for a map coloured ``by`` something.
+
+    Attribute values keep their schema order and colours; other categories (splits, correctness)
+    are sorted, correctness in its own fixed colours.
+    """
+    from core import maps
+
+    present = set(categories.tolist())
+    if by in schema.names:
+        colors = value_colors(schema, by)
+        return {v: (schema[by].display_of(v), colors[v]) for v in [*schema[by].value_names, UNKNOWN] if v in present}
+    fixed = {maps.CORRECT: "#009E73", maps.WRONG: MISTAKE_COLOR, maps.ABSTAINED: "#E69F00",
+             maps.UNLABELLED: UNKNOWN_COLOR}
+    return {v: (v.capitalize(), fixed.get(v, PALETTE[i % len(PALETTE)])) for i, v in enumerate(sorted(present))}
+
+
+def map_figure(layout: np.ndarray, categories: np.ndarray, style: Mapping[str, tuple[str, str]],
+               hover: np.ndarray | None = None, size: float = 4.0, uirevision: str = "") -> go.Figure:
+    """WebGL scatter of the index map, one trace per category; ``customdata`` is the index row
+    (selections report it), ``hover`` an optional per-point text."""
+    ids = np.arange(len(layout))
+    fig = go.Figure()
+    for value, (label, color) in style.items():
+        m = categories == value
+        fig.add_trace(go.Scattergl(
+            x=layout[m, 0], y=layout[m, 1], mode="markers", name=f"{label} ({int(m.sum()):,})",
+            customdata=ids[m], text=hover[m] if hover is not None else None,
+            marker={"size": size, "color": color, "opacity": 0.8, "line": {"width": 0}},
+            hovertemplate="#%{customdata}" + ("<br>%{text}" if hover is not None else "")
+            + "<extra>%{fullData.name}</extra>",
+        ))
+    fig.update_layout(
+        height=680, margin={"l": 0, "r": 0, "t": 30, "b": 0}, dragmode="lasso", plot_bgcolor="white",
+        legend={"itemsizing": "constant", "orientation": "h", "x": 0.0, "y": -0.02, "yanchor": "top",
+                "font": {"size": 12}},
+        xaxis={"visible": False}, yaxis={"visible": False},
+        # Keeps zoom and selection across reruns of the same map; a new colouring starts fresh.
+        uirevision=uirevision,
+    )
+    return fig
+
+
+def add_placed(fig: go.Figure, xy: np.ndarray, times: Sequence[float], name: str) -> None:
+    """An uploaded scene on the map: a star per frame, joined in time order for a clip."""
+    fig.add_trace(go.Scatter(
+        x=xy[:, 0], y=xy[:, 1], mode="lines+markers" if len(xy) > 1 else "markers", name=f"★ {name}",
+        customdata=[-1] * len(xy),  # not an index row: selections ignore it
+        text=[f"{t:.1f} s" for t in times], line={"color": "#111", "width": 1.5},
+        marker={"symbol": "star", "size": 16, "color": "#FFD400", "line": {"color": "#111", "width": 1.2}},
+        hovertemplate=f"{name} %{{text}}<extra></extra>",
+    ))

@@ -1,0 +1,93 @@
+"""Map: the index's embeddings laid out by UMAP; colour, select, inspect and export scenes."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import figures, handlers, state, widgets
+from core import maps
+
+GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
+HOVER_TEXT_MAX = 20_000  # above this, per-point hover text costs more to ship than it helps
+
+widgets.page_header("Map", "Every indexed frame placed by UMAP (cosine) on its embedding. Hover a point to see "
+                    "it; box- or lasso-select scenes to list and export them.")
+eng = state.engine()
+store, schema = eng.store, eng.schema
+
+
+def _color_label(opt: str) -> str:
+    if opt == maps.COLOR_SPLIT:
+        return "Split"
+    if opt == maps.COLOR_CORRECT:
+        return "Prediction correctness (all attributes)"
+    if opt.startswith(maps.COLOR_CORRECT + ":"):
+        return f"Prediction correctness · {schema[opt.split(':', 1)[1]].display}"
+    return schema[opt].display
+
+
+bar = st.progress(0.0, text="Loading the map…")
+layout = maps.umap_projection(store, progress=widgets.progress_reporter(bar))
+bar.empty()
+
+controls = st.columns([2, 2, 1])
+by = controls[0].selectbox("Colour by", maps.color_options(store), format_func=_color_label, key="map_color")
+place = controls[1].file_uploader("Place an image or clip on the map", type=handlers.ACCEPTED_TYPES,
+                                  key="map_upload", max_upload_size=handlers.MAX_UPLOAD_MB)
+size = controls[2].slider("Point size", 1.0, 12.0, 6.0 if len(store) < 5000 else 3.0, 0.5, key="map_size")
+
+predictions = None
+if by.startswith(maps.COLOR_CORRECT):
+    with st.spinner(f"Voting every indexed frame with k={eng.k} (leave-one-out)…", show_time=True):
+        predictions = maps.loo_predictions(store, k=eng.k)
+categories = np.asarray(maps.color_values(store, by, predictions=predictions))
+
+hover = widgets.compact_labels(store.meta, schema) if len(store) <= HOVER_TEXT_MAX else None
+fig = figures.map_figure(layout, categories, figures.category_style(schema, by, categories), hover=hover,
+                         size=size, uirevision=f"{eng.key}|{by}")
+
+if place is not None:
+    placed_key = (place.file_id, eng.key)
+    if st.session_state.get("map_placed", (None,))[0] != placed_key:
+        with st.spinner(f"Placing {place.name} on the map…", show_time=True):
+            st.session_state["map_placed"] = (placed_key, *handlers.place_upload(
+                place.name, place.getvalue(), eng.model, store, layout, k=eng.k))
+    _, xy, times, error = st.session_state["map_placed"]
+    if error:
+        st.error(error, icon=":material/error:")
+    else:
+        figures.add_placed(fig, xy, times, place.name)
+
+event = st.plotly_chart(fig, width="stretch", key="map_chart", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+
+widgets.hover_preview("map_chart", "map_hover", lambda row: (
+    state.thumb_of(store, row, 240),
+    f"#{row} · {store.meta['split'].iat[row]}\n" + "\n".join(widgets.label_lines(store.labels(row), schema))))
+
+picked = handlers.selected_ids(event.selection if event else None)
+if not picked:
+    st.info("Drag a box or a lasso on the map (toolbar, top right) to list those scenes here.",
+            icon=":material/select:")
+    st.stop()
+
+table = maps.selection_table(store, picked)
+st.subheader(f"Selection · {len(table):,} scenes")
+dl = st.columns([1, 1, 6])
+for col, fmt in zip(dl, handlers.EXPORT_FORMATS, strict=False):
+    col.download_button(f"Export {fmt.upper()}", handlers.export_rows(table, fmt), f"selection.{fmt}",
+                        mime=handlers.EXPORT_FORMATS[fmt], key=f"map_export_{fmt}", width="stretch")
+shown = table.head(GRID_MAX)
+widgets.thumbnail_grid(
+    [widgets.Thumb(state.thumb_of(store, r.id), f"#{r.id} · {r.split}",
+                   widgets.label_lines(store.labels(r.id), schema, compact=True))
+     for r in shown.itertuples()],
+    columns=6, key="map-selection-grid",
+)
+if len(table) > GRID_MAX:
+    st.caption(f"Showing the first {GRID_MAX} of {len(table):,}; the table and the exports hold all of them.")
+display = table.rename(columns={a.name: a.display for a in schema.attributes})
+for a in schema.attributes:
+    display[a.display] = [a.display_of(v) for v in display[a.display]]
+st.dataframe(display, hide_index=True, width="stretch", key="map_selection_table")

@@ -1,0 +1,84 @@
+"""Scene: classify an uploaded image or clip (or an indexed frame) and show who voted for what."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import handlers, state, widgets
+
+RESULT_KEY = "scene_result"  # (signature, analysis or None, error or None)
+
+widgets.page_header("Scene", "Upload an image or a clip, or pick a scene from the index: the k nearest "
+                    "indexed scenes vote on every attribute.")
+eng = state.engine()
+schema = eng.schema
+
+source = st.segmented_control("Source", ["Upload", "From the index"], default="Upload", key="scene_source",
+                              label_visibility="collapsed") or "Upload"
+
+signature = None
+if source == "Upload":
+    upload = st.file_uploader(
+        f"Image or clip (up to {handlers.MAX_UPLOAD_MB} MB)", type=handlers.ACCEPTED_TYPES,
+        key="scene_upload", max_upload_size=handlers.MAX_UPLOAD_MB,
+    )
+    if upload is not None:
+        signature = ("upload", upload.file_id, upload.name, upload.size, eng.key, eng.k)
+        if st.session_state.get(RESULT_KEY, (None,))[0] != signature:
+            with st.spinner(f"Sampling and voting on {upload.name}…", show_time=True):
+                analysis, error = handlers.analyze_upload(upload.name, upload.getvalue(), eng.model,
+                                                          eng.store, k=eng.k)
+            st.session_state[RESULT_KEY] = (signature, analysis, error)
+else:
+    splits = handlers.index_splits(eng.store)
+    c1, c2 = st.columns([1, 3])
+    split = c1.selectbox("Split", splits, key="scene_split")
+    rows = eng.store.meta.index[eng.store.meta["split"].astype(str) == split]
+    pos = c2.number_input(f"Scene (1–{len(rows):,} of the {split} split)", 1, max(1, len(rows)), 1,
+                          key="scene_pos")
+    row = int(rows[int(pos) - 1])
+    st.caption(f"Index row {row} · `{eng.store.meta['path'].iat[row]}`")
+    signature = ("index", int(row), eng.key, eng.k)
+    if st.session_state.get(RESULT_KEY, (None,))[0] != signature:
+        st.session_state[RESULT_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k), None)
+
+cached = st.session_state.get(RESULT_KEY)
+if signature is None or cached is None or cached[0] != signature:
+    st.info("Upload a dashcam image or clip to see its voted attributes, or pick a scene from the index.",
+            icon=":material/upload:")
+    st.stop()
+
+_, analysis, error = cached
+if error:
+    st.error(error, icon=":material/error:")
+    st.stop()
+
+frame_i = 0
+if analysis.kind == "clip":
+    st.subheader(f"Timeline · {analysis.name}")
+    n = len(analysis.votes)
+    frame_i = st.select_slider(
+        "Frame", options=list(range(n)), key="scene_frame",
+        format_func=lambda i: f"{analysis.times[i]:.1f} s",
+        help=f"{n} frames sampled at {handlers.CLIP_FPS:g} per second",
+    ) if n > 1 else 0
+    st.plotly_chart(widgets.timeline_figure(analysis.segments, schema, analysis.duration,
+                                            float(analysis.times[frame_i])),
+                    width="stretch", config={"displayModeBar": False}, key="scene_timeline")
+
+vote = analysis.votes[frame_i]
+left, right = st.columns([2, 3], gap="large")
+with left:
+    caption = analysis.name if analysis.kind == "image" else f"{analysis.name} at {analysis.times[frame_i]:.1f} s"
+    st.image(analysis.frames[frame_i], caption=caption, width="stretch")
+with right:
+    st.subheader("Votes")
+    widgets.vote_table(vote, schema, analysis.truth, key="scene_votes")
+    abstained = [schema[a].display for a, v in vote.attributes.items() if v.abstained]
+    st.caption(f"{len(vote.neighbors)} neighbours voted"
+               + (f" · abstained on {', '.join(abstained)}" if abstained else " · no abstentions"))
+
+st.subheader("Neighbours")
+st.caption("Nearest indexed scenes, most similar first. Labels that contradict the vote are red.")
+widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, eng.store), columns=min(5, max(1, eng.k)),
+                       key="neighbours-grid")

@@ -1,0 +1,83 @@
+"""Search: rank indexed scenes and clip segments by a text description or an example image."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import streamlit as st
+
+from app import handlers, state, widgets
+from core import search
+
+WINDOW_HITS = 200  # frame hits grouped into clip segments (more than shown: segments need runs)
+
+widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
+                    "cosine similarity, and hits inside clips are merged into time segments.")
+eng = state.engine()
+store, schema = eng.store, eng.schema
+
+mode = st.segmented_control("Query", ["Text", "Image"], default="Text", key="search_mode",
+                            label_visibility="collapsed") or "Text"
+top = st.columns([3, 1])
+n_results = top[1].slider("Results", 6, 60, 18, 6, key="search_k")
+
+hits: pd.DataFrame | None = None
+windows: pd.DataFrame | None = None
+if mode == "Text":
+    # Example captions drawn from the schema (valid label combinations), fixed per session.
+    examples = [schema.caption(schema.sample(random.Random(seed))) for seed in (3, 11, 17)]
+
+    def use_example() -> None:  # a picked example becomes the query text (still editable)
+        if st.session_state.get("search_example"):
+            st.session_state["search_text"] = st.session_state["search_example"]
+
+    query = top[0].text_input("Describe the scene", key="search_text",
+                              placeholder="snowy night, approaching a 5-way intersection").strip()
+    st.pills("Examples", examples, key="search_example", on_change=use_example,
+             help="Label combinations drawn from the schema")
+    if query:
+        with st.spinner("Searching…"):
+            hits = search.search_text(eng.model, store, query, k=n_results)
+            windows = search.clip_windows(search.search_text(eng.model, store, query, k=WINDOW_HITS), store)
+else:
+    up = top[0].file_uploader("Example image", type=sorted(s.lstrip(".") for s in handlers.IMAGE_SUFFIXES),
+                              key="search_image", max_upload_size=handlers.MAX_UPLOAD_MB)
+    if up is not None:
+        image, error = handlers.load_query_image(up.name, up.getvalue())
+        if error:
+            st.error(error, icon=":material/error:")
+            st.stop()
+        st.image(image, caption=up.name, width=240)
+        with st.spinner("Searching…"):
+            hits = search.search_image(eng.model, store, image, k=n_results)
+            windows = search.clip_windows(search.search_image(eng.model, store, image, k=WINDOW_HITS), store)
+
+if hits is None:
+    st.info("Type a description or upload an image to rank the index.", icon=":material/search:")
+    st.stop()
+
+st.subheader(f"Scenes · top {len(hits)}")
+widgets.thumbnail_grid(
+    [widgets.Thumb(state.thumb_of(store, r.id), f"#{rank} · sim {r.similarity:.3f}",
+                   [f"{r.split} · {r.clip_id} · {r.timestamp_s:.1f} s",
+                    *widgets.label_lines(store.labels(r.id), schema, compact=True)])
+     for rank, r in enumerate(hits.itertuples(), start=1)],
+    columns=6, key="search-results-grid",
+)
+
+st.subheader("Clip segments")
+if windows is None or windows.empty:
+    st.caption("No run of matching frames inside a clip.")
+else:
+    best = windows.head(12)
+    widgets.thumbnail_grid(
+        [widgets.Thumb(state.thumb_of(store, w.best_id), f"{w.clip_id} · {w.start_s:.1f}–{w.end_s:.1f} s",
+                       [f"best sim {w.best_similarity:.3f} at {w.best_timestamp_s:.1f} s · {w.n_frames} frames"])
+         for w in best.itertuples()],
+        columns=6, key="search-segments-grid",
+    )
+    st.dataframe(windows, hide_index=True, width="stretch", key="search_windows",
+                 column_config={"best_similarity": st.column_config.NumberColumn("best sim", format="%.3f"),
+                                "start_s": st.column_config.NumberColumn("start (s)", format="%.1f"),
+                                "end_s": st.column_config.NumberColumn("end (s)", format="%.1f")})

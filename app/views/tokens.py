@@ -1,0 +1,88 @@
+"""Tokens: which image patches matter for a query, and what the vote sees with only those kept."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import handlers, state, widgets
+from core import tokens
+from core.predict import vote_batch
+
+FRAMES_KEY = "tokens_frames"  # (signature, frames, times, error)
+
+widgets.page_header("Tokens", "Query-aware token selection: patch relevance to a text query, the patches "
+                    "kept at a keep ratio, and the k-NN vote from the kept tokens beside the full one.")
+eng = state.engine()
+store, schema = eng.store, eng.schema
+
+source = st.segmented_control("Source", ["Upload", "From the index"], default="Upload", key="tokens_source",
+                              label_visibility="collapsed") or "Upload"
+if source == "Upload":
+    up = st.file_uploader(f"Image or clip (up to {handlers.MAX_UPLOAD_MB} MB)", type=handlers.ACCEPTED_TYPES,
+                          key="tokens_upload", max_upload_size=handlers.MAX_UPLOAD_MB)
+    if up is None:
+        st.info("Upload an image or clip, or pick a scene from the index.", icon=":material/upload:")
+        st.stop()
+    signature = ("upload", up.file_id)
+    if st.session_state.get(FRAMES_KEY, (None,))[0] != signature:
+        with st.spinner(f"Reading {up.name}…"):
+            st.session_state[FRAMES_KEY] = (signature, *handlers.upload_frames(up.name, up.getvalue()))
+    _, frames, times, error = st.session_state[FRAMES_KEY]
+    name = up.name
+else:
+    n = len(store)
+    row = int(st.number_input(f"Index row (0–{n - 1})", 0, n - 1, 0, key="tokens_row"))
+    frames, times, error = [state.thumb_of(store, row, 640)], [0.0], None
+    name = str(store.meta["path"].iat[row])
+    if frames[0] is None:
+        error = f"{name}: image file missing"
+if error:
+    st.error(error, icon=":material/error:")
+    st.stop()
+
+c1, c2 = st.columns([3, 2])
+query = c1.text_input("Query (empty: query-free saliency)", key="tokens_query",
+                      placeholder="traffic light at the intersection")
+keep = c2.slider("Keep ratio", 0.05, 1.0, 0.25, 0.05, key="tokens_keep",
+                 help="Share of the image's patch tokens the pruned encoding keeps.")
+i = 0
+if len(frames) > 1:
+    i = st.select_slider("Frame", options=list(range(len(frames))), key="tokens_frame",
+                         format_func=lambda j: f"{times[j]:.1f} s")
+with st.expander("Scoring details"):
+    d1, d2 = st.columns(2)
+    rule = d1.selectbox("Query rule", tokens.RULES, key="tokens_rule",
+                        help="pooled: the query's sentence embedding; max/mean: over its words")
+    method = d2.selectbox("Dense features", tokens.METHODS, key="tokens_method",
+                          help="How patch features are read from the last block")
+
+frame = frames[i]
+q = query.strip() or None
+with st.spinner("Scoring patches and encoding…"):
+    sel = tokens.select_images(eng.model, [frame], query=q, keep_ratio=keep, rule=rule, method=method)[0]
+    heat = tokens.heatmap_image(frame, sel, title=q)
+    kept = tokens.heatmap_image(frame, sel, alpha=0.0, dim_pruned=0.85, colorbar=False)
+    full_vote = vote_batch(store, eng.model.embed_images([frame]), k=eng.k)[0]
+    pruned_vote = vote_batch(store, tokens.embed_pruned(
+        eng.model, [frame], keep_ratio=keep, mode="query" if q else "saliency", query=q, rule=rule,
+        method=method), k=eng.k)[0]
+
+agree = sum(full_vote.attributes[a].value == pruned_vote.attributes[a].value for a in schema.names)
+m = st.columns(3)
+m[0].metric("Kept tokens", f"{sel.k} / {sel.scores.size}", help="Patch tokens kept (+ the class token)")
+m[1].metric("Keep ratio", f"{sel.keep_ratio:.0%}")
+m[2].metric("Votes agree", f"{agree} / {len(schema.names)}", help="Attributes whose pruned vote equals the full vote")
+
+left, right = st.columns(2, gap="large")
+left.image(heat, caption=f"Patch relevance {'to “' + q + '”' if q else '(query-free saliency)'}",
+           width="stretch")
+right.image(kept, caption=f"Kept patches ({sel.k} of {sel.scores.size})", width="stretch")
+
+v1, v2 = st.columns(2, gap="large")
+with v1:
+    st.subheader("Full encoding")
+    widgets.vote_table(full_vote, schema, key="tokens_full_votes")
+with v2:
+    st.subheader(f"Pruned encoding · {sel.k} tokens")
+    widgets.vote_table(pruned_vote, schema, truth=None, key="tokens_pruned_votes")
+st.caption(f"{name} · k={eng.k}")

@@ -1,0 +1,98 @@
+"""Triage: how well k-NN votes do on a split, where they fail, who misled them, and leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import handlers, state, widgets
+from core.data import find_leakage
+
+PAGE_SIZE = 8
+LEAK_PAIRS_SHOWN = 6
+
+widgets.page_header("Triage", "Leave-one-out k-NN votes on one split of the index, scored against its "
+                    "labels: metrics, confusions, failures with the neighbours that out-voted the truth, "
+                    "and near-duplicates across splits.")
+eng = state.engine()
+store, schema = eng.store, eng.schema
+
+splits = handlers.index_splits(store)
+head = st.columns([1, 3])
+split = head[0].selectbox("Split", splits, index=splits.index("test") if "test" in splits else 0,
+                          key="triage_split")
+
+
+def _evaluate() -> dict:
+    bar = st.progress(0.0, text=f"Voting on the {split} split…")
+    report = handlers.evaluate_index_split(store, split, k=eng.k, progress=widgets.progress_reporter(bar))
+    bar.empty()
+    return report
+
+
+report = state.memo(("triage", eng.key, split, eng.k), _evaluate)
+failures_total = len(report["failures"])
+m = head[1].columns(4)
+m[0].metric("Frames", f"{report['rows']:,}")
+m[1].metric("Macro F1", f"{report['macro_f1']:.3f}", help="Mean over attributes of each attribute's macro F1")
+m[2].metric("Failures", f"{failures_total:,}", help="One per wrong attribute of a frame")
+m[3].metric("k", eng.k)
+
+tab_metrics, tab_failures, tab_leak = st.tabs(["Metrics", f"Failures ({failures_total:,})", "Leakage"])
+
+with tab_metrics:
+    widgets.metric_table(handlers.metrics_table(report, schema), key="triage_metrics")
+    attr = st.selectbox("Confusion matrix of", schema.names, format_func=lambda a: schema[a].display,
+                        key="triage_confusion_attr")
+    left, right = st.columns([5, 4], gap="large")
+    with left:
+        st.plotly_chart(widgets.confusion_figure(report["attributes"][attr]["confusion"], schema, attr),
+                        width="stretch", config={"displayModeBar": False}, key="triage_confusion")
+    with right:
+        st.dataframe(handlers.per_class_table(report, schema, attr), hide_index=True, width="stretch",
+                     key="triage_per_class",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("Precision", "Recall", "F1")})
+
+with tab_failures:
+    focus = handlers.focus_values(schema)
+    f1, f2 = st.columns([1, 2])
+    attrs = f1.multiselect("Attributes", schema.names, default=list(focus), key="triage_attrs",
+                           format_func=lambda a: schema[a].display)
+    options = [handlers.class_key(a, v) for a in (attrs or schema.names) for v in schema[a].value_names]
+    classes = f2.multiselect(
+        "Classes (truth or prediction)", options, key="triage_classes",
+        default=[c for c in handlers.focus_classes(schema) if c in options],
+        format_func=lambda c: f"{schema[c.split('=')[0]].display} · {schema.display(*c.split('=', 1))}",
+    )
+    table = handlers.failure_table(report, schema, attrs, classes)
+    pages = max(1, -(-len(table) // PAGE_SIZE))
+    p1, p2 = st.columns([3, 1])
+    p1.caption(f"{len(table):,} failures match · {PAGE_SIZE} per page")
+    # A new key per filter: the page number restarts at 1 instead of overshooting a shorter list.
+    page = p2.number_input("Page", 1, pages, 1, label_visibility="collapsed",
+                           key=f"triage_page_{split}_{'|'.join(attrs)}_{'|'.join(classes)}")
+    if table.empty:
+        st.success("No failures match these filters.", icon=":material/check_circle:")
+    with st.container(key="triage-failures"):
+        for f in table.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].itertuples():
+            widgets.failure_card(f, store, schema, eng.k)
+
+with tab_leak:
+    st.caption("Pairs of frames in different splits that are near-duplicates: a k-NN vote can copy the "
+               "answer from one to the other, which inflates the scores above.")
+    threshold = st.slider("Cosine similarity at least", 0.80, 1.0, 0.97, 0.005, key="triage_leak_threshold")
+    pairs = state.memo(("leak", eng.key, threshold), lambda: find_leakage(
+        np.asarray(store.embeddings()), store.meta["split"].astype(str).to_numpy(), threshold=threshold))
+    st.metric("Cross-split near-duplicates", f"{len(pairs):,}")
+    if len(pairs):
+        for r in pairs.head(LEAK_PAIRS_SHOWN).itertuples():
+            with st.container(border=True):
+                cols = st.columns([2, 2, 3])
+                for col, i, sp in ((cols[0], r.i, r.split_i), (cols[1], r.j, r.split_j)):
+                    widgets.image(col, state.thumb_of(store, i, 240))
+                    col.caption(f"#{i} · {sp} · {store.meta['clip_id'].iat[i]}")
+                cols[2].metric("Similarity", f"{r.similarity:.4f}")
+        pairs_view = pairs.assign(path_i=store.meta["path"].to_numpy()[pairs["i"]],
+                                  path_j=store.meta["path"].to_numpy()[pairs["j"]])
+        st.dataframe(pairs_view, hide_index=True, width="stretch", key="triage_leak_table")

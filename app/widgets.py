@@ -1,0 +1,245 @@
+"""Drawing helpers shared by the pages: vote table, thumbnail grids, timeline, heatmaps.
+
+They only draw what the engine returned; labels come from the schema (``display`` /
+``display_of``), never from attribute names spelled here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import handlers, state
+from app.figures import (  # noqa: F401  (re-exported for the pages)
+    PALETTE,
+    confusion_figure,
+    timeline_figure,
+    value_colors,
+)
+from core.predict import Vote
+from core.schema import UNKNOWN, Schema
+
+
+def manifest_caption(manifest: Mapping[str, Any]) -> str:
+    created = str(manifest.get("created", "?")).replace("T", " ").split("+")[0]
+    return (f"**Model** `{manifest.get('model_name') or manifest.get('model', '?')}`  \n"
+            f"**Frames** {int(manifest.get('count', 0)):,} · {manifest.get('split', 'all')} · "
+            f"{manifest.get('factory', '?')}  \n**Created** {created}")
+
+
+def page_header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+# ---- votes ------------------------------------------------------------------------------------
+def vote_table(vote: Vote, schema: Schema, truth: Mapping[str, str] | None = None,
+               key: str | None = None) -> None:
+    df = handlers.vote_frame(vote, schema, truth)
+    st.dataframe(
+        df, hide_index=True, width="stretch", key=key,
+        column_config={
+            "Share": st.column_config.ProgressColumn("Vote share", min_value=0.0, max_value=1.0,
+                                                     format="percent", color="blue"),
+            "Status": st.column_config.TextColumn("Status", help="A vote abstains when the top two "
+                                                  "values are too close; it shows what it leaned to."),
+        },
+    )
+
+
+# ---- thumbnails -------------------------------------------------------------------------------
+@dataclass
+class Thumb:
+    image: np.ndarray | None
+    title: str
+    lines: list[str] = field(default_factory=list)  # Markdown, one per line
+    flag: str | None = None  # short warning shown as a red badge
+
+
+def image(where: Any, img: np.ndarray | None) -> None:
+    """An image filling its column, or a quiet note when the file is gone."""
+    if img is None:
+        where.caption("(image missing)")
+    else:
+        where.image(img, width="stretch")
+
+
+def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = None) -> None:
+    """Thumbnails in rows of ``columns`` bordered cards; ``key`` gives the grid a stable CSS hook."""
+    with st.container(key=key):
+        for start in range(0, len(items), columns):
+            cols = st.columns(columns)
+            for col, item in zip(cols, items[start : start + columns], strict=False):
+                with col, st.container(border=True):
+                    image(st, item.image)
+                    st.markdown(f"**{item.title}**" + (f" :red-badge[{item.flag}]" if item.flag else ""))
+                    if item.lines:
+                        st.caption("  \n".join(item.lines))
+
+
+def neighbor_thumbs(vote: Vote, schema: Schema, store: Any) -> list[Thumb]:
+    """One card per neighbour: similarity, its labels, disagreements with the vote in red."""
+    out = []
+    for rank, nb in enumerate(vote.neighbors, start=1):
+        against = set(handlers.disagreements(vote, nb.labels))
+        lines = []
+        for a in schema.attributes:
+            text = f"{a.display}: {a.display_of(nb.labels.get(a.name, UNKNOWN))}"
+            lines.append(f":red[**{text}**]" if a.name in against else text)
+        flag = f"disagrees on {len(against)}" if against else None
+        out.append(Thumb(state.thumb_of_path(store, nb.path), f"#{rank} · sim {nb.similarity:.3f}",
+                         lines, flag))
+    return out
+
+
+def compact_labels(meta: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """One "Value · Value · ..." string per row of an index's frame table (map hover text)."""
+    cols = [meta[a.name].astype(str).map(lambda v, a=a: a.display_of(v)) for a in schema.attributes]
+    return pd.concat(cols, axis=1).agg(" · ".join, axis=1).to_numpy()
+
+
+def failure_card(f: Any, store: Any, schema: Schema, k: int) -> None:
+    """One failure: the scene, truth vs prediction, and the neighbours that out-voted the truth."""
+    with st.container(border=True):
+        c_scene, c_nb = st.columns([1, 4], gap="medium")
+        with c_scene:
+            image(st, state.thumb_of(store, f.id))
+            st.caption(f"#{f.id} · {f.clip_id} · {f.timestamp_s:.1f} s")
+        with c_nb:
+            st.markdown(f"**{f.Attribute}** — truth **{f.Truth}**, predicted :red[**{f.Prediction}**]")
+            if not f.misleading:
+                st.caption("No neighbour voted against the truth (the vote abstained).")
+                return
+            for col, nb in zip(st.columns(max(k, 5)), f.misleading, strict=False):
+                image(col, state.thumb_of_path(store, nb.get("path"), 200))
+                col.caption(f"#{nb['id']} · sim {nb['similarity']:.2f}  \n"
+                            f"{schema.display(f.attribute, nb['labels'].get(f.attribute, UNKNOWN))}")
+
+
+def label_lines(labels: Mapping[str, str], schema: Schema, compact: bool = False) -> list[str]:
+    if compact:
+        return [" · ".join(a.display_of(labels.get(a.name, UNKNOWN)) for a in schema.attributes)]
+    return [f"{a.display}: {a.display_of(labels.get(a.name, UNKNOWN))}" for a in schema.attributes]
+
+
+def metric_table(df: pd.DataFrame, key: str | None = None) -> None:
+    cfg = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f", color="blue")
+           for c in ("Precision", "Recall", "F1", "Accuracy") if c in df.columns}
+    st.dataframe(df, hide_index=True, width="stretch", column_config=cfg, key=key)
+
+
+def progress_reporter(bar: Any) -> Callable[[float, str], None]:
+    """An engine ``progress(fraction, message)`` callback drawing into an ``st.progress`` bar."""
+
+    def report(fraction: float, message: str) -> None:
+        bar.progress(float(min(max(fraction, 0.0), 1.0)), text=message)
+
+    return report
+
+
+# ---- map hover preview --------------------------------------------------------------------------
+# Plotly's hover labels cannot hold images, and st.plotly_chart reports selections, not hovers. This
+# script-only component finds the map's Plotly element on the page, reports the hovered point id
+# (debounced), and shows the thumbnail Python sends back in a small card at the pointer.
+_HOVER_HTML = '<div class="ss-hover"><img alt=""/><div class="cap"></div></div>'
+_HOVER_CSS = """
+.ss-hover { position: fixed; display: none; z-index: 100000; pointer-events: none; background: #fff;
+  border: 1px solid #d0d7de; border-radius: 8px; padding: 6px; box-shadow: 0 4px 16px rgba(0,0,0,.18);
+  font: 12px/1.35 "Source Sans", "Source Sans Pro", sans-serif; color: #31333f; width: 240px; }
+.ss-hover img { display: block; width: 100%; height: auto; border-radius: 4px; }
+.ss-hover .cap { margin-top: 4px; white-space: pre-line; }
+"""
+_HOVER_JS = """
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  const g = (window.__ssMapHover = window.__ssMapHover || { x: 0, y: 0, id: null, over: false });
+  g.box = parentElement.querySelector('.ss-hover');
+  const show = () => {
+    const b = g.box;
+    if (!b) return;
+    if (g.over && data && data.img && data.id === g.id) {
+      b.querySelector('img').src = data.img;
+      b.querySelector('.cap').textContent = data.caption || '';
+      // Up and to the left of the pointer, clear of Plotly's own label (which opens to the right).
+      const w = b.offsetWidth || 256, h = b.offsetHeight || 230;
+      const main = document.querySelector('[data-testid=stMain]');
+      const minLeft = main ? main.getBoundingClientRect().left + 8 : 8;
+      b.style.left = (g.x - w - 14 >= minLeft ? g.x - w - 14 : g.x + 14) + 'px';
+      b.style.top = (g.y > h + 24 ? g.y - h - 14 : g.y + 14) + 'px';
+      b.style.display = 'block';
+    } else {
+      b.style.display = 'none';
+    }
+  };
+  const attach = () => {
+    const gd = document.querySelector('.st-key-' + data.chart + ' .js-plotly-plot');
+    if (!gd || typeof gd.on !== 'function') return false;
+    if (gd.__ssHover) return true;
+    gd.__ssHover = true;
+    let timer = null;
+    gd.on('plotly_hover', (ev) => {
+      const p = ev.points && ev.points[0];
+      if (!p) return;
+      const id = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
+      if (id === undefined || id === null || id < 0) return;
+      g.x = ev.event.clientX; g.y = ev.event.clientY; g.over = true; g.id = id;
+      clearTimeout(timer);
+      timer = setTimeout(() => setTriggerValue('hovered', id), 90);
+    });
+    gd.on('plotly_unhover', () => { g.over = false; clearTimeout(timer); if (g.box) g.box.style.display = 'none'; });
+    return true;
+  };
+  show();
+  attach();
+  // Streamlit may replace the chart's element on a rerun (e.g. after a selection): keep checking.
+  const t = setInterval(attach, 500);
+  return () => clearInterval(t);
+}
+"""
+_hover_component = st.components.v2.component(
+    "scenescope.map_hover", html=_HOVER_HTML, css=_HOVER_CSS, js=_HOVER_JS)
+
+
+def hover_preview(chart_key: str, key: str, describe: Callable[[int], tuple[np.ndarray | None, str]]) -> None:
+    """Show a thumbnail card when the pointer rests on a point of the chart with ``chart_key``.
+
+    ``describe(row)`` returns the point's thumbnail and caption. Runs as a fragment, so a hover
+    reruns only this small piece, not the page and its map.
+    """
+    payload_key = f"{key}_payload"
+
+    def on_hover() -> None:
+        row = (st.session_state.get(key) or {}).get("hovered")
+        if row is None:
+            return
+        image, caption = describe(int(row))
+        st.session_state[payload_key] = {"id": int(row), "img": data_uri(image), "caption": caption}
+
+    @st.fragment
+    def mount() -> None:
+        payload = st.session_state.get(payload_key) or {}
+        _hover_component(key=key, data={"chart": chart_key, **payload}, on_hovered_change=on_hover,
+                         height=0)
+
+    mount()
+
+
+def data_uri(image: np.ndarray | None, width: int = 240) -> str | None:
+    """A small JPEG of ``image`` as a data: URI (the hover card needs no server round trip)."""
+    if image is None:
+        return None
+    import base64
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    im.thumbnail((width, width))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,53 @@
+"""SceneScope workbench: `streamlit run app/workbench.py` (or `make run`).
+
+This entry script runs on every interaction: it draws the shared sidebar (index, model, k and the
+index's manifest), then hands over to the page picked in the navigation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import navigation, state, widgets
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.markdown("**Workspace**")
+        options = [str(p) for p in state.list_indexes()]
+        st.selectbox(
+            "Index", options, key=state.KEY_INDEX, format_func=lambda p: Path(p).name, help="Index folders under indexes/ (and $SCENESCOPE_INDEX).",
+        )
+        from core.models import BUNDLED
+
+        manifest = state.read_manifest(Path(st.session_state[state.KEY_INDEX])) or {}
+        models = [state.INDEX_MODEL] + [m for m in BUNDLED if m != manifest.get("model_name")]
+        st.selectbox("Model", models, key=state.KEY_MODEL,
+                     help="The index's own model by default; another model must match the index.")
+        st.slider("Neighbours (k)", 1, 25, state.DEFAULT_K, key=state.KEY_K,
+                  help="How many nearest indexed scenes vote on each attribute.")
+        if manifest:
+            st.caption(widgets.manifest_caption(manifest))
+        else:
+            st.caption("No manifest yet: the index is prepared when a page first opens it.")
+
+
+def main() -> None:
+    # Local files only: a material-icon favicon would be fetched from a font CDN.
+    st.set_page_config(page_title="SceneScope", page_icon=str(ASSETS / "icon.svg"), layout="wide")
+    st.logo(str(ASSETS / "logo.svg"), size="large", icon_image=str(ASSETS / "icon.svg"))
+    groups = {
+        section: [st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default)
+                  for p in specs]
+        for section, specs in navigation.sections().items()
+    }
+    page = st.navigation(groups)
+    sidebar()
+    page.run()
+
+
+main()

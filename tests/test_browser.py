@@ -1,0 +1,212 @@
+"""Real browser: headless Debian Chromium (driven by Playwright) uses the workbench like a person.
+
+Uploads the real fixture clip on the Scene page, waits for the neighbours grid, walks every page,
+and saves the screenshots that docs/UI.md shows. Also checks the pages make no request off the
+machine (no CDN, fonts or telemetry).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLIP, FIXTURES, ROOT, SmallIndex, free_port, write_finished_job
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures folder {FIXTURES} is absent (a user checkout)"),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+WIDTH = 1440
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def workbench(mapped_index: SmallIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app/workbench.py` on a free port, serving the small index, with a workspace
+    holding one finished fine-tuning job (the Train page's before/after view)."""
+    from core.index import IndexStore
+    from core.maps import umap_projection
+
+    ws = tmp_path_factory.mktemp("workspace")
+    store = IndexStore.load(mapped_index.index)
+    write_finished_job(ws, store, layout=umap_projection(store))
+    port = free_port()
+    env = dict(os.environ, SCENESCOPE_INDEX=str(mapped_index.index), SCENESCOPE_WORKSPACE=str(ws))
+    log = open(mapped_index.index.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "workbench.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"streamlit did not start; see {log.name}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (installs Debian's chromium) "
+                    "and run the tests again", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def shoot(page: object, name: str) -> Path:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, so the window is
+    first made as tall as that block's content."""
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=stMain]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": WIDTH, "height": max(900, min(int(height) + 24, 5000))})
+    page.wait_for_timeout(400)  # let charts re-layout to the new height
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": WIDTH, "height": 1000})
+    return path
+
+
+def settled(page: object, timeout_ms: int = 60_000) -> None:
+    """Wait until Streamlit has finished the current script run (no running indicator)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=stStatusWidget] [data-testid=stStatusWidgetRunningIcon],"
+        " [data-testid=stStatusWidgetRunningManIcon]')", timeout=timeout_ms)
+    page.wait_for_timeout(250)
+
+
+def goto_page(page: object, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
+    settled(page)
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
+def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, small_index: SmallIndex) -> None:
+    from core.data import read_manifest
+
+    ds = read_manifest(small_index.data)
+    scene_image = ds.abspath(ds.frames["path"].iat[len(ds) - 1])
+    outside: list[str] = []
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(LOCAL) else None)
+    page.set_default_timeout(60_000)
+
+    page.goto(workbench)
+    page.get_by_role("heading", name="Scene", level=1).wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(CLIP))
+    grid = page.locator(".st-key-neighbours-grid")
+    grid.locator("img").first.wait_for(timeout=120_000)
+    settled(page)
+    assert grid.locator("img").count() == 5  # the sidebar's default k
+    assert page.get_by_text("Timeline · solidWhiteRight.mp4").is_visible()
+    shoot(page, "scene")
+
+    goto_page(page, "Map")
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    box = plot.bounding_box()
+    # Lasso (the map's default drag mode) around the middle of the plot: the selection grid fills.
+    cx, cy, w, h = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"], box["height"]
+    page.mouse.move(cx - 0.45 * w, cy - 0.45 * h)
+    page.mouse.down()
+    for fx, fy in ((0.35, -0.45), (0.35, 0.45), (-0.45, 0.45), (-0.45, -0.45)):
+        page.mouse.move(cx + fx * w, cy + fy * h, steps=8)
+    page.mouse.up()
+    page.locator(".st-key-map-selection-grid img").first.wait_for(timeout=60_000)
+    settled(page)
+    assert page.get_by_role("button", name="Export CSV").is_visible()
+    shoot(page, "map")
+    # Hover: the card with the point's thumbnail appears beside the pointer. The rightmost point
+    # lies outside the lasso (Plotly gives hovers inside an active selection to the selection).
+    x, y = page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+        const fl = gd._fullLayout, r = gd.getBoundingClientRect(); let best = null;
+        for (const tr of gd._fullData) for (let i = 0; i < tr.x.length; i++) {
+          const px = r.left + fl._size.l + fl.xaxis.l2p(tr.x[i]), py = r.top + fl._size.t + fl.yaxis.l2p(tr.y[i]);
+          if (!best || px > best[0]) best = [px, py]; }
+        return best; }""")
+    page.mouse.move(x - 40, y - 40)
+    page.mouse.move(x, y, steps=6)
+    card = page.locator(".ss-hover")
+    card.wait_for(state="visible", timeout=30_000)
+    assert card.locator("img").get_attribute("src").startswith("data:image/jpeg")
+    page.screenshot(path=str(SHOTS / "map-hover.png"))
+    page.mouse.move(5, 5)
+
+    goto_page(page, "Search")
+    box_ = page.get_by_label("Describe the scene")
+    box_.fill("snowy night, approaching a 5-way intersection")
+    box_.press("Enter")
+    page.locator(".st-key-search-results-grid img").first.wait_for()
+    settled(page)
+    shoot(page, "search")
+
+    goto_page(page, "Triage")
+    page.get_by_text("Macro F1").first.wait_for()
+    shoot(page, "triage")
+    page.get_by_role("tab", name="Failures").click()
+    settled(page)
+    shoot(page, "triage-failures")
+
+    nav = page.get_by_test_id("stSidebarNav")
+    if nav.get_by_text("Tokens", exact=True).count():
+        goto_page(page, "Tokens")
+        page.locator("input[type=file]").first.set_input_files(str(scene_image))
+        page.get_by_label("Query (empty: query-free saliency)").wait_for()
+        q = page.get_by_label("Query (empty: query-free saliency)")
+        q.fill("traffic light at the intersection")
+        q.press("Enter")
+        page.get_by_text("Kept patches").first.wait_for()
+        settled(page)
+        shoot(page, "tokens")
+    if nav.get_by_text("Train", exact=True).count():
+        goto_page(page, "Train")
+        page.get_by_text("Before / after").wait_for()
+        settled(page)
+        shoot(page, "train")
+
+    page.goto(demo_url)
+    page.get_by_text("Upload a dashcam image or clip").wait_for()
+    page.locator("input[type=file]").first.set_input_files(str(CLIP))
+    page.get_by_role("button", name="Analyse").click()
+    page.locator("[data-testid=gallery] img, .gallery img, button.thumbnail-item img").first.wait_for(
+        timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "demo.png"), full_page=True)
+    page.close()
+
+    assert not outside, f"pages requested resources off this machine: {sorted(set(outside))[:5]}"

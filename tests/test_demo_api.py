@@ -1,0 +1,80 @@
+"""The Gradio demo's named API, called the way the README shows: gradio_client on a launched demo."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import CLIP, SmallIndex
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(demo_url: str) -> Client:
+    return Client(demo_url, verbose=False, download_files=False)
+
+
+def test_demo_runs_offline_and_local(demo_url: str) -> None:
+    assert demo_url.startswith("http://127.0.0.1:")
+    assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
+    from app import demo
+
+    assert demo.QUEUE_MAX > 0  # a bounded queue: extra requests are refused, not piled up
+
+
+def test_named_endpoints_are_listed(client: Client) -> None:
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/classify", "/search"} <= set(named)
+
+
+def test_classify_image(client: Client, small_index: SmallIndex) -> None:
+    from core.data import read_manifest
+
+    ds = read_manifest(small_index.data)
+    image = ds.abspath(ds.frames["path"].iat[0])
+    result = client.predict(handle_file(str(image)), 4, api_name="/classify")
+    assert result["kind"] == "image" and len(result["neighbors"]) == 4
+    assert set(result["labels"]) == set(ds.schema.names)
+    assert all("scene_path" in n and 0 <= n["similarity"] <= 1.0001 for n in result["neighbors"])
+    names = result["display"]["attributes"]
+    assert [names[a.name] for a in ds.schema.attributes] == [a.display for a in ds.schema.attributes]
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
+def test_classify_real_clip(client: Client) -> None:
+    result = client.predict(handle_file(str(CLIP)), 3, api_name="/classify")
+    assert result["kind"] == "clip" and len(result["frames"]) >= 15  # ~8.8 s at 2 frames/s
+    assert result["segments"] and {"attribute", "value", "start_s", "end_s"} <= set(result["segments"][0])
+
+
+def test_classify_bad_file_is_a_clear_error(client: Client, tmp_path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\x00 definitely not a jpeg")
+    with pytest.raises(Exception, match="broken.jpg"):
+        client.predict(handle_file(str(bad)), 5, api_name="/classify")
+
+
+def test_search_text(client: Client) -> None:
+    hits = client.predict("snowy night, approaching a 5-way intersection", 5, api_name="/search")
+    assert len(hits) == 5
+    sims = [h["similarity"] for h in hits]
+    assert sims == sorted(sims, reverse=True)
+    with pytest.raises(Exception, match="empty search text"):
+        client.predict("   ", 5, api_name="/search")
+
+
+def test_heatmap_endpoint(client: Client, small_index: SmallIndex) -> None:
+    from app import demo
+
+    if not demo.tokens_available():
+        pytest.skip("token engine (core.tokens) absent")
+    from core.data import read_manifest
+
+    ds = read_manifest(small_index.data)
+    image = ds.abspath(ds.frames["path"].iat[1])
+    heat, summary = client.predict(handle_file(str(image)), "a traffic light", 0.25, api_name="/heatmap")
+    assert 0 < summary["kept_tokens"] < summary["total_tokens"]
+    assert set(summary["full"]) == set(summary["pruned"]) == set(ds.schema.names)
+    assert heat  # an image the client can fetch
