@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core import pipeline
 from core.models import SceneModel
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
 from core.predict import Vote, vote_batch
@@ -380,34 +381,9 @@ def index_splits(store: Any) -> list[str]:
     return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
-def evaluate_index_split(store: Any, split: str, k: int = 5,
-                         progress: Any = None, chunk: int = 2048) -> dict[str, Any]:
-    """Score leave-one-out k-NN votes of the index's ``split`` frames against their truth.
-
-    Same protocol as the map's correctness colouring (``core.maps.loo_predictions``): each frame
-    is voted by the index minus itself. Each failure gains ``id``, its row in the index.
-    ``progress(fraction, message)`` is called between chunks.
-    """
-    from core.eval import evaluate
-
-    rows = np.flatnonzero(store.meta["split"].astype(str).to_numpy() == split)
-    if not len(rows):
-        raise ValueError(f"the index holds no {split!r} frames; pick one of {index_splits(store)}")
-    emb = store.embeddings()
-    votes: list[Vote] = []
-    for s in range(0, len(rows), chunk):
-        part = np.asarray(emb[rows[s : s + chunk]], dtype=np.float32)
-        votes += vote_batch(store, part, k=k, exclude_self=True)
-        if progress:
-            progress(min(1.0, (s + len(part)) / len(rows)), f"voting {s + len(part):,}/{len(rows):,} frames")
-    truth = [store.labels(i) for i in rows]
-    meta = store.meta.iloc[rows].reset_index(drop=True)
-    report = evaluate(truth, [v.labels() for v in votes], store.schema, votes=votes, meta=meta)
-    for f in report["failures"]:
-        f["id"] = int(rows[f["row"]])
-    report["split"] = split
-    report["k"] = int(k)
-    return report
+def evaluate_index_split(store: Any, split: str, k: int = 5, progress: Any = None) -> dict[str, Any]:
+    """Triage metrics for ``split``: see ``core.pipeline.evaluate_index_split`` for the protocol."""
+    return pipeline.evaluate_index_split(store, split, k=k, progress=progress)
 
 
 __all__ = [

@@ -1,0 +1,46 @@
+# Quick start: `make run` (workbench on http://127.0.0.1:8501) and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8501
+
+.PHONY: run test demo demo-ui lint bench browser-deps clean-demo
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m core.cli demo --prepare-only
+	$(VENV)/bin/streamlit run app/workbench.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+demo: $(STAMP)
+	$(PY) -m core.cli demo
+
+demo-ui: $(STAMP)
+	$(PY) -m core.cli demo --prepare-only
+	$(PY) -m core.cli demo-ui --host $(HOST)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/synth_speed.py
+	$(PY) bench/embed_throughput.py
+	$(PY) bench/token_pruning.py
+
+# Debian's Chromium for the real-browser test (never a browser downloaded by a tool).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+clean-demo:
+	rm -rf indexes/demo workspace/demo-data

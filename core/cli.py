@@ -1,0 +1,236 @@
+"""`scenescope` command line. Errors exit non-zero with one clear line (SCENESCOPE_DEBUG=1: traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h)
+
+
+def cmd_synth(a: argparse.Namespace) -> None:
+    from core.synth import write_synth_dataset
+
+    path = write_synth_dataset(Path(a.out), scenes=a.scenes, clips=a.clips, seed=a.seed,
+                               size=_size(a.size), fps=a.fps)
+    print(f"wrote {path}")
+
+
+def cmd_index(a: argparse.Namespace) -> None:
+    from core.data import read_manifest
+    from core.index import build_index, discard_build
+    from core.models import load_model
+
+    if a.discard:
+        discard_build(Path(a.out))
+        print(f"discarded the unfinished build of {a.out}")
+        return
+    store = build_index(read_manifest(a.data), load_model(a.model), Path(a.out), split=a.split,
+                        factory=a.factory, batch_size=a.batch_size, resume=a.resume)
+    print(f"indexed {len(store)} frames into {a.out} ({a.factory}, model {store.manifest['model']})")
+
+
+def cmd_classify(a: argparse.Namespace) -> None:
+    from core.pipeline import classify_path, open_index
+
+    model, store = open_index(a.index, a.model)
+    result = classify_path(Path(a.path), model, store, k=a.k, fps=a.fps, smoothing=a.smoothing)
+    print(json.dumps(result.to_dict(), indent=2) if a.json else result.to_text(store.schema))
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    from core.data import read_manifest
+    from core.pipeline import evaluate_split, open_index
+
+    model, store = open_index(a.index, a.model)
+    report, md = evaluate_split(read_manifest(a.data), a.split, model, store, k=a.k)
+    if a.out:
+        Path(a.out).write_text(md)
+    print(json.dumps(report, indent=2, default=str) if a.json else md)
+
+
+def cmd_models(a: argparse.Namespace) -> None:
+    from core.models import list_models
+
+    print("\n".join(list_models()))
+
+
+def cmd_import(a: argparse.Namespace) -> None:
+    from core.data import importers
+
+    fn = {"table": importers.import_table, "hsd": importers.import_hsd,
+          "bdd100k": importers.import_bdd100k}[a.format]
+    print(f"wrote {fn(Path(a.root), Path(a.labels))}")
+
+
+def cmd_leakage(a: argparse.Namespace) -> None:
+    from core.data.leakage import find_leakage
+    from core.index import IndexStore
+
+    store = IndexStore.load(Path(a.index))
+    pairs = find_leakage(store.embeddings(), store.meta["split"].to_numpy(), threshold=a.threshold)
+    print(pairs.head(a.top).to_string(index=False) if len(pairs) else "no near-duplicates across splits")
+
+
+def cmd_train_default(a: argparse.Namespace) -> None:
+    from core.train.default import DefaultRecipe, train_default
+
+    recipe = DefaultRecipe(scenes=a.scenes, clips=a.clips, data_seed=a.data_seed, epochs=a.epochs,
+                           lr=a.lr, batch_size=a.batch_size, seed=a.seed)
+    summary = train_default(recipe, out=a.out, work=a.work)
+    print(f"trained in {summary['train_seconds']} s; wrote {a.out}")
+
+
+def cmd_model_card(a: argparse.Namespace) -> None:
+    from core.quality import write_model_card
+
+    print(write_model_card(a.model_dir, scenes=a.scenes, seed=a.seed))
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from core.demo import demo_clip, ensure_demo
+    from core.pipeline import classify_path, open_index
+
+    data, index = ensure_demo()
+    print(f"demo dataset: {data}\ndemo index:   {index}")
+    if not a.prepare_only:
+        model, store = open_index(index, None)
+        result = classify_path(demo_clip(data), model, store)
+        print(result.to_text(store.schema))
+
+
+def cmd_demo_ui(a: argparse.Namespace) -> None:
+    from app.demo import launch
+
+    launch(host=a.host, port=a.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scenescope", description="Explore and triage driving scenes with CLIP.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="render a synthetic driving dataset with known labels")
+    s.add_argument("--out", required=True)
+    s.add_argument("--scenes", type=int, default=1000, help="single-frame scenes")
+    s.add_argument("--clips", type=int, default=0, help="clips driving through one place")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", default="320x180", help="frame size WxH")
+    s.add_argument("--fps", type=float, default=2.0, help="clip frame rate")
+    s.set_defaults(fn=cmd_synth)
+
+    s = sub.add_parser("index", help="embed a dataset split into a FAISS index")
+    s.add_argument("--data", required=False, help="dataset folder with a manifest")
+    s.add_argument("--out", required=True, help="index folder, e.g. indexes/mydata")
+    s.add_argument("--model", default="scenescope-tiny")
+    s.add_argument("--split", default="train", help="train, val, test or all")
+    s.add_argument("--factory", default="Flat", help="FAISS index factory string (Flat, HNSW32, IVF1024,Flat, ...)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    s.add_argument("--discard", action="store_true", help="delete an interrupted build")
+    s.set_defaults(fn=cmd_index)
+
+    s = sub.add_parser("classify", help="vote the attributes of an image or clip from its k nearest scenes")
+    s.add_argument("path", help="image, video (mp4/mov/avi/mkv/gif) or folder of frames")
+    s.add_argument("--index", required=True)
+    s.add_argument("--model", default=None, help="defaults to the index's model")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--fps", type=float, default=2.0, help="clip sampling rate")
+    s.add_argument("--smoothing", type=int, default=1, help="majority window over frames (odd)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_classify)
+
+    s = sub.add_parser("eval", help="per-attribute precision/recall/F1 of k-NN votes on a split")
+    s.add_argument("--index", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--model", default=None)
+    s.add_argument("--split", default="test")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--out", help="also write the Markdown report here")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("models", help="list the model registry")
+    s.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("import", help="write a manifest for a labelled folder")
+    s.add_argument("format", choices=["table", "hsd", "bdd100k"])
+    s.add_argument("--root", required=True, help="dataset folder (paths are relative to it)")
+    s.add_argument("--labels", required=True, help="CSV/JSONL table, HSD sentences, or BDD100K JSON")
+    s.set_defaults(fn=cmd_import)
+
+    s = sub.add_parser("leakage", help="near-duplicate frames across splits of an index")
+    s.add_argument("--index", required=True)
+    s.add_argument("--threshold", type=float, default=0.95)
+    s.add_argument("--top", type=int, default=20)
+    s.set_defaults(fn=cmd_leakage)
+
+    s = sub.add_parser("train-default", help="reproduce the bundled model from scratch")
+    s.add_argument("--out", default="assets/scenescope-tiny")
+    s.add_argument("--work", default="workspace/train-default")
+    s.add_argument("--scenes", type=int, default=12000)
+    s.add_argument("--clips", type=int, default=150)
+    s.add_argument("--data-seed", type=int, default=7)
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--lr", type=float, default=5e-4)
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_train_default)
+
+    s = sub.add_parser("model-card", help="measure a model on fresh synthetic data and write its card")
+    s.add_argument("model_dir", nargs="?", default="assets/scenescope-tiny")
+    s.add_argument("--scenes", type=int, default=3000)
+    s.add_argument("--seed", type=int, default=1001, help="data seed; must differ from training's")
+    s.set_defaults(fn=cmd_model_card)
+
+    s = sub.add_parser("demo", help="prepare the embedded demo (dataset + index) and classify a demo clip")
+    s.add_argument("--prepare-only", action="store_true")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("demo-ui", help="start the Gradio demo (with its API)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7860)
+    s.set_defaults(fn=cmd_demo_ui)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return p
+
+
+def _extra_commands() -> list:
+    """Sub-command registrars that live beside their feature (fine-tuning, jobs)."""
+    out = []
+    try:
+        from core.jobs.cli import register
+        out.append(register)
+    except ImportError:
+        pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "index" and not args.discard and not args.data:
+        print("error: index needs --data DIR", file=sys.stderr)
+        return 2
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError, LookupError) as e:
+        if os.environ.get("SCENESCOPE_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The `scenescope` command-line contract: synth -> index -> classify -> eval, errors as one line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+import core.models  # noqa: F401  (registers the scenescope-tiny config)
+from core.cli import build_parser, main
+from core.models.registry import CONFIGS
+from core.schema import default_schema
+from core.train import save_model_dir
+
+FIXTURE_CLIP = Path(__file__).resolve().parents[1] / "../shared/fixtures/udacity-lanelines/test_videos/solidWhiteRight.mp4"
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    save_model_dir(open_clip.create_model("scenescope-tiny"), json.loads((CONFIGS / "scenescope-tiny.json").read_text()),
+                   tmp / "model")
+    model = f"file:{tmp / 'model'}"
+    assert main(["synth", "--out", str(tmp / "data"), "--scenes", "40", "--clips", "1", "--seed", "3"]) == 0
+    assert main(["index", "--data", str(tmp / "data"), "--out", str(tmp / "idx"), "--model", model,
+                 "--split", "all"]) == 0
+    return tmp
+
+
+def test_classify_image_json(flow, capsys):
+    image = sorted((flow / "data" / "images").glob("*.jpg"))[0]
+    capsys.readouterr()
+    assert main(["classify", "--index", str(flow / "idx"), str(image), "--k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "image" and len(out["neighbors"]) == 3
+    assert set(out["labels"]) == set(default_schema().names)
+
+
+@pytest.mark.skipif(not FIXTURE_CLIP.exists(), reason="../shared/fixtures is absent")
+def test_classify_real_clip_gives_timeline(flow, capsys):
+    capsys.readouterr()
+    assert main(["classify", "--index", str(flow / "idx"), str(FIXTURE_CLIP), "--fps", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "clip" and 8 <= len(out["frames"]) <= 10
+    for name in default_schema().names:
+        segs = [s for s in out["segments"] if s["attribute"] == name]
+        assert segs[0]["start_s"] == 0.0 and segs[-1]["end_s"] >= 8.0
+
+
+def test_eval_json_contract(flow, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--index", str(flow / "idx"), "--data", str(flow / "data"), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    for name in default_schema().names:
+        att = report["attributes"][name]
+        assert {"precision", "recall", "f1", "per_class"} <= set(att)
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    for name in commands:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+    assert {"synth", "index", "classify", "eval", "models"} <= set(commands)
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "core.cli", "classify", "--index", str(tmp_path / "nowhere"),
+                        str(tmp_path / "x.jpg")], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("error:")
+
+
+def test_models_lists_registry(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "scenescope-tiny"
