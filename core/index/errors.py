@@ -1,0 +1,11 @@
+"""Errors raised by the index store; both name the folder and say how to fix it."""
+
+from __future__ import annotations
+
+
+class IndexStoreError(ValueError):
+    """An index folder is missing, incomplete or corrupt, or a build cannot proceed."""
+
+
+class IndexMismatchError(IndexStoreError):
+    """The index was built with a different model than the one it is being used with."""

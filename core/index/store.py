@@ -1,0 +1,247 @@
+"""IndexStore: a FAISS index plus the frame table, embeddings and manifest saved beside it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+
+import core
+from core.atomic import atomic_path, atomic_write_text
+from core.data.manifest import BASE_COLUMNS, resolve_inside
+from core.index.errors import IndexMismatchError, IndexStoreError
+from core.index.factory import DEFAULT_FACTORY, make_index, normalize, tune
+from core.index.folder import (
+    EMBEDDINGS_FILE,
+    FILES,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    META_FILE,
+    is_index_folder,
+    recover,
+    swap_into_place,
+)
+from core.schema import Schema, default_schema
+
+MANIFEST_KEYS = ("model", "dim", "metric", "count", "dataset", "factory", "created")
+
+
+def make_manifest(
+    *,
+    model: str,
+    dim: int,
+    count: int,
+    dataset: str | Path,
+    split: str | None,
+    factory: str,
+    schema: Schema,
+    model_name: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The manifest.json record of an index (see docs/CONTRACTS.md)."""
+    return {
+        "model": model,
+        "model_name": model_name or model.split("@")[0],
+        "dim": int(dim),
+        "metric": "cosine",
+        "count": int(count),
+        "dataset": str(Path(dataset).resolve()),
+        "split": split or "all",
+        "factory": factory,
+        "schema": schema.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "scenescope_version": core.__version__,
+        **extra,
+    }
+
+
+def meta_table(frames: pd.DataFrame | Sequence[Mapping[str, Any]], schema: Schema) -> pd.DataFrame:
+    """The index's frame table: base columns then one column per attribute, index 0..n-1."""
+    df = pd.DataFrame(frames).reset_index(drop=True)
+    missing = [a for a in schema.names if a not in df.columns]
+    if missing:
+        raise IndexStoreError(f"frame table lacks attribute columns {missing}")
+    defaults = {"path": "", "clip_id": "", "frame_index": 0, "timestamp_s": 0.0, "split": "train"}
+    for col in BASE_COLUMNS:
+        if col not in df.columns:
+            df[col] = defaults[col]
+    df = df[list(BASE_COLUMNS) + schema.names].copy()
+    df = df.astype({"path": str, "clip_id": str, "frame_index": "int64", "timestamp_s": "float64",
+                    "split": str})
+    return df.astype({a: str for a in schema.names})
+
+
+class IndexStore:
+    """A searchable index of frame embeddings; rows of ``meta`` line up with FAISS ids."""
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        meta: pd.DataFrame,
+        manifest: dict[str, Any],
+        *,
+        embeddings: np.ndarray | None = None,
+        path: str | Path | None = None,
+        schema: Schema | None = None,
+    ) -> None:
+        self.index = index
+        self.meta = meta
+        self.manifest = manifest
+        self.path = Path(path) if path is not None else None
+        self.schema = schema or default_schema()
+        self._embeddings = embeddings
+        self._label_table: np.ndarray | None = None
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_embeddings(
+        cls,
+        embeddings: np.ndarray,
+        meta: pd.DataFrame | Sequence[Mapping[str, Any]],
+        *,
+        model: str,
+        factory: str = DEFAULT_FACTORY,
+        dataset: str | Path = ".",
+        split: str | None = None,
+        schema: Schema | None = None,
+        **extra: Any,
+    ) -> IndexStore:
+        """An in-memory store over given vectors (normalised here); ``save`` writes it."""
+        schema = schema or default_schema()
+        x = normalize(embeddings)
+        table = meta_table(meta, schema)
+        if len(table) != len(x):
+            raise IndexStoreError(f"{len(x)} embeddings but {len(table)} frame rows")
+        manifest = make_manifest(model=model, dim=x.shape[1], count=len(x), dataset=dataset,
+                                 split=split, factory=factory, schema=schema, **extra)
+        return cls(make_index(factory, x), table, manifest, embeddings=x, schema=schema)
+
+    @classmethod
+    def load(cls, path: str | Path, model: Any = None, schema: Schema | None = None) -> IndexStore:
+        """Open a saved index; with ``model`` refuse one built by a different model."""
+        path = Path(path)
+        recover(path)
+        if not path.is_dir():
+            raise IndexStoreError(f"{path}: no index here; build one first (build_index)")
+        missing = [f for f in FILES if not (path / f).is_file()]
+        if missing:
+            raise IndexStoreError(f"{path}: incomplete index (missing {', '.join(missing)}); rebuild it")
+        manifest = _read_manifest(path)
+        if model is not None and model.identity != manifest["model"]:
+            raise IndexMismatchError(
+                f"index {path} was built with model {manifest['model']}; loaded model is "
+                f"{model.identity}; rebuild with that model (build_index(..., model=...)) or load "
+                f"the index with model {manifest.get('model_name', manifest['model'])}"
+            )
+        schema = schema or default_schema()
+        try:
+            index = faiss.read_index(str(path / INDEX_FILE))
+        except RuntimeError:
+            raise IndexStoreError(f"{path / INDEX_FILE}: corrupt FAISS index; rebuild it") from None
+        try:
+            meta = pd.read_parquet(path / META_FILE)
+        except Exception as e:  # pyarrow raises several unrelated types for a torn file
+            raise IndexStoreError(f"{path / META_FILE}: cannot read ({e}); rebuild it") from None
+        try:  # header only: the vectors are read when first asked for
+            emb = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise IndexStoreError(f"{path / EMBEDDINGS_FILE}: cannot read ({e}); rebuild it") from None
+        n, d = int(manifest["count"]), int(manifest["dim"])
+        if index.ntotal != n or len(meta) != n or emb.shape != (n, d) or index.d != d:
+            raise IndexStoreError(
+                f"{path}: files disagree (manifest count={n} dim={d}, index {index.ntotal}x{index.d}, "
+                f"meta {len(meta)} rows, embeddings {emb.shape}); rebuild it"
+            )
+        lacking = [c for c in list(BASE_COLUMNS) + schema.names if c not in meta.columns]
+        if lacking:
+            raise IndexStoreError(f"{path / META_FILE}: missing columns {lacking} (schema {schema.name})")
+        return cls(tune(index), meta, manifest, embeddings=emb, path=path, schema=schema)
+
+    def save(self, out: str | Path) -> Path:
+        """Write the store to ``out`` atomically (a crash leaves the previous ``out`` intact)."""
+        out = Path(out)
+        if out.exists() and not is_index_folder(out) and any(out.iterdir()):
+            raise IndexStoreError(f"{out} exists and is not an index folder; refusing to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.saving-", dir=out.parent))
+        try:
+            self.write_files(tmp)
+            swap_into_place(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.path = out
+        return out
+
+    def write_files(self, folder: Path) -> None:
+        """Write the four index files into ``folder``, each atomically, the manifest last."""
+        with atomic_path(folder / INDEX_FILE) as tmp:
+            faiss.write_index(self.index, str(tmp))
+        with atomic_path(folder / META_FILE) as tmp:
+            self.meta.to_parquet(tmp, index=False)
+        with atomic_path(folder / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(self.embeddings(), dtype=np.float32))
+        atomic_write_text(folder / MANIFEST_FILE, json.dumps(self.manifest, indent=2) + "\n")
+
+    # ---- queries -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def data_root(self) -> Path:
+        return Path(self.manifest["dataset"])
+
+    def embeddings(self) -> np.ndarray:
+        """All stored vectors (N, d), unit length, row i = FAISS id i."""
+        if self._embeddings is None:
+            raise IndexStoreError("this store has no embeddings")
+        return self._embeddings
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine top-``k``: (similarities (n,k) float32, ids (n,k) int64, -1 where none)."""
+        q = normalize(queries)
+        if q.shape[1] != self.dim:
+            raise IndexStoreError(f"queries have dimension {q.shape[1]}; this index holds {self.dim}")
+        k = min(int(k), len(self))
+        if k <= 0 or len(q) == 0:
+            return np.zeros((len(q), max(k, 0)), np.float32), np.zeros((len(q), max(k, 0)), np.int64)
+        sims, ids = self.index.search(q, k)
+        return sims, ids.astype(np.int64)
+
+    def labels(self, i: int) -> dict[str, str]:
+        row = self.label_table()[int(i)]
+        return dict(zip(self.schema.names, row, strict=True))
+
+    def label_table(self) -> np.ndarray:
+        """(N, attributes) array of label strings in schema order (cached for voting)."""
+        if self._label_table is None:
+            self._label_table = self.meta[self.schema.names].astype(str).to_numpy()
+        return self._label_table
+
+    def abspath(self, i: int) -> Path:
+        return resolve_inside(self.data_root, str(self.meta["path"].iat[int(i)]))
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"IndexStore({self.path}, {len(self)} x {m['dim']}, {m['factory']}, model={m['model']})"
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexStoreError(f"{path / MANIFEST_FILE}: unreadable ({e}); rebuild the index") from None
+    if not isinstance(manifest, dict) or any(k not in manifest for k in MANIFEST_KEYS):
+        raise IndexStoreError(f"{path / MANIFEST_FILE}: missing keys (need {list(MANIFEST_KEYS)})")
+    return manifest

@@ -1,0 +1,180 @@
+"""Label prediction: k-NN majority voting over an index, and zero-shot prompting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.schema import UNKNOWN, Schema, default_schema
+
+SELF_MATCH_TOL = 1e-5  # max |difference| for a stored vector to count as the query itself
+
+
+@dataclass
+class Neighbor:
+    id: int
+    similarity: float
+    path: str | None
+    labels: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "similarity": self.similarity, "path": self.path, "labels": dict(self.labels)}
+
+
+@dataclass
+class AttributeVote:
+    """One attribute's decision. When ``abstained``, ``value`` is UNKNOWN while ``share`` and
+    ``voters`` still describe the leading value (so a UI can say what it leaned towards)."""
+
+    attribute: str
+    value: str
+    share: float
+    abstained: bool
+    voters: list[Neighbor]
+    scores: dict[str, float]  # every value of the attribute -> its share of the votes
+
+
+@dataclass
+class Vote:
+    attributes: dict[str, AttributeVote]
+    neighbors: list[Neighbor] = field(default_factory=list)
+
+    def labels(self) -> dict[str, str]:
+        return {a: v.value for a, v in self.attributes.items()}
+
+
+def knn_vote(
+    similarities: Sequence[float] | np.ndarray,
+    neighbor_labels: Sequence[Mapping[str, str]],
+    schema: Schema | None = None,
+    weighted: bool = False,
+    abstain_margin: float = 0.0,
+    neighbor_ids: Sequence[int] | None = None,
+    neighbor_paths: Sequence[str | None] | None = None,
+) -> Vote:
+    """Majority vote per attribute among the given neighbours (nearest first).
+
+    Neighbours labelled UNKNOWN for an attribute do not vote on it. Equal tallies go to the value
+    whose voters have the larger summed similarity, then to the earlier value in the schema.
+    ``weighted`` weighs each vote by its (non-negative) similarity. The vote abstains when the
+    winner's share minus the runner-up's is below ``abstain_margin``.
+    """
+    schema = schema or default_schema()
+    sims = np.asarray(similarities, dtype=np.float64).reshape(-1)
+    if len(sims) != len(neighbor_labels):
+        raise ValueError(f"{len(sims)} similarities but {len(neighbor_labels)} neighbour label sets")
+    ids = list(neighbor_ids) if neighbor_ids is not None else list(range(len(sims)))
+    paths = list(neighbor_paths) if neighbor_paths is not None else [None] * len(sims)
+    neighbors = [
+        Neighbor(int(i), float(s), p, {a: str(lab.get(a, UNKNOWN)) for a in schema.names})
+        for i, s, p, lab in zip(ids, sims, paths, neighbor_labels, strict=True)
+    ]
+    return Vote({a.name: _vote_one(a.name, a.value_names, neighbors, weighted, abstain_margin)
+                 for a in schema.attributes}, neighbors)
+
+
+def _vote_one(
+    attr: str, values: list[str], neighbors: list[Neighbor], weighted: bool, margin: float
+) -> AttributeVote:
+    voting = [nb for nb in neighbors if nb.labels[attr] != UNKNOWN]
+    # Negative cosine similarity means "unrelated", not "anti-vote": clip weights at zero, and
+    # fall back to plain counts if nothing has positive similarity.
+    weights = [max(nb.similarity, 0.0) if weighted else 1.0 for nb in voting]
+    if weighted and not any(w > 0 for w in weights):
+        weights = [1.0] * len(voting)
+    total = sum(weights)
+    tally = dict.fromkeys(values, 0.0)
+    simsum = dict.fromkeys(values, 0.0)
+    for nb, w in zip(voting, weights, strict=True):
+        v = nb.labels[attr]
+        tally[v] = tally.get(v, 0.0) + w  # .get: a label outside the schema still counts
+        simsum[v] = simsum.get(v, 0.0) + nb.similarity
+    scores = {v: (t / total if total else 0.0) for v, t in tally.items()}
+    if not voting:
+        return AttributeVote(attr, UNKNOWN, 0.0, True, [], scores)
+    order = list(tally)
+    ranked = sorted(order, key=lambda v: (-tally[v], -simsum[v], order.index(v)))
+    winner = ranked[0]
+    runner_share = scores[ranked[1]] if len(ranked) > 1 else 0.0
+    abstained = scores[winner] - runner_share < margin
+    voters = [nb for nb in voting if nb.labels[attr] == winner]
+    return AttributeVote(attr, UNKNOWN if abstained else winner, scores[winner], abstained, voters, scores)
+
+
+def vote_batch(
+    store: Any,
+    embeddings: np.ndarray,
+    k: int = 5,
+    weighted: bool = False,
+    abstain_margin: float = 0.0,
+    exclude_self: bool = False,
+    schema: Schema | None = None,
+) -> list[Vote]:
+    """Search ``store`` for each row of ``embeddings`` and vote on its ``k`` nearest neighbours.
+
+    ``exclude_self`` drops, per query, the first neighbour whose stored vector equals the query
+    (leave-one-out evaluation on the indexed frames themselves).
+    """
+    schema = schema or store.schema
+    q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+    sims, ids = store.search(q, k + 1 if exclude_self else k)
+    table = store.meta[schema.names].astype(str).to_numpy() if schema is not store.schema \
+        else store.label_table()
+    paths = store.meta["path"].astype(str).to_numpy()
+    stored = store.embeddings() if exclude_self else None
+    unit = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    votes = []
+    for r in range(len(q)):
+        keep = [j for j in range(ids.shape[1]) if ids[r, j] >= 0]  # -1: fewer hits than k
+        if exclude_self:
+            for j in keep:
+                if np.max(np.abs(stored[ids[r, j]] - unit[r])) <= SELF_MATCH_TOL:
+                    keep.remove(j)
+                    break
+        keep = keep[:k]
+        rid = ids[r, keep]
+        labels = [dict(zip(schema.names, table[i], strict=True)) for i in rid]
+        votes.append(knn_vote(sims[r, keep], labels, schema, weighted, abstain_margin,
+                              neighbor_ids=rid.tolist(), neighbor_paths=paths[rid].tolist()))
+    return votes
+
+
+# ---- zero-shot ------------------------------------------------------------------------------
+_TEXT_CACHE: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+
+def class_text_embeddings(model: Any, schema: Schema | None = None) -> dict[str, np.ndarray]:
+    """Per attribute a (values, d) matrix: each value's prompt ensemble, averaged and renormalised.
+
+    Cached per (model identity, schema name): prompts are fixed, and embedding them is the slow part.
+    """
+    schema = schema or default_schema()
+    key = (model.identity, schema.name)
+    if key not in _TEXT_CACHE:
+        out = {}
+        for a in schema.attributes:
+            rows = []
+            for v in a.value_names:
+                mean = np.asarray(model.embed_texts(a.prompts(v)), dtype=np.float32).mean(axis=0)
+                rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            out[a.name] = np.stack(rows)
+        _TEXT_CACHE[key] = out
+    return _TEXT_CACHE[key]
+
+
+def zero_shot(model: Any, embeddings: np.ndarray, schema: Schema | None = None) -> list[dict[str, str]]:
+    """Per row and attribute, the value whose prompt ensemble is most similar (cosine)."""
+    schema = schema or default_schema()
+    x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    texts = class_text_embeddings(model, schema)
+    best = {a.name: np.argmax(x @ texts[a.name].T, axis=1) for a in schema.attributes}
+    return [{a.name: a.value_names[best[a.name][r]] for a in schema.attributes} for r in range(len(x))]
+
+
+__all__ = [
+    "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "vote_batch", "zero_shot",
+]
