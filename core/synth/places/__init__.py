@@ -1,0 +1,1 @@
+"""Per-place drawing, mixed into ``core.synth.features.Place``."""
