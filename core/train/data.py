@@ -11,7 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.data import Dataset
-from core.schema import Schema
+from core.schema import UNKNOWN, Schema
 
 
 def load_pixels(
@@ -31,6 +31,42 @@ def load_pixels(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         items = list(tqdm(pool.map(one, paths), total=len(paths), desc="decode", disable=not progress))
     return torch.stack(items)
+
+
+def label_codes(dataset: Dataset, schema: Schema) -> torch.Tensor:
+    """(N, A) value indices per frame and attribute; -1 for unknown (never agrees with anything)."""
+    codes = torch.full((len(dataset), len(schema.attributes)), -1, dtype=torch.long)
+    for a, attr in enumerate(schema.attributes):
+        index = {v: i for i, v in enumerate(attr.value_names)}
+        for i, v in enumerate(dataset.frames[attr.name].astype(str)):
+            codes[i, a] = index.get(v, -1)
+    codes[codes < 0] = -2 - torch.arange(int((codes < 0).sum()))  # distinct: unknowns never match
+    return codes
+
+
+def epoch_subset_captions(dataset: Dataset, schema: Schema, seed: int, epoch: int) -> tuple[list[str], torch.Tensor]:
+    """Captions that each name a random subset of the attributes, and which ones they name.
+
+    A caption of one attribute uses that attribute's prompt templates, so zero-shot prompts are
+    in-distribution; longer ones are the compressed comma form. Pure function of (seed, epoch).
+    """
+    rng = random.Random(f"subset:{seed}:{epoch}")
+    attrs = schema.attributes
+    mentions = torch.zeros((len(dataset), len(attrs)), dtype=torch.bool)
+    captions = []
+    for i in range(len(dataset)):
+        labels = dataset.labels(i)
+        known = [a for a in range(len(attrs)) if labels[attrs[a].name] != UNKNOWN]
+        if not known:
+            raise ValueError(f"{dataset.frames['path'].iloc[i]}: no known attribute to caption")
+        chosen = rng.sample(known, rng.randint(1, len(known)))
+        mentions[i, chosen] = True
+        phrases = [rng.choice(attrs[a].value(labels[attrs[a].name]).phrases) for a in chosen]
+        if len(chosen) == 1:
+            captions.append(rng.choice(attrs[chosen[0]].templates).format(phrases[0]))
+        else:
+            captions.append(", ".join(phrases))
+    return captions, mentions
 
 
 def epoch_captions(dataset: Dataset, schema: Schema, seed: int, epoch: int, paraphrase: bool = True) -> list[str]:

@@ -1,7 +1,8 @@
 """The recipe that makes the bundled model, ``scenescope-tiny``, from nothing but our own code.
 
 Synthesise a dataset, train the registered ``scenescope-tiny`` open_clip config from scratch with
-the contrastive loss on schema captions (paraphrased), and save it in open_clip's hub layout as
+a multi-positive contrastive loss on schema captions that each name a random subset of the
+attributes (paraphrased), and save it in open_clip's hub layout as
 float16 safetensors. Every number that defines the run is recorded in the model card.
 """
 
@@ -21,7 +22,7 @@ from core.data import read_manifest
 from core.models.registry import BUNDLED, CONFIGS
 from core.schema import default_schema
 from core.train.checkpoint import save_model_dir
-from core.train.data import epoch_captions, load_pixels
+from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.loop import StepInfo, TrainConfig, train_contrastive
 
 ARCH = "scenescope-tiny"
@@ -77,8 +78,8 @@ def train_default(
 
     t0 = time.time()
     log = train_contrastive(
-        clip, pixels, lambda e: epoch_captions(train, schema, config.seed, e), tokenizer, config,
-        state_dir=work / "state", on_step=on_step,
+        clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
+        state_dir=work / "state", on_step=on_step, label_codes=label_codes(train, schema),
     )
     bar.close()
     model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
