@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 import open_clip
 import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from core.models.scene_model import SceneModel
 
@@ -67,11 +69,15 @@ def _load_file(path: Path, device: str) -> tuple[torch.nn.Module, object, Path]:
             '{"model_cfg": {...}, "preprocess_cfg": {...}}) next to the weights'
         )
     weights = _find_weights(folder) if path.is_dir() else path
-    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device=device)
+    # open_clip warns "initialized randomly" when asked not to load weights; we load them next.
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device=device)
+    finally:
+        logging.disable(logging.NOTSET)
     open_clip.load_checkpoint(model, str(weights), weights_only=True, device=device)
-    _, _, preprocess = open_clip.create_model_and_transforms(
-        f"local-dir:{folder}", load_weights=False, device=device
-    )
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    preprocess = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
     return model, preprocess, weights
 
 
