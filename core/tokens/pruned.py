@@ -1,0 +1,152 @@
+"""Token-pruned image encoding: run the ViT on the class token plus only the kept patch tokens.
+
+Selection happens where ``patch_dropout`` sits in ``VisionTransformer.forward`` (after the
+positional embedding, before ``ln_pre``), so each kept token keeps its position; the transformer's
+cost then falls roughly in proportion to the tokens dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from core.models import SceneModel
+from core.models.scene_model import ImageLike
+from core.tokens.features import (
+    block_forward,
+    pool_project,
+    project_tokens,
+    text_features,
+    token_embeddings,
+    vision_tower,
+)
+from core.tokens.select import MODES, batch_scores, keep_count, random_scores
+
+
+@torch.no_grad()
+def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image embeddings (B, D) from the class token + patches ``keep_indices`` (B, k).
+
+    With every index kept, in order, this equals ``model.clip.encode_image(pixels, normalize=True)``.
+    """
+    visual = vision_tower(model)
+    x = token_embeddings(visual, pixels.to(model.device))
+    n = x.shape[1] - 1
+    idx = torch.as_tensor(keep_indices, device=x.device).long()
+    if idx.ndim != 2 or idx.shape[0] != x.shape[0]:
+        raise ValueError(f"keep_indices must be (B={x.shape[0]}, k), got {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise ValueError(f"keep_indices must lie in [0, {n})")
+    kept = torch.gather(x[:, 1:], 1, idx[..., None].expand(-1, -1, x.shape[-1]))
+    x = visual.ln_pre(torch.cat([x[:, :1], kept], dim=1))
+    x = visual.transformer(x)
+    return pool_project(visual, x)
+
+
+def keep_indices(scores: np.ndarray, keep_ratio: float = 0.25, k: int | None = None) -> torch.Tensor:
+    """(B, k) indices of the top-k scores per row, in ascending patch order (order does not change
+    the result; ascending keeps runs reproducible)."""
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float32))
+    n_keep = keep_count(scores.shape[1], keep_ratio, k)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :n_keep]
+    return torch.from_numpy(np.sort(top, axis=1).astype(np.int64))
+
+
+def embed_pruned(
+    model: SceneModel,
+    images: Sequence[ImageLike] | torch.Tensor,
+    keep_ratio: float = 0.25,
+    mode: str = "query",
+    query: str | None = None,
+    seed: int = 0,
+    rule: str = "pooled",
+    method: str = "raw",
+    saliency: str = "cls",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """(n, D) float32 embeddings of ``images`` (PIL/arrays, or preprocessed pixels (n,3,H,W))
+    encoded from a ``keep_ratio`` share of their patch tokens, chosen by ``mode``:
+    "query" (relevance to ``query``), "saliency" (query-free) or "random" (seeded per image).
+
+    Note the "query" and "saliency" scores come from a full dense pass, so they pay off only when
+    that pass is shared (e.g. a heatmap was computed) or scores come from elsewhere; "random" is
+    the mode that saves encoder time end to end.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    n = len(images)
+    out = []
+    for i in range(0, n, batch_size):
+        chunk = images[i : i + batch_size]
+        pixels = chunk if isinstance(chunk, torch.Tensor) else model.preprocess_batch(chunk)
+        if keep_ratio >= 1.0:
+            rows, cols = vision_tower(model).grid_size
+            idx = torch.arange(rows * cols).expand(pixels.shape[0], -1)
+        else:
+            scores = batch_scores(model, pixels, mode, query, rule, method, saliency, seed + i)
+            idx = keep_indices(scores, keep_ratio)
+        out.append(encode_pruned(model, pixels, idx).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.embed_dim), np.float32)
+
+
+@torch.no_grad()
+def encode_early_pruned(
+    model: SceneModel,
+    pixels: torch.Tensor,
+    keep_ratio: float = 0.25,
+    layer: int = 1,
+    mode: str = "saliency",
+    query: str | None = None,
+    seed: int = 0,
+    fuse: bool = True,
+) -> torch.Tensor:
+    """Prune inside the encoder (EViT, Liang et al. 2022): run the first ``layer`` blocks on every
+    token, score patches there, and run the remaining blocks on the class token + the kept ones.
+
+    Scoring at depth costs a fraction of a full pass, unlike :func:`embed_pruned`'s query / saliency
+    modes. "saliency" scores by the class token's attention in block ``layer`` (heads averaged);
+    "query" by cosine of the block's output tokens (through ``ln_post``/``proj``) to ``query``;
+    "random" by a seeded draw. ``fuse`` appends one token, the attention-weighted mean of the pruned
+    tokens, so their content is not lost outright (EViT's fusion).
+    """
+    visual = vision_tower(model)
+    blocks = list(visual.transformer.resblocks)
+    if not 1 <= layer <= len(blocks):
+        raise ValueError(f"layer must be in [1, {len(blocks)}]")
+    x = visual.ln_pre(token_embeddings(visual, pixels.to(model.device)))
+    for blk in blocks[: layer - 1]:
+        x = blk(x)
+    x, weights = block_forward(blocks[layer - 1], x)
+    cls_attn = weights[:, :, 0, 1:].mean(dim=1)  # (B, N)
+    if mode == "saliency":
+        scores = cls_attn
+    elif mode == "query":
+        if not query:
+            raise ValueError("mode='query' needs a query")
+        text = torch.from_numpy(text_features(model, query)[0]).to(x.device, x.dtype)
+        scores = project_tokens(visual, x[:, 1:]) @ text
+    elif mode == "random":
+        scores = torch.from_numpy(np.stack([random_scores(x.shape[1] - 1, seed + i) for i in range(x.shape[0])]))
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    n = x.shape[1] - 1
+    k = keep_count(n, keep_ratio)
+    if k < n:
+        order = torch.argsort(scores.to(x.device), dim=1, descending=True, stable=True)
+        keep, drop = order[:, :k], order[:, k:]
+        patches = x[:, 1:]
+
+        def gather(idx: torch.Tensor) -> torch.Tensor:
+            return torch.gather(patches, 1, idx[..., None].expand(-1, -1, patches.shape[-1]))
+
+        parts = [x[:, :1], gather(keep)]
+        if fuse:
+            w = torch.gather(cls_attn, 1, drop)
+            w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            parts.append((gather(drop) * w[..., None]).sum(dim=1, keepdim=True))
+        x = torch.cat(parts, dim=1)
+    for blk in blocks[layer:]:
+        x = blk(x)
+    return pool_project(visual, x)

@@ -1,0 +1,161 @@
+"""Background jobs: kill -9 then resume ends where an uninterrupted run ends; one job per workspace;
+interrupted/cancelled states; the CLI's list."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.jobs import (
+    JobError,
+    JobLockedError,
+    cancel_job,
+    job_status,
+    list_jobs,
+    resume_job,
+    start_job,
+    wait_job,
+)
+from core.jobs.fixtures import write_toy_dataset, write_toy_model
+from core.jobs.runner import jobs_dir, process_alive, workspace_lock, write_status
+from core.train.finetune import FinetuneOptions, finetune
+
+torch.set_num_threads(1)
+
+OPTIONS = {"epochs": 3, "lr": 1e-3, "batch_size": 4, "workers": 1}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jobs")
+    return write_toy_dataset(root / "data", n=24), write_toy_model(root / "base")
+
+
+def spec(toy, **kw) -> dict:
+    data, base = toy
+    return {"data_dir": str(data), "base_model": f"file:{base}", "options": OPTIONS, "compare": False,
+            "threads": 1, **kw}
+
+
+def wait_for(cond, timeout: float = 60.0, poll: float = 0.02):  # noqa: ANN202
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(poll)
+    raise TimeoutError("condition not met in time")
+
+
+def checkpoint_epoch(ws, job_id) -> int:
+    path = jobs_dir(ws) / job_id / "state" / "state.json"
+    try:
+        return json.loads(path.read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_kill_9_then_resume_matches_the_uninterrupted_run(toy, tmp_path):
+    data, base = toy
+    ws = tmp_path / "ws"
+    job = start_job(ws, spec(toy))
+    with pytest.raises(JobLockedError, match=job):  # one training job per workspace
+        start_job(ws, spec(toy))
+
+    wait_for(lambda: checkpoint_epoch(ws, job) >= 1)
+    launch = json.loads((jobs_dir(ws) / job / "launch.json").read_text())
+    os.kill(launch["pid"], signal.SIGKILL)
+    status = wait_for(lambda: (s := job_status(ws, job))["state"] == "interrupted" and s)
+    assert 1 <= checkpoint_epoch(ws, job) < OPTIONS["epochs"], "killed too late to test a resume"
+    assert status["log"] and status["log"][0]["epoch"] == 1
+
+    resume_job(ws, job)  # the dead worker's lock is gone with it
+    final = wait_job(ws, job, timeout=120)
+    assert final["state"] == "finished", final.get("error")
+    assert final["attempts"] == 2
+
+    # The same run, uninterrupted, in this process with the same thread count.
+    ref = finetune(data, f"file:{base}", tmp_path / "ref", FinetuneOptions(**OPTIONS))
+    a = load_file(ref.model_dir / "open_clip_model.safetensors")
+    b = load_file(jobs_dir(ws).parent / "models" / job / "open_clip_model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert [r["loss"] for r in final["log"]] == pytest.approx([r["loss"] for r in ref.log], rel=1e-5)
+    assert final["result"]["model_name"].startswith("file:")
+
+
+def test_cancel_stops_a_running_job_and_frees_the_workspace(toy, tmp_path):
+    ws = tmp_path / "ws"
+    job = start_job(ws, spec(toy, options={**OPTIONS, "epochs": 50}))
+    wait_for(lambda: job_status(ws, job).get("phase") == "training")
+    cancel_job(ws, job)
+    final = wait_job(ws, job, timeout=60)
+    assert final["state"] == "cancelled"
+    with workspace_lock(ws):  # released by the worker on its way out
+        pass
+    with pytest.raises(JobError, match="already cancelled"):
+        cancel_job(ws, job)
+    assert [j["job_id"] for j in list_jobs(ws)] == [job]
+
+
+def fake_job(ws, job_id: str, state: str, pid: int | None) -> None:
+    d = jobs_dir(ws) / job_id
+    d.mkdir(parents=True)
+    (d / "spec.json").write_text(json.dumps({"data_dir": "x", "base_model": "m"}))
+    write_status(d, {"job_id": job_id, "state": state, "attempts": 1})
+    (d / "launch.json").write_text(json.dumps({"pid": pid, "pid_start": None, "attempt": 1}))
+
+
+def test_a_dead_worker_reads_as_interrupted_and_can_be_cancelled(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not process_alive(proc.pid)
+    fake_job(tmp_path, "ft-dead", "running", proc.pid)
+    assert job_status(tmp_path, "ft-dead")["state"] == "interrupted"
+    assert cancel_job(tmp_path, "ft-dead")["state"] == "cancelled"
+    fake_job(tmp_path, "ft-done", "finished", None)
+    with pytest.raises(JobError, match="has finished"):
+        resume_job(tmp_path, "ft-done")
+    with pytest.raises(JobError, match="no job"):
+        job_status(tmp_path, "ft-missing")
+
+
+def test_a_live_worker_reads_as_running(tmp_path):
+    fake_job(tmp_path, "ft-live", "running", os.getpid())
+    assert job_status(tmp_path, "ft-live")["state"] == "running"
+
+
+def test_lock_names_the_holder(tmp_path):
+    with workspace_lock(tmp_path) as fd:
+        os.pwrite(fd, b"ft-holder 1\n", 0)
+        with pytest.raises(JobLockedError, match="ft-holder"), workspace_lock(tmp_path):
+            pass
+    with workspace_lock(tmp_path):  # free again
+        pass
+
+
+def test_bad_spec_fails_before_starting(toy, tmp_path):
+    with pytest.raises(ValueError, match="unknown fine-tuning options"):
+        start_job(tmp_path, spec(toy, options={"learning_rate": 1}))
+    with pytest.raises(JobError, match="not found"):
+        start_job(tmp_path, spec(toy, data_dir=str(tmp_path / "nowhere")))
+    assert list_jobs(tmp_path) == []
+
+
+def test_cli_lists_jobs(tmp_path, capsys):
+    from core.cli import main
+
+    fake_job(tmp_path, "ft-20260101-000000-abcd", "finished", None)
+    assert main(["jobs", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ft-20260101-000000-abcd" in out and "finished" in out
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
