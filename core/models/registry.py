@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import open_clip
@@ -106,7 +105,6 @@ def _load_openclip(spec: str, device: str, cache_dir: str | None) -> tuple:
 
 def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | None = None) -> SceneModel:
     """Load a registry model for inference (eval mode, on ``device``)."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     if name in BUNDLED:
         folder = BUNDLED[name]
         if not (folder / "open_clip_config.json").is_file():
