@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from datetime import datetime
@@ -68,6 +69,7 @@ def weak_model(out: Path, data: Path, epochs: int, threads: int) -> dict:
 
 
 def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int) -> dict:
+    load_before = os.getloadavg()[0]
     t0 = time.time()
     job = start_job(workspace, {"data_dir": str(data), "base_model": base, "options": options,
                                 "threads": threads, "maps": True})
@@ -77,6 +79,7 @@ def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int)
         raise RuntimeError(f"job {job} {status['state']}: {status.get('error')}")
     result, cmp = status["result"], read_comparison(workspace, job)
     return {"job": job, "options": options, "wall_s": round(wall, 1),
+            "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "train_s": round(result["train_seconds"], 1), "images_per_s": round(result["images_per_s"], 1),
             "peak_rss_mb": round(result["peak_rss_mb"]), "val_f1_before": result["val_f1_before"],
             "val_f1_after": result["val_f1_after"], "test_f1_before": cmp["macro_f1_before"],
@@ -101,8 +104,8 @@ def write_results(path: Path, res: dict) -> None:
         "each re-indexes the train split with both models and scores k-NN (k=5) votes on the test split.",
         "",
         "| run | lr | epochs | test macro F1 before | after | delta (points) | val F1 before -> after "
-        "| train s | job wall s | train images/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| train s | job wall s | train images/s | peak RSS MB | load avg start/end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
         o = r["options"]
@@ -110,7 +113,8 @@ def write_results(path: Path, res: dict) -> None:
         lines.append(
             f"| {r['label']} | {o.get('lr', 1e-5):g} | {o.get('epochs', 8)} | {r['test_f1_before']:.3f} | "
             f"{r['test_f1_after']:.3f} | {delta:+.1f} | {r['val_f1_before']:.3f} -> {r['val_f1_after']:.3f} | "
-            f"{r['train_s']} | {r['wall_s']} | {r['images_per_s']} | {r['peak_rss_mb']} |")
+            f"{r['train_s']} | {r['wall_s']} | {r['images_per_s']} | {r['peak_rss_mb']} | "
+            f"{r['load_avg'][0]} / {r['load_avg'][1]} |")
     lines += ["", "Per-epoch validation (val macro F1 / loss):", ""]
     for r in res["runs"]:
         epochs = ", ".join(f"{row['epoch']}: {row.get('val_f1', float('nan')):.3f} / {row['loss']:.3f}"
@@ -126,8 +130,8 @@ def main() -> None:
     p.add_argument("--work", default="workspace/bench-finetune")
     p.add_argument("--weak-scenes", type=int, default=6000, help="when the lead's 12k set is absent")
     p.add_argument("--weak-epochs", type=int, default=1)
-    p.add_argument("--ft-scenes", type=int, default=2000)
-    p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 1e-4])
+    p.add_argument("--ft-scenes", type=int, default=4000)
+    p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-4])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench/RESULTS_train.md")
@@ -136,7 +140,7 @@ def main() -> None:
 
     work = Path(a.work)
     weak_data = LEAD_DATA if (LEAD_DATA / "manifest.jsonl").is_file() else synth(work / "synth-weak", a.weak_scenes, 101)
-    ft_data = synth(work / "synth-ft", a.ft_scenes, 202)
+    ft_data = synth(work / f"synth-ft-{a.ft_scenes}", a.ft_scenes, 202)
     weak = weak_model(work / "weak-model", weak_data, a.weak_epochs, a.threads)
     if a.prepare_only:
         return
@@ -150,7 +154,7 @@ def main() -> None:
     }
     for lr in a.lrs:
         options = {"lr": lr, "epochs": a.epochs}
-        label = "defaults" if lr == 1e-5 and a.epochs == 8 else f"lr {lr:g}"
+        label = "defaults" if lr == 1e-5 and a.epochs == 8 else f"defaults but lr {lr:g}"
         run = run_job(work / "ws", ft_data, f"file:{(work / 'weak-model').resolve()}", options, a.threads)
         run["label"] = label
         res["runs"].append(run)

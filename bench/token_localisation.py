@@ -2,7 +2,8 @@
 
 For every place value that the renderer draws as a masked feature (construction, intersection,
 zebra, rail, bridge, gores) render ~30 synthetic scenes, score the patches against the value's
-first schema phrase, and measure the share of the top-25% patches that lie on the feature's mask
+first schema phrase (dense methods x rules, with and without feature surgery "+fs", leave-one-out
+occlusion, and the query-free cls / rollout saliency), and measure the share of the top-25% patches that lie on the feature's mask
 (precision), against chance (the share of all patches on the mask). A patch is "on the mask" when
 at least ``--cover`` of its input pixels are, measured through the model's own preprocess.
 
@@ -34,6 +35,7 @@ from core.tokens import (  # noqa: E402
     heatmap_image,
     input_box,
     keep_count,
+    occlusion_scores,
     patch_coverage,
     rollout,
     score_patches,
@@ -78,7 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--gallery", type=Path, help="PNG: first scene of each place, one heatmap per method")
-    ap.add_argument("--gallery-rule", default="pooled+fs")
+    ap.add_argument("--gallery-rule", default="max")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -91,7 +93,7 @@ def main() -> None:
     # Feature surgery's reference texts: the first phrase of every value of every attribute.
     background = model.embed_texts([v.phrases[0] for a in schema for v in a.values])
     variants = [(m, r) for m in METHODS for r in (*RULES, *(f"{x}+fs" for x in RULES))]
-    variants += [("cls", "-"), ("rollout", "-")]
+    variants += [("occlusion", "-"), ("cls", "-"), ("rollout", "-")]
     rows = []
     gallery: list[list[Image.Image]] = []
     t0 = time.time()
@@ -110,6 +112,7 @@ def main() -> None:
                 scores[(method, f"{rule}+fs")] = np.stack(
                     [score_patches(f, pooled, tokens, rule, background) for f in feats])
             if method == "raw":
+                scores[("occlusion", "-")] = occlusion_scores(model, pixels, query)
                 scores[("cls", "-")] = torch.einsum("bnd,bd->bn", patches, image).numpy()
                 scores[("rollout", "-")] = rollout(attn).numpy()
         oracle = np.minimum(on.sum(axis=1), k) / k  # best possible precision: masks can be small
@@ -138,7 +141,9 @@ def main() -> None:
         for r, tiles in enumerate(gallery):
             for c, tile in enumerate(tiles):
                 sheet.paste(tile, (c * tw, r * th))
-        sheet.save(args.gallery)
+        # Half-size tiles and a 256-colour palette keep the sheet small enough for the repository.
+        small = sheet.resize((sheet.width // 2, sheet.height // 2), Image.LANCZOS)
+        small.quantize(256).save(args.gallery, optimize=True)
 
 
 def gallery_row(model, frame: np.ndarray, mask: np.ndarray, query: str, scores: dict, args) -> list[Image.Image]:
@@ -148,9 +153,9 @@ def gallery_row(model, frame: np.ndarray, mask: np.ndarray, query: str, scores: 
     tiles = [heatmap_image(tinted, select_tokens(np.zeros(model.grid_size), 1.0), alpha=0.0, colorbar=False,
                            grid_lines=False, dim_pruned=0.0, title=f'"{query}"')]
     box = input_box(model, (frame.shape[1], frame.shape[0]))
-    for method in METHODS:
-        sel = select_tokens(scores[(method, args.gallery_rule)][0], args.keep, grid=model.grid_size, box=box)
-        tiles.append(heatmap_image(frame, sel, colorbar=False, title=f"{method} ({args.gallery_rule})"))
+    for method, rule in [(m, args.gallery_rule) for m in METHODS] + [("occlusion", "-")]:
+        sel = select_tokens(scores[(method, rule)][0], args.keep, grid=model.grid_size, box=box)
+        tiles.append(heatmap_image(frame, sel, colorbar=False, title=f"{method} ({rule})" if rule != "-" else method))
     return tiles
 
 

@@ -9,6 +9,8 @@ full encoder, encodes the test scenes from a share of their patch tokens chosen 
 - saliency-cls / saliency-rollout: query-free (similarity to the image's own embedding / class-token
   attention rollout);
 - random: a seeded random subset (FLIP-style);
+- spread: evenly spread patches (ordered-dithering priority, the same for every image);
+- query+spread: half the budget by the generic query's relevance, half spread evenly;
 - evit-L<l>: pruned inside the encoder after block l by the class token's attention there, the
   pruned tokens fused into one (EViT); its scoring costs no extra pass,
 
@@ -42,11 +44,11 @@ from core.predict import knn_vote  # noqa: E402
 from core.schema import default_schema  # noqa: E402
 from core.tokens import batch_scores, encode_early_pruned, encode_pruned, keep_indices  # noqa: E402
 
-MODES = ("query", "query-attr", "saliency-cls", "saliency-rollout", "random")
+MODES = ("query", "query-attr", "saliency-cls", "saliency-rollout", "random", "spread", "query+spread")
 EARLY_LAYERS = (1, 2)
 COLOURS = {"query": (214, 39, 40), "query-attr": (255, 127, 14), "saliency-cls": (31, 119, 180),
            "saliency-rollout": (23, 190, 207), "random": (127, 127, 127), "evit-L1": (44, 160, 44),
-           "evit-L2": (148, 103, 189)}
+           "evit-L2": (148, 103, 189), "spread": (0, 0, 0), "query+spread": (140, 86, 75)}
 
 
 def render(schema, n: int, seed0: int) -> tuple[list[np.ndarray], list[dict]]:
@@ -160,6 +162,7 @@ def main() -> None:
         "saliency-cls": lambda p: batch_scores(model, p, "saliency", saliency="cls"),
         "saliency-rollout": lambda p: batch_scores(model, p, "saliency", saliency="rollout"),
         "random": lambda p: batch_scores(model, p, "random", seed=args.seed),
+        "spread": lambda p: batch_scores(model, p, "spread"),
     }
     scores, score_time = {}, {}
     for mode, fn in score_fns.items():
@@ -171,8 +174,12 @@ def main() -> None:
     print(f"timed in {time.time() - t0:.0f}s", file=sys.stderr)
 
     # ---- accuracy ----
-    def pruned_emb(s: np.ndarray, r: float) -> np.ndarray:
-        idx = keep_indices(s, r) if r < 1 else torch.arange(n_patch).expand(len(s), -1)
+    scores["query+spread"], score_time["query+spread"] = scores["query"], score_time["query"]
+    coverage = {"query+spread": 0.5}
+
+    def pruned_emb(s: np.ndarray, r: float, cover: float = 0.0) -> np.ndarray:
+        idx = (keep_indices(s, r, coverage=cover, grid=model.grid_size) if r < 1
+               else torch.arange(n_patch).expand(len(s), -1))
         return np.concatenate([e.numpy() for e in batched(lambda p, i: encode_pruned(model, p, i), test_px, bs, idx)])
 
     rows = []
@@ -183,7 +190,7 @@ def main() -> None:
                 acc = knn_f1(train_emb, train_labels, lambda a, embs=embs: embs[a], test_labels, schema, args.k)
                 rec = None
             else:
-                emb = pruned_emb(scores[mode], r)
+                emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0))
                 acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
                 rec = recall_at(text_emb, emb, captions)
             n_q = len(attr_queries) if mode == "query-attr" else 1

@@ -7,11 +7,13 @@ from core.tokens.heatmap import clip_heatmaps, colormap, heatmap_frames, heatmap
 from core.tokens.pruned import embed_pruned, encode_early_pruned, encode_pruned, keep_indices
 from core.tokens.select import (
     MODES,
+    QUERY_METHODS,
     RULES,
     SALIENCY,
     Selection,
     batch_scores,
     keep_count,
+    occlusion_scores,
     query_scores,
     random_scores,
     rollout,
@@ -23,12 +25,13 @@ from core.tokens.select import (
     select_random,
     select_saliency,
     select_tokens,
+    spread_scores,
 )
 
 __all__ = [
-    "METHODS", "MODES", "RULES", "SALIENCY", "Selection", "batch_scores", "clip_heatmaps", "colormap",
+    "METHODS", "MODES", "QUERY_METHODS", "RULES", "SALIENCY", "Selection", "batch_scores", "clip_heatmaps", "colormap",
     "dense_forward", "embed_pruned", "encode_early_pruned", "encode_pruned", "heatmap_frames", "heatmap_image", "input_box",
-    "keep_count", "keep_indices", "patch_boxes", "patch_coverage", "patch_features", "query_scores",
+    "keep_count", "keep_indices", "occlusion_scores", "patch_boxes", "patch_coverage", "patch_features", "query_scores",
     "query_words", "random_scores", "rollout", "saliency_scores", "schema_background", "score_patches", "select_images",
-    "select_query_aware", "select_random", "select_saliency", "select_tokens", "text_features",
+    "select_query_aware", "select_random", "select_saliency", "select_tokens", "spread_scores", "text_features",
 ]

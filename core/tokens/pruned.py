@@ -22,7 +22,7 @@ from core.tokens.features import (
     token_embeddings,
     vision_tower,
 )
-from core.tokens.select import MODES, batch_scores, keep_count, random_scores
+from core.tokens.select import MODES, batch_scores, keep_count, random_scores, spread_scores
 
 
 @torch.no_grad()
@@ -45,12 +45,27 @@ def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.T
     return pool_project(visual, x)
 
 
-def keep_indices(scores: np.ndarray, keep_ratio: float = 0.25, k: int | None = None) -> torch.Tensor:
-    """(B, k) indices of the top-k scores per row, in ascending patch order (order does not change
-    the result; ascending keeps runs reproducible)."""
+def keep_indices(
+    scores: np.ndarray, keep_ratio: float = 0.25, k: int | None = None, coverage: float = 0.0,
+    grid: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """(B, k) indices of the patches to keep per row of ``scores`` (B, N), in ascending patch order
+    (order does not change the result; ascending keeps runs reproducible).
+
+    ``coverage`` in [0, 1] gives that share of the budget to evenly spread patches
+    (:func:`spread_scores` over ``grid``) instead of the top scores: relevance-ranked tokens
+    cluster, and scene-level attributes need the whole frame.
+    """
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float32))
-    n_keep = keep_count(scores.shape[1], keep_ratio, k)
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :n_keep]
+    n = scores.shape[1]
+    n_keep = keep_count(n, keep_ratio, k)
+    n_top = n_keep - int(round(n_keep * min(max(coverage, 0.0), 1.0)))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :n_top]
+    if n_top < n_keep:
+        spread = spread_scores(grid or (1, n))
+        rest = np.tile(spread, (len(scores), 1))
+        np.put_along_axis(rest, top, -np.inf, axis=1)  # already kept
+        top = np.concatenate([top, np.argsort(-rest, axis=1, kind="stable")[:, : n_keep - n_top]], axis=1)
     return torch.from_numpy(np.sort(top, axis=1).astype(np.int64))
 
 
@@ -65,14 +80,16 @@ def embed_pruned(
     method: str = "raw",
     saliency: str = "cls",
     batch_size: int = 64,
+    coverage: float = 0.0,
 ) -> np.ndarray:
     """(n, D) float32 embeddings of ``images`` (PIL/arrays, or preprocessed pixels (n,3,H,W))
     encoded from a ``keep_ratio`` share of their patch tokens, chosen by ``mode``:
-    "query" (relevance to ``query``), "saliency" (query-free) or "random" (seeded per image).
+    "query" (relevance to ``query``), "saliency" (query-free), "random" (seeded per image) or
+    "spread" (evenly over the grid); ``coverage`` mixes in spread patches (see keep_indices).
 
     Note the "query" and "saliency" scores come from a full dense pass, so they pay off only when
     that pass is shared (e.g. a heatmap was computed) or scores come from elsewhere; "random" is
-    the mode that saves encoder time end to end.
+    and "spread" are the modes that save encoder time end to end.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -86,7 +103,7 @@ def embed_pruned(
             idx = torch.arange(rows * cols).expand(pixels.shape[0], -1)
         else:
             scores = batch_scores(model, pixels, mode, query, rule, method, saliency, seed + i)
-            idx = keep_indices(scores, keep_ratio)
+            idx = keep_indices(scores, keep_ratio, coverage=coverage, grid=tuple(vision_tower(model).grid_size))
         out.append(encode_pruned(model, pixels, idx).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.embed_dim), np.float32)
 
