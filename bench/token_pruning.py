@@ -282,7 +282,7 @@ def draw_plot(rows: list[dict], meta: dict, path: Path) -> None:
     tx, ty = px(2.5, y_hi)
     for y in range(int(ty), h - mb, 8):
         d.line([(tx, y), (tx, y + 4)], fill=(200, 60, 60))
-    d.text((w / 2 - mr / 2 + ml / 2, h - 22), "encoder speedup vs full (x)", fill="black", font=font, anchor="mm")
+    d.text((w / 2 - mr / 2 + ml / 2, h - 22), "encoder speedup vs full (x); query/saliency scoring pass not included", fill="black", font=font, anchor="mm")
     d.text((ml, 14), "k-NN macro F1 vs encoder speedup (dashed: full, full-3pts, 2.5x)", fill="black", font=font)
     for i, mode in enumerate(dict.fromkeys(r["mode"] for r in rows)):
         pts = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["speedup"])
