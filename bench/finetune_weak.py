@@ -7,9 +7,9 @@
    and, for comparison, the same with higher learning rates; each job re-indexes the dataset and
    compares k-NN macro F1 on the test split before and after.
 
-Writes ``<work>/results.json`` and ``bench/RESULTS_train.md``.
+Writes ``<work>/results.json`` and ``<work>/RESULTS.md`` (curated into ``bench/RESULTS_train.md``).
 
-    .venv/bin/python bench/finetune_weak.py [--work workspace/bench-finetune] [--lrs 1e-5 1e-4]
+    .venv/bin/python bench/finetune_weak.py [--work workspace/bench-finetune] [--lrs 1e-5 5e-4]
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def main() -> None:
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-4])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="bench/RESULTS_train.md")
+    p.add_argument("--out", default="workspace/bench-finetune/RESULTS.md",
+                   help="generated report (bench/RESULTS_train.md is the curated copy)")
     p.add_argument("--prepare-only", action="store_true", help="make the data and the weak model, then stop")
     a = p.parse_args()
 

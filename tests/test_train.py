@@ -257,3 +257,32 @@ def test_options_validation_and_auto_batch():
     assert auto_batch_size(toy_clip(), n_train=20) <= 5
     assert FinetuneOptions().lr == 1e-5 and FinetuneOptions().epochs == 8
     assert math.isclose(FinetuneOptions().weight_decay, 0.1)
+
+
+def test_crash_while_saving_a_state_leaves_the_previous_epoch_loadable(tmp_path, monkeypatch):
+    from core.train import checkpoint
+
+    def fresh(seed: int):  # noqa: ANN202
+        model = toy_clip(seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+    first, opt, sched = fresh(0)
+    checkpoint.save_state(tmp_path, first, opt, sched, 1, {"log": []})
+    second, opt2, sched2 = fresh(1)
+
+    def crash(*args, **kwargs):  # noqa: ANN202
+        raise KeyboardInterrupt  # killed after the epoch-2 files, before state.json
+
+    monkeypatch.setattr(checkpoint, "atomic_write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_state(tmp_path, second, opt2, sched2, 2, {"log": []})
+    monkeypatch.undo()
+
+    loaded, opt3, sched3 = fresh(2)
+    meta = checkpoint.load_state(tmp_path, loaded, opt3, sched3)
+    assert meta["epoch"] == 1
+    for k, v in first.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    checkpoint.save_state(tmp_path, second, opt2, sched2, 2, {"log": []})
+    assert sorted(p.name for p in tmp_path.glob("weights*")) == ["weights-e002.safetensors"]

@@ -42,25 +42,41 @@ def save_model_dir(
 
 def save_state(path: str | Path, clip: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: object, epoch: int, extra: dict) -> None:
-    """Resumable state after ``epoch`` completed epochs: weights (safetensors) + optimizer (weights-only)."""
+    """Resumable state after ``epoch`` completed epochs: weights (safetensors) + optimizer (weights-only).
+
+    Each epoch writes its own pair of files and only then names them in ``state.json``. A crash
+    between the writes leaves ``state.json`` naming the previous, complete pair, so the weights
+    and optimizer moments a resume loads always belong to the same epoch.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / "weights.safetensors") as tmp:
+    weights, optim = f"weights-e{epoch:03d}.safetensors", f"optim-e{epoch:03d}.pt"
+    with atomic_path(path / weights) as tmp:
         save_file({k: v.detach().contiguous() for k, v in clip.state_dict().items()}, tmp)
-    with atomic_path(path / "optim.pt") as tmp:
+    with atomic_path(path / optim) as tmp:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
-    # Written last: its epoch says which weights/optimizer pair is complete.
-    atomic_write_text(path / "state.json", json.dumps({"epoch": epoch, **extra}, indent=2))
+    atomic_write_text(path / "state.json",
+                      json.dumps({"epoch": epoch, "weights": weights, "optim": optim, **extra}, indent=2))
+    for old in [*path.glob("weights*.safetensors"), *path.glob("optim*.pt")]:
+        if old.name not in (weights, optim):
+            old.unlink(missing_ok=True)
 
 
 def load_state(path: str | Path, clip: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scheduler: object) -> dict | None:
+    """Load the state ``state.json`` names into the given objects; returns its metadata, or None."""
     path = Path(path)
     if not (path / "state.json").is_file():
         return None
     meta = json.loads((path / "state.json").read_text())
-    clip.load_state_dict(load_file(path / "weights.safetensors"))
-    opt = torch.load(path / "optim.pt", weights_only=True)
+    # States written before epoch-tagged names used fixed file names.
+    weights, optim = path / meta.get("weights", "weights.safetensors"), path / meta.get("optim", "optim.pt")
+    for f in (weights, optim):
+        if not f.is_file():
+            raise FileNotFoundError(f"{path / 'state.json'} names {f.name}, which is missing; "
+                                    "discard the state folder to start over")
+    clip.load_state_dict(load_file(weights))
+    opt = torch.load(optim, weights_only=True)
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])
     return meta
