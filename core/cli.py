@@ -7,6 +7,28 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.schema import Schema
+
+SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
+
+
+def _schema(a: argparse.Namespace) -> Schema:
+    """The ``--schema`` file, else the bundled schema; a bad file is one error line naming it."""
+    from core.schema import SchemaError, load_schema
+
+    if a.schema is None:
+        return load_schema(None)
+    path = Path(a.schema)
+    try:
+        return load_schema(path)
+    except (SchemaError, AttributeError) as e:
+        # load_schema lets AttributeError through when a mapping field (aliases, only_with) holds a
+        # list. YAML errors span several lines and rule errors do not name the file: flatten, name it.
+        msg = " ".join(str(e).split())
+        raise SchemaError(msg if msg.startswith(str(path)) else f"{path}: invalid schema: {msg}") from None
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -18,7 +40,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
     from core.synth import write_synth_dataset
 
     path = write_synth_dataset(Path(a.out), scenes=a.scenes, clips=a.clips, seed=a.seed,
-                               size=_size(a.size), fps=a.fps)
+                               size=_size(a.size), fps=a.fps, schema=_schema(a))
     print(f"wrote {path}")
 
 
@@ -31,7 +53,7 @@ def cmd_index(a: argparse.Namespace) -> None:
         discard_build(Path(a.out))
         print(f"discarded the unfinished build of {a.out}")
         return
-    store = build_index(read_manifest(a.data), load_model(a.model), Path(a.out), split=a.split,
+    store = build_index(read_manifest(a.data, _schema(a)), load_model(a.model), Path(a.out), split=a.split,
                         factory=a.factory, batch_size=a.batch_size, resume=a.resume)
     print(f"indexed {len(store)} frames into {a.out} ({a.factory}, model {store.manifest['model']})")
 
@@ -39,7 +61,7 @@ def cmd_index(a: argparse.Namespace) -> None:
 def cmd_classify(a: argparse.Namespace) -> None:
     from core.pipeline import classify_path, open_index
 
-    model, store = open_index(a.index, a.model)
+    model, store = open_index(a.index, a.model, _schema(a))
     result = classify_path(Path(a.path), model, store, k=a.k, fps=a.fps, smoothing=a.smoothing)
     print(json.dumps(result.to_dict(), indent=2) if a.json else result.to_text(store.schema))
 
@@ -48,8 +70,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
     from core.data import read_manifest
     from core.pipeline import evaluate_split, open_index
 
-    model, store = open_index(a.index, a.model)
-    report, md = evaluate_split(read_manifest(a.data), a.split, model, store, k=a.k)
+    schema = _schema(a)
+    model, store = open_index(a.index, a.model, schema)
+    report, md = evaluate_split(read_manifest(a.data, schema), a.split, model, store, k=a.k)
     if a.out:
         Path(a.out).write_text(md)
     print(json.dumps(report, indent=2, default=str) if a.json else md)
@@ -66,14 +89,14 @@ def cmd_import(a: argparse.Namespace) -> None:
 
     fn = {"table": importers.import_table, "hsd": importers.import_hsd,
           "bdd100k": importers.import_bdd100k}[a.format]
-    print(f"wrote {fn(Path(a.root), Path(a.labels))}")
+    print(f"wrote {fn(Path(a.root), Path(a.labels), schema=_schema(a))}")
 
 
 def cmd_leakage(a: argparse.Namespace) -> None:
     from core.data.leakage import find_leakage
     from core.index import IndexStore
 
-    store = IndexStore.load(Path(a.index))
+    store = IndexStore.load(Path(a.index), schema=_schema(a))
     pairs = find_leakage(store.embeddings(), store.meta["split"].to_numpy(), threshold=a.threshold)
     print(pairs.head(a.top).to_string(index=False) if len(pairs) else "no near-duplicates across splits")
 
@@ -113,6 +136,9 @@ def cmd_demo_ui(a: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scenescope", description="Explore and triage driving scenes with CLIP.")
+    schema_help = (f"attribute schema YAML for {', '.join(SCHEMA_COMMANDS)} "
+                   "(default: the bundled core/schema/hsd.yaml)")
+    p.add_argument("--schema", metavar="PATH", default=None, help=schema_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="render a synthetic driving dataset with known labels")
@@ -197,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(fn=cmd_demo_ui)
 
+    for name in SCHEMA_COMMANDS:
+        # Also accepted after the command; SUPPRESS keeps an absent one from hiding a global one.
+        sub.choices[name].add_argument("--schema", metavar="PATH", default=argparse.SUPPRESS, help=schema_help)
     for extra in _extra_commands():
         extra(sub)
     return p

@@ -80,13 +80,18 @@ class ClipResult:
         return "\n".join(lines)
 
 
-def open_index(index_dir: str | Path, model_name: str | None = None) -> tuple[SceneModel, IndexStore]:
-    """Load an index and the model it was built with (or ``model_name``, which must match)."""
+def open_index(
+    index_dir: str | Path, model_name: str | None = None, schema: Schema | None = None
+) -> tuple[SceneModel, IndexStore]:
+    """Load an index and the model it was built with (or ``model_name``, which must match).
+
+    ``schema`` is the one the index was built with (default: the bundled one).
+    """
     path = Path(index_dir)
-    probe = IndexStore.load(path)
+    probe = IndexStore.load(path, schema=schema)
     name = model_name or probe.manifest.get("model_name") or probe.manifest["model"].rsplit("@", 1)[0]
     model = load_model(name)
-    return model, IndexStore.load(path, model=model)
+    return model, IndexStore.load(path, model=model, schema=schema)
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,11 +26,12 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_path, atomic_write_text
 from core.data.manifest import Dataset
-from core.index.errors import IndexStoreError
+from core.index.errors import IndexBusyError, IndexStoreError
 from core.index.factory import DEFAULT_FACTORY, check_trainable, make_index, normalize, parse_factory
-from core.index.folder import CHUNKS_DIR, building_path, is_index_folder, recover, swap_into_place
+from core.index.folder import CHUNKS_DIR, building_path, is_index_folder, lock_path, recover, swap_into_place
 from core.index.preprocess import Preprocess, fast_preprocess, stack
 from core.index.store import IndexStore, make_manifest, meta_table
+from core.locks import exclusive_lock
 
 STATE_FILE = "build.json"
 
@@ -61,40 +63,57 @@ def build_index(
         raise IndexStoreError(f"batch_size must be >= 1, got {batch_size}")
     # Fail on a bad factory or too little data before spending time embedding.
     check_trainable(parse_factory(factory, model.embed_dim), factory, n)
-    recover(out)
-    if out.exists() and not is_index_folder(out) and any(out.iterdir()):
-        raise IndexStoreError(f"{out} exists and is not an index folder; refusing to replace it")
+    # Held from the first look at ``out`` to the swap: a second build would otherwise delete or
+    # mix up this one's chunks, and two swaps could interleave their renames.
+    with build_lock(out):
+        recover(out)
+        if out.exists() and not is_index_folder(out) and any(out.iterdir()):
+            raise IndexStoreError(f"{out} exists and is not an index folder; refusing to replace it")
 
-    building = building_path(out)
-    if building.exists() and not resume:
-        shutil.rmtree(building)
-    chunks = building / CHUNKS_DIR
-    chunk_rows = _open_state(chunks, _fingerprint(ds, model, bf16), batch_size, n)
-    emb = _embed_chunks(ds, model, chunks, chunk_rows, workers, progress, bf16, split)
+        building = building_path(out)
+        if building.exists() and not resume:
+            shutil.rmtree(building)
+        chunks = building / CHUNKS_DIR
+        chunk_rows = _open_state(chunks, _fingerprint(ds, model, bf16), batch_size, n)
+        emb = _embed_chunks(ds, model, chunks, chunk_rows, workers, progress, bf16, split)
 
-    manifest = make_manifest(
-        model=model.identity, model_name=getattr(model, "name", None), dim=emb.shape[1], count=n,
-        dataset=dataset.root, split=split, factory=factory, schema=dataset.schema,
-        precision="bf16" if bf16 else "fp32",
-    )
-    store = IndexStore(make_index(factory, emb), meta_table(ds.frames, dataset.schema), manifest,
-                       embeddings=emb, schema=dataset.schema)
-    store.write_files(building)
-    swap_into_place(building, out)
-    # The chunks stayed in the building folder up to the swap so that a crash before it could
-    # still resume; in the finished index they are clutter.
-    shutil.rmtree(out / CHUNKS_DIR, ignore_errors=True)
-    store.path = out
-    return store
+        manifest = make_manifest(
+            model=model.identity, model_name=getattr(model, "name", None), dim=emb.shape[1], count=n,
+            dataset=dataset.root, split=split, factory=factory, schema=dataset.schema,
+            precision="bf16" if bf16 else "fp32",
+        )
+        store = IndexStore(make_index(factory, emb), meta_table(ds.frames, dataset.schema), manifest,
+                           embeddings=emb, schema=dataset.schema)
+        store.write_files(building)
+        swap_into_place(building, out)
+        # The chunks stayed in the building folder up to the swap so that a crash before it could
+        # still resume; in the finished index they are clutter.
+        shutil.rmtree(out / CHUNKS_DIR, ignore_errors=True)
+        store.path = out
+        return store
 
 
 def discard_build(out: str | Path) -> bool:
     """Remove the half-finished build of ``out``; True if there was one."""
     building = building_path(out)
-    if building.exists():
-        shutil.rmtree(building)
-        return True
+    if not building.exists():  # nothing to do: no lock file either
+        return False
+    with build_lock(out):  # never pull the chunks from under a running build
+        if building.exists():
+            shutil.rmtree(building)
+            return True
     return False
+
+
+def build_lock(out: str | Path) -> contextlib.AbstractContextManager[int]:
+    """Hold ``out``'s build lock (non-blocking); :class:`IndexBusyError` names the holder's pid."""
+    out = Path(out)
+
+    def busy(holder: list[str]) -> IndexBusyError:
+        by = f" (lock held by pid {holder[0]})" if holder else ""
+        return IndexBusyError(f"{out}: another build is writing this index{by}; wait for it or stop it")
+
+    return exclusive_lock(lock_path(out), busy, holder=str(os.getpid()))
 
 
 # ---- resumable state ----------------------------------------------------------------------
@@ -222,4 +241,4 @@ def _embed_chunks(
     return np.concatenate([done[i] for i in range(len(bounds))])
 
 
-__all__ = ["build_index", "discard_build", "encode", "load_pixels", "prefetch", "read_image"]
+__all__ = ["build_index", "build_lock", "discard_build", "encode", "load_pixels", "prefetch", "read_image"]

@@ -1,4 +1,4 @@
-"""Errors raised by the index store; both name the folder and say how to fix it."""
+"""Errors raised by the index store; each names the folder and says how to fix it."""
 
 from __future__ import annotations
 
@@ -9,3 +9,7 @@ class IndexStoreError(ValueError):
 
 class IndexMismatchError(IndexStoreError):
     """The index was built with a different model than the one it is being used with."""
+
+
+class IndexBusyError(IndexStoreError):
+    """Another process is building the same index folder right now."""

@@ -3,6 +3,7 @@
 A build writes everything into ``<out>.building/``; the swap renames ``out`` to ``<out>.old``,
 ``<out>.building`` to ``out`` and deletes ``<out>.old``. A crash between the two renames leaves only
 ``<out>.old``, which :func:`recover` renames back, so ``out`` is always a whole index or absent.
+A build holds ``<out>.lock`` (an flock) throughout, so two builds never write the same index.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def building_path(out: str | Path) -> Path:
 def old_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".old")
+
+
+def lock_path(out: str | Path) -> Path:
+    """The build lock of ``out``: beside it, since the swap renames the folder itself away."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
 
 
 def fsync_dir(path: Path) -> None:

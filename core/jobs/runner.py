@@ -14,7 +14,6 @@ says queued/running but whose worker process is gone reads as ``interrupted``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -22,13 +21,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_text
+from core.locks import exclusive_lock, mark_lock
 
 ACTIVE = ("queued", "running")
 STATES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -144,34 +143,21 @@ def process_alive(pid: int | None, start: str | None = None) -> bool:
 
 
 # ---- the workspace lock ------------------------------------------------------------------------
-@contextlib.contextmanager
-def workspace_lock(workspace: str | Path) -> Iterator[int]:
+def workspace_lock(workspace: str | Path) -> contextlib.AbstractContextManager[int]:
     """Hold the workspace's training lock (non-blocking); yields the descriptor.
 
     Raises :class:`JobLockedError` naming the job that holds it.
     """
-    jdir = jobs_dir(workspace)
-    jdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(jdir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-            who = f"job {holder[0]}" if holder else "another job"
-            raise JobLockedError(
-                f"{who} is already training in workspace {workspace}; one training job per workspace "
-                f"at a time. Watch it with `scenescope jobs show {holder[0] if holder else 'ID'}` or "
-                "stop it with `scenescope jobs cancel ID`."
-            ) from None
-        yield fd
-    finally:
-        os.close(fd)
 
+    def busy(holder: list[str]) -> JobLockedError:
+        who = f"job {holder[0]}" if holder else "another job"
+        return JobLockedError(
+            f"{who} is already training in workspace {workspace}; one training job per workspace "
+            f"at a time. Watch it with `scenescope jobs show {holder[0] if holder else 'ID'}` or "
+            "stop it with `scenescope jobs cancel ID`."
+        )
 
-def _mark_lock(fd: int, job_id: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{job_id} {os.getpid()}\n".encode(), 0)
+    return exclusive_lock(jobs_dir(workspace) / LOCK_NAME, busy)
 
 
 def _spawn(workspace: Path, job_id: str, fd: int) -> subprocess.Popen:
@@ -218,7 +204,7 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
 
 def _launch(workspace: Path, job_id: str, fd: int, status: dict[str, Any]) -> None:
     jdir = jobs_dir(workspace) / job_id
-    _mark_lock(fd, job_id)
+    mark_lock(fd, f"{job_id} {os.getpid()}")
     (jdir / "cancel").unlink(missing_ok=True)
     attempt = int(status.get("attempts", 0)) + 1
     # status.json is the worker's once it runs; the queued record is written before it exists.
