@@ -105,7 +105,8 @@ def cmd_train_default(a: argparse.Namespace) -> None:
     from core.train.default import DefaultRecipe, train_default
 
     recipe = DefaultRecipe(scenes=a.scenes, clips=a.clips, data_seed=a.data_seed, epochs=a.epochs,
-                           lr=a.lr, batch_size=a.batch_size, seed=a.seed)
+                           lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                           attribute_loss=a.attribute_loss)
     summary = train_default(recipe, out=a.out, work=a.work)
     print(f"trained in {summary['train_seconds']} s; wrote {a.out}")
 
@@ -206,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=5e-4)
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--attribute-loss", type=float, default=1.0,
+                   help="weight of the auxiliary per-attribute loss (0: contrastive only)")
     s.set_defaults(fn=cmd_train_default)
 
     s = sub.add_parser("model-card", help="measure a model on fresh synthetic data and write its card")

@@ -286,3 +286,44 @@ def test_crash_while_saving_a_state_leaves_the_previous_epoch_loadable(tmp_path,
         assert torch.equal(loaded.state_dict()[k], v), k
     checkpoint.save_state(tmp_path, second, opt2, sched2, 2, {"log": []})
     assert sorted(p.name for p in tmp_path.glob("weights*")) == ["weights-e002.safetensors"]
+
+
+def test_attribute_loss_trains_heads_resumes_and_leaves_a_plain_model(toy, tmp_path):
+    from core.data import read_manifest
+    from core.train.data import epoch_subset_captions, label_codes
+    from core.train.loop import TrainConfig, train_contrastive
+
+    data, _ = toy
+    schema = default_schema()
+    ds = read_manifest(data).split("train")
+    pixels = torch.rand(len(ds), 3, 112, 192)
+    codes = label_codes(ds, schema)
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=8, attribute_loss=1.0)
+
+    def run(state, stop=None):  # noqa: ANN001, ANN202
+        model = toy_clip(3)
+        log = train_contrastive(model, pixels, lambda e: epoch_subset_captions(ds, schema, 0, e), tok, cfg,
+                                state_dir=state, should_stop=stop, label_codes=codes)
+        return model, log
+
+    plain = toy_clip(3)
+    full, log = run(tmp_path / "a")
+    assert set(full.state_dict()) == set(plain.state_dict())  # heads removed after the run
+    state = load_file(tmp_path / "a" / "weights-e002.safetensors")
+    heads = [k for k in state if k.startswith("attribute_heads.")]
+    assert len(heads) == len(schema.attributes)  # checkpointed with the model, so resumes carry them
+    # The loss includes the heads' cross-entropy: far above the contrastive loss of a batch of 8.
+    assert log[0]["loss"] > math.log(8)
+    n = {"steps": 0}
+
+    def stop() -> bool:
+        n["steps"] += 1
+        return n["steps"] == len(ds) // 8 + 1  # inside epoch two
+
+    run(tmp_path / "b", stop)
+    resumed, _ = run(tmp_path / "b")
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="label_codes"):
+        train_contrastive(toy_clip(), pixels, lambda e: ["a road"] * len(ds), tok, cfg)

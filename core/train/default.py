@@ -2,12 +2,13 @@
 
 Synthesise a dataset, train the registered ``scenescope-tiny`` open_clip config from scratch with
 a multi-positive contrastive loss on schema captions that each name a random subset of the
-attributes (paraphrased), and save it in open_clip's hub layout as
+attributes (paraphrased) plus an auxiliary per-attribute loss (``AttributeHeads``), and save it in open_clip's hub layout as
 float16 safetensors. Every number that defines the run is recorded in the model card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -18,11 +19,12 @@ import open_clip
 import torch
 from tqdm import tqdm
 
-from core.data import read_manifest
+from core.data import Dataset, read_manifest
 from core.models.registry import BUNDLED, CONFIGS
 from core.schema import default_schema
 from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
+from core.train.finetune import Validator
 from core.train.loop import StepInfo, TrainConfig, train_contrastive
 
 ARCH = "scenescope-tiny"
@@ -38,6 +40,8 @@ class DefaultRecipe:
     weight_decay: float = 0.1
     batch_size: int = 128
     seed: int = 0
+    attribute_loss: float = 1.0  # weight of the auxiliary per-attribute loss (AttributeHeads)
+    val_index_frames: int = 3000  # per-epoch k-NN check: val split voted by this many train frames
 
 
 def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
@@ -61,14 +65,24 @@ def train_default(
     schema = default_schema()
     data_dir = synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
                              recipe.scenes, recipe.clips, recipe.data_seed, progress)
-    train = read_manifest(data_dir).split("train")
+    data = read_manifest(data_dir)
+    train, val = data.split("train"), data.split("val")
 
     torch.manual_seed(recipe.seed)
     clip, _, preprocess = open_clip.create_model_and_transforms(ARCH, image_resize_mode="squash")
     tokenizer = open_clip.get_tokenizer(ARCH)
     pixels = load_pixels(train, preprocess, progress=progress)
+    validator = None
+    if recipe.val_index_frames > 0 and len(val):
+        # Every k-th train frame: a fixed index that spans all clips, cheap enough to embed each epoch.
+        step = max(1, len(train) // recipe.val_index_frames)
+        keep = list(range(0, len(train), step))[: recipe.val_index_frames]
+        index_part = Dataset(train.root, train.frames.iloc[keep].reset_index(drop=True), train.schema)
+        validator = Validator(index_part, val, pixels[keep], load_pixels(val, preprocess, progress=progress),
+                              schema)
     config = TrainConfig(epochs=recipe.epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                         batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05)
+                         batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05,
+                         attribute_loss=recipe.attribute_loss)
     bar = tqdm(total=config.epochs * max(1, len(train) // config.batch_size), desc="train",
                disable=not progress)
 
@@ -76,10 +90,22 @@ def train_default(
         bar.update(1)
         bar.set_postfix(epoch=info.epoch + 1, loss=f"{info.loss:.3f}", img_s=f"{info.images_per_s:.0f}")
 
+    def on_epoch(epoch: int, row: dict) -> dict:
+        if validator is None:
+            return {}
+        report = validator.report(clip)
+        scores = {"val_knn_macro_f1": round(report["macro_f1"], 4),
+                  "val_knn_f1": {a: round(v["f1"], 4) for a, v in report["attributes"].items()}}
+        bar.write(f"epoch {epoch}: loss {row['loss']:.3f}, val k-NN macro F1 {scores['val_knn_macro_f1']:.3f} "
+                  + " ".join(f"{a} {f:.2f}" for a, f in scores["val_knn_f1"].items()))
+        return scores
+
+    # A state folder per recipe: an interrupted run resumes, a changed one starts over.
+    run_key = hashlib.sha256(json.dumps([asdict(recipe), ARCH]).encode()).hexdigest()[:10]
     t0 = time.time()
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
-        state_dir=work / "state", on_step=on_step, label_codes=label_codes(train, schema),
+        state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=label_codes(train, schema),
     )
     bar.close()
     model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
