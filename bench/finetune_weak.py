@@ -1,7 +1,7 @@
 """Bench: fine-tuning a deliberately weak model on the synthetic world, through the job runner.
 
 1. The weak model: ``scenescope-tiny`` trained from scratch for ONE epoch with the bundled model's
-   own recipe (lr 5e-4, batch 128, warmup 5%, paraphrased captions) on a synthetic set.
+   own recipe (`train_default` with `epochs=1`, on its 12k-scene data).
 2. A fresh synthetic set (another seed) to fine-tune on: train / val / test splits.
 3. ``start_job`` with the default FinetuneOptions (lr 1e-5, 8 epochs, AdamW wd 0.1, cosine, bf16)
    and, for comparison, the same with higher learning rates; each job re-indexes the dataset and
@@ -19,22 +19,19 @@ import json
 import os
 import platform
 import time
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-import open_clip
 import torch
 
 from core.data import read_manifest
 from core.jobs import read_comparison, start_job
 from core.jobs.cli import follow
-from core.models.registry import CONFIGS
-from core.schema import default_schema
-from core.train import TrainConfig, epoch_captions, load_pixels, save_model_dir, train_contrastive
-from core.train.default import DefaultRecipe
+from core.train.default import DefaultRecipe, train_default
 
 ARCH = "scenescope-tiny"
-LEAD_DATA = Path("workspace/train-default/synth-12000-150-s7")
+LEAD_WORK = Path("workspace/train-default")  # train-default's work folder: its data is reused
 
 
 def synth(out: Path, scenes: int, seed: int) -> Path:
@@ -45,25 +42,16 @@ def synth(out: Path, scenes: int, seed: int) -> Path:
     return out
 
 
-def weak_model(out: Path, data: Path, epochs: int, threads: int) -> dict:
-    """The bundled recipe cut to ``epochs`` epoch(s): a deliberately weak starting point."""
+def weak_model(out: Path, scenes: int, epochs: int, threads: int) -> dict:
+    """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s): a weak start."""
     if (out / "weak.json").is_file():
         return json.loads((out / "weak.json").read_text())
     torch.set_num_threads(threads)
-    recipe = DefaultRecipe(epochs=epochs)
-    train = read_manifest(data).split("train")
-    torch.manual_seed(recipe.seed)
-    clip, _, preprocess = open_clip.create_model_and_transforms(ARCH, image_resize_mode="squash")
-    pixels = load_pixels(train, preprocess)
-    config = TrainConfig(epochs=epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                         batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05)
-    t0 = time.time()
-    log = train_contrastive(clip, pixels, lambda e: epoch_captions(train, default_schema(), config.seed, e),
-                            open_clip.get_tokenizer(ARCH), config)
-    cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
-    save_model_dir(clip.eval(), cfg, out, preprocess_cfg={"resize_mode": "squash"}, dtype=torch.float16)
-    info = {"data": str(data), "train_frames": len(train), "epochs": epochs, "lr": recipe.lr,
-            "batch_size": recipe.batch_size, "seconds": round(time.time() - t0, 1), "log": log}
+    recipe = DefaultRecipe(epochs=epochs, scenes=scenes)
+    summary = train_default(recipe, out=out, work=LEAD_WORK)
+    info = {"recipe": asdict(recipe), "train_frames": summary["train_frames"], "epochs": epochs,
+            "lr": recipe.lr, "batch_size": recipe.batch_size, "seconds": summary["train_seconds"],
+            "log": summary["log"]}
     (out / "weak.json").write_text(json.dumps(info, indent=2))
     return info
 
@@ -128,7 +116,8 @@ def write_results(path: Path, res: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="workspace/bench-finetune")
-    p.add_argument("--weak-scenes", type=int, default=6000, help="when the lead's 12k set is absent")
+    p.add_argument("--weak-scenes", type=int, default=DefaultRecipe.scenes,
+                   help="scenes of the weak model's training set (the bundled recipe's by default)")
     p.add_argument("--weak-epochs", type=int, default=1)
     p.add_argument("--ft-scenes", type=int, default=4000)
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-4])
@@ -140,9 +129,8 @@ def main() -> None:
     a = p.parse_args()
 
     work = Path(a.work)
-    weak_data = LEAD_DATA if (LEAD_DATA / "manifest.jsonl").is_file() else synth(work / "synth-weak", a.weak_scenes, 101)
     ft_data = synth(work / f"synth-ft-{a.ft_scenes}", a.ft_scenes, 202)
-    weak = weak_model(work / "weak-model", weak_data, a.weak_epochs, a.threads)
+    weak = weak_model(work / "weak-model", a.weak_scenes, a.weak_epochs, a.threads)
     if a.prepare_only:
         return
     frames = read_manifest(ft_data).frames

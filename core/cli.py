@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenes", type=int, default=12000)
     s.add_argument("--clips", type=int, default=150)
     s.add_argument("--data-seed", type=int, default=7)
-    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--epochs", type=int, default=20)
     s.add_argument("--lr", type=float, default=5e-4)
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--seed", type=int, default=0)

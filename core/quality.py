@@ -85,7 +85,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).
@@ -94,9 +94,14 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   `core.train.loop.multi_positive_loss`). Plain `ClipLoss` on full captions was tried first and
   learned a shortcut: weather, surface, lighting and road type alone nearly identify a caption
   inside a batch of 128, so k-NN votes on place (F1 0.28) and stage (0.48) failed.
+  Added to it with weight {rec.get('attribute_loss', 0.0)}: a per-attribute cosine classifier on the image
+  embedding (`core.train.loop.AttributeHeads`, dropped after training), because in-batch captions
+  rarely hinge on the place alone and the contrastive loss by itself left place near chance.
   AdamW (weight decay {rec.get('weight_decay')}), cosine schedule with warmup, bf16 autocast.
 - Time: {training.get('train_seconds')} s on {training.get('machine')} (torch {training.get('torch')}).
 - Loss per epoch: {", ".join(f"{r['loss']:.3f}" for r in training.get('log', []))}
+- Validation k-NN macro F1 per epoch (val split of the training data, voted by a fixed 3000-frame
+  slice of its train split): {", ".join(f"{r['val_knn_macro_f1']:.3f}" for r in training.get('log', []) if 'val_knn_macro_f1' in r) or "not recorded"}
 
 ## Quality
 Measured by `scenescope model-card {model_dir} --scenes {scenes} --seed {seed}`: a fresh synthetic

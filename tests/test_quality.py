@@ -17,10 +17,13 @@ def fresh(tmp_path_factory):
     return read_manifest(root)
 
 
-# A regression floor, not the goal: the bundled model measures 0.685 k-NN macro F1 (MODEL_CARD.md);
-# issue 3 asks for >= 0.85 here and >= 0.90 on the card, which this model does not reach yet
-# (place and stage are near chance). Raise the floor when a better model lands.
-KNN_FLOOR = 0.60
+# Regression floors, not the goal. On this 700-scene set (490 index frames) the bundled model
+# measures k-NN macro F1 0.79 and zero-shot 0.92; on the model card's 3000 scenes 0.85 and 0.94.
+# Issue 3 asks for k-NN >= 0.85 here (>= 0.90 on the card), which this model does not reach:
+# place (0.59) and road type (0.67) are its weak attributes. The floors sit ~0.07 below the
+# measured values so that a broken model or renderer fails, not seed-to-seed noise.
+KNN_FLOOR = 0.72
+ZERO_SHOT_FLOOR = 0.85
 
 
 @pytest.mark.slow
@@ -32,7 +35,6 @@ def test_bundled_model_knn_floor(fresh):
     for name, f1 in m["knn_f1"].items():
         if name in {a.name for a in fresh.schema.attributes if any("sky" in v.render or "ground" in v.render
                                                                     or "light" in v.render for v in a.values)}:
-            assert f1 >= 0.85, (name, m)
-    # zero-shot and retrieval only need to beat chance clearly: they are reported, not targeted
-    assert m["zero_shot_macro_f1"] > 0.3, m
-    assert m["text_to_image_recall@5"] > 0.2, m
+            assert f1 >= 0.80, (name, m)
+    assert m["zero_shot_macro_f1"] >= ZERO_SHOT_FLOOR, m
+    assert m["text_to_image_recall@5"] >= 0.9, m

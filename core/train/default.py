@@ -35,7 +35,7 @@ class DefaultRecipe:
     scenes: int = 12000
     clips: int = 150
     data_seed: int = 7
-    epochs: int = 10
+    epochs: int = 20
     lr: float = 5e-4
     weight_decay: float = 0.1
     batch_size: int = 128
