@@ -30,7 +30,6 @@ from core.jobs import read_comparison, start_job
 from core.jobs.cli import follow
 from core.train.default import DefaultRecipe, train_default
 
-ARCH = "scenescope-tiny"
 LEAD_WORK = Path("workspace/train-default")  # train-default's work folder: its data is reused
 
 

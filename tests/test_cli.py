@@ -82,3 +82,15 @@ def test_errors_are_one_line_and_non_zero(tmp_path):
 def test_models_lists_registry(capsys):
     assert main(["models"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "scenescope-tiny"
+
+
+def test_train_default_options_are_the_recipe_fields():
+    from dataclasses import fields
+
+    from core.cli import RECIPE_OPTIONS, build_parser
+    from core.train.default import DefaultRecipe
+
+    recipe = {f.name: f.type for f in fields(DefaultRecipe)}
+    assert set(RECIPE_OPTIONS) <= set(recipe)
+    a = build_parser().parse_args(["train-default", "--epochs", "3", "--attribute-loss", "0"])
+    assert (a.epochs, a.attribute_loss, a.scenes) == (3, 0.0, None)  # None: the recipe's own value

@@ -257,6 +257,10 @@ def _parse(raw: dict, origin: str) -> Schema:
         return Schema(raw.get("name", origin), attrs, sentence, raw.get("caption_order") or names)
     except (KeyError, TypeError) as e:
         raise SchemaError(f"{origin}: malformed schema ({e!r})") from None
+    except AttributeError as e:
+        raise SchemaError(f"{origin}: invalid schema: a list where a mapping belongs ({e})") from None
+    except SchemaError as e:  # rule errors: name the file they come from
+        raise SchemaError(f"{origin}: invalid schema: {e}") from None
 
 
 def _check_references(attrs: list[Attribute]) -> None:
@@ -286,7 +290,8 @@ def load_schema(path: str | Path | None = None) -> Schema:
     try:
         raw = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise SchemaError(f"{p}: cannot read schema ({e})") from None
+        # YAML errors span several lines; one line keeps CLI errors to one line too.
+        raise SchemaError(f"{p}: cannot read schema ({' '.join(str(e).split())})") from None
     return _parse(raw, str(p))
 
 
