@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 # train-default options, all DefaultRecipe fields; not imported from there, which would load torch.
 RECIPE_OPTIONS = {"scenes": int, "clips": int, "data_seed": int, "epochs": int, "lr": float,
-                  "batch_size": int, "seed": int, "attribute_loss": float}
+                  "batch_size": int, "seed": int, "attribute_loss": float, "distill_epochs": int,
+                  "distill_lr": float}
 SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
 
 

@@ -85,7 +85,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).
@@ -98,7 +98,12 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   embedding (`core.train.loop.AttributeHeads`, dropped after training), because in-batch captions
   rarely hinge on the place alone and the contrastive loss by itself left place near chance.
   AdamW (weight decay {rec.get('weight_decay')}), cosine schedule with warmup, bf16 autocast.
-- Time: {training.get('train_seconds')} s on {training.get('machine')} (torch {training.get('torch')}).
+- Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding
+  (`core.train.distill`, lr {rec.get('distill_lr')}): the image tower learns to give from 16-50% of
+  its patch tokens (random, or the evenly spread pattern) the embedding it gave from all of them,
+  while its full-token embedding is held on the old one, so indexes and prompts stay valid.
+  Val k-NN macro F1 per epoch, all tokens / 25% spread tokens: {", ".join(f"{r.get('val_knn_macro_f1', float('nan')):.3f} / {r.get('val_knn_macro_f1_spread25', float('nan')):.3f}" for r in training.get('distill_log', [])) or "not run"}
+- Time: {training.get('train_seconds')} s of training steps (validation excluded) on {training.get('machine')} (torch {training.get('torch')}).
 - Loss per epoch: {", ".join(f"{r['loss']:.3f}" for r in training.get('log', []))}
 - Validation k-NN macro F1 per epoch (val split of the training data, voted by a fixed 3000-frame
   slice of its train split): {", ".join(f"{r['val_knn_macro_f1']:.3f}" for r in training.get('log', []) if 'val_knn_macro_f1' in r) or "not recorded"}

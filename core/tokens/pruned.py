@@ -25,14 +25,11 @@ from core.tokens.features import (
 from core.tokens.select import MODES, batch_scores, keep_count, random_scores, spread_scores
 
 
-@torch.no_grad()
-def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
-    """L2-normalised image embeddings (B, D) from the class token + patches ``keep_indices`` (B, k).
-
-    With every index kept, in order, this equals ``model.clip.encode_image(pixels, normalize=True)``.
-    """
-    visual = vision_tower(model)
-    x = token_embeddings(visual, pixels.to(model.device))
+def encode_kept(visual: torch.nn.Module, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+    """Differentiable core of :func:`encode_pruned` on a ViT tower: L2-normalised (B, D) embeddings
+    from the class token + patches ``keep_indices`` (B, k). Training uses it to teach the tower
+    to encode from a subset (``core.train.distill``)."""
+    x = token_embeddings(visual, pixels)
     n = x.shape[1] - 1
     idx = torch.as_tensor(keep_indices, device=x.device).long()
     if idx.ndim != 2 or idx.shape[0] != x.shape[0]:
@@ -43,6 +40,15 @@ def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.T
     x = visual.ln_pre(torch.cat([x[:, :1], kept], dim=1))
     x = visual.transformer(x)
     return pool_project(visual, x)
+
+
+@torch.no_grad()
+def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image embeddings (B, D) from the class token + patches ``keep_indices`` (B, k).
+
+    With every index kept, in order, this equals ``model.clip.encode_image(pixels, normalize=True)``.
+    """
+    return encode_kept(vision_tower(model), pixels.to(model.device), keep_indices)
 
 
 def keep_indices(

@@ -24,6 +24,7 @@ from core.models.registry import BUNDLED, CONFIGS
 from core.schema import default_schema
 from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
+from core.train.distill import DistillConfig, distill_pruned
 from core.train.finetune import Validator
 from core.train.loop import StepInfo, TrainConfig, train_contrastive
 
@@ -42,6 +43,9 @@ class DefaultRecipe:
     seed: int = 0
     attribute_loss: float = 1.0  # weight of the auxiliary per-attribute loss (AttributeHeads)
     val_index_frames: int = 3000  # per-epoch k-NN check: val split voted by this many train frames
+    # Then self-distillation for token-pruned encoding (core.train.distill); 0 epochs skips it.
+    distill_epochs: int = 4
+    distill_lr: float = 1e-4
 
 
 def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
@@ -100,22 +104,47 @@ def train_default(
                   + " ".join(f"{a} {f:.2f}" for a, f in scores["val_knn_f1"].items()))
         return scores
 
-    # A state folder per recipe: an interrupted run resumes, a changed one starts over.
-    run_key = hashlib.sha256(json.dumps([asdict(recipe), ARCH]).encode()).hexdigest()[:10]
+    # A state folder per recipe: an interrupted run resumes, a changed one starts over. The
+    # contrastive stage is keyed by its own fields, so a changed distillation reuses it.
+    fields = asdict(recipe)
+    contrastive = {k: v for k, v in fields.items() if not k.startswith("distill_")}
+    run_key = hashlib.sha256(json.dumps([contrastive, ARCH]).encode()).hexdigest()[:10]
     t0 = time.time()
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
         state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=label_codes(train, schema),
     )
     bar.close()
+    distill_log: list[dict] = []
+    if recipe.distill_epochs > 0:
+        dcfg = DistillConfig(epochs=recipe.distill_epochs, lr=recipe.distill_lr, seed=recipe.seed)
+        dkey = hashlib.sha256(json.dumps([fields, ARCH]).encode()).hexdigest()[:10]
+        bar = tqdm(total=dcfg.epochs * max(1, len(train) // dcfg.batch_size), desc="distil pruned",
+                   disable=not progress)
+
+        def on_distill_epoch(epoch: int, row: dict) -> dict:
+            if validator is None:
+                return {}
+            full, pruned = validator.report(clip)["macro_f1"], validator.report(clip, keep_ratio=0.25)["macro_f1"]
+            bar.write(f"distil epoch {epoch}: loss {row['loss']:.4f}, val k-NN macro F1 {full:.3f}, "
+                      f"25% spread tokens {pruned:.3f}")
+            return {"val_knn_macro_f1": round(full, 4), "val_knn_macro_f1_spread25": round(pruned, 4)}
+
+        distill_log = distill_pruned(clip, pixels, dcfg, state_dir=work / f"state-{run_key}-distill-{dkey}",
+                                     on_step=on_step, on_epoch=on_distill_epoch)
+        bar.close()
     model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
     summary = {
         "recipe": asdict(recipe),
         "train_frames": len(train),
-        "train_seconds": round(time.time() - t0, 1),
+        # Summed per-epoch step time of both stages (validation excluded), so it stays the cost of
+        # the whole recipe when a run resumed a finished stage.
+        "train_seconds": round(sum(r["seconds"] for r in log + distill_log), 1),
+        "wall_seconds_this_run": round(time.time() - t0, 1),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "log": log,
+        "distill_log": distill_log,
     }
     save_model_dir(clip.eval(), model_cfg, out, preprocess_cfg={"resize_mode": "squash"},
                    dtype=torch.float16, card=None)

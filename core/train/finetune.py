@@ -304,16 +304,21 @@ class Validator:
     k: int = 5
     device: str = "cpu"
 
-    def report(self, clip: torch.nn.Module) -> dict:
+    def report(self, clip: torch.nn.Module, keep_ratio: float = 1.0) -> dict:
+        """``keep_ratio`` < 1 encodes the val queries from that share of evenly spread patch tokens
+        (the index keeps all tokens): the accuracy token-pruned encoding costs."""
         from core.eval import evaluate
         from core.index import IndexStore
         from core.predict import vote_batch
+        from core.train.distill import embed_spread
 
         store = IndexStore.from_embeddings(
             embed_pixels(clip, self.train_pixels, device=self.device), self.train.frames,
             model="finetune-validation", dataset=self.train.root, split="train", schema=self.schema,
         )
-        votes = vote_batch(store, embed_pixels(clip, self.val_pixels, device=self.device), k=self.k)
+        queries = (embed_pixels(clip, self.val_pixels, device=self.device) if keep_ratio >= 1
+                   else embed_spread(clip, self.val_pixels, keep_ratio, device=self.device).numpy())
+        votes = vote_batch(store, queries, k=self.k)
         truth = [self.val.labels(i) for i in range(len(self.val))]
         return evaluate(truth, [v.labels() for v in votes], self.schema)
 

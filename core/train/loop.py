@@ -103,7 +103,7 @@ def batch_positives(codes: torch.Tensor, mentions: torch.Tensor) -> torch.Tensor
     return (agree | ~mentions[None, :, :]).all(-1)
 
 
-def _autocast(device: str, precision: str):  # noqa: ANN202
+def mixed_precision(device: str, precision: str) -> torch.autocast:
     if precision == "fp32":
         return torch.autocast(device_type=device.split(":")[0], enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -193,7 +193,7 @@ def train_contrastive(
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
                 x = pixels[idx].to(device, torch.float32)
                 tokens = tokenizer([captions[i] for i in idx.tolist()]).to(device)
-                with _autocast(device, config.precision):
+                with mixed_precision(device, config.precision):
                     img, txt, scale = clip(x, tokens)[:3]
                     if mentions is not None and label_codes is not None:
                         loss = multi_positive_loss(img, txt, scale, batch_positives(label_codes[idx], mentions[idx]))
