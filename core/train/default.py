@@ -12,6 +12,7 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,14 +63,24 @@ def train_default(
     out: str | Path = BUNDLED[ARCH],
     work: str | Path = "workspace/train-default",
     progress: bool = True,
+    exclude: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
-    """Train the bundled model; returns the training summary written into the model card."""
+    """Train the bundled model; returns the training summary written into the model card.
+
+    ``exclude`` ({attribute: [values]}) leaves frames with those values out of training and
+    validation: a deliberately weak model that never saw, say, fog (the fine-tuning bench's start).
+    """
     recipe = recipe or DefaultRecipe()
     work = Path(work)
     schema = default_schema()
     data_dir = synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
                              recipe.scenes, recipe.clips, recipe.data_seed, progress)
     data = read_manifest(data_dir)
+    exclude = {a: sorted(v) for a, v in (exclude or {}).items() if v}
+    for attr, values in exclude.items():
+        for v in values:
+            schema[attr].value(v)  # an unknown attribute or value is a SchemaError naming it
+        data = Dataset(data.root, data.frames[~data.frames[attr].isin(values)].reset_index(drop=True), data.schema)
     train, val = data.split("train"), data.split("val")
 
     torch.manual_seed(recipe.seed)
@@ -108,7 +119,7 @@ def train_default(
     # contrastive stage is keyed by its own fields, so a changed distillation reuses it.
     fields = asdict(recipe)
     contrastive = {k: v for k, v in fields.items() if not k.startswith("distill_")}
-    run_key = hashlib.sha256(json.dumps([contrastive, ARCH]).encode()).hexdigest()[:10]
+    run_key = hashlib.sha256(json.dumps([contrastive, ARCH, *([exclude] if exclude else [])]).encode()).hexdigest()[:10]
     t0 = time.time()
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
@@ -118,7 +129,7 @@ def train_default(
     distill_log: list[dict] = []
     if recipe.distill_epochs > 0:
         dcfg = DistillConfig(epochs=recipe.distill_epochs, lr=recipe.distill_lr, seed=recipe.seed)
-        dkey = hashlib.sha256(json.dumps([fields, ARCH]).encode()).hexdigest()[:10]
+        dkey = hashlib.sha256(json.dumps([fields, ARCH, *([exclude] if exclude else [])]).encode()).hexdigest()[:10]
         bar = tqdm(total=dcfg.epochs * max(1, len(train) // dcfg.batch_size), desc="distil pruned",
                    disable=not progress)
 
@@ -136,6 +147,7 @@ def train_default(
     model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
     summary = {
         "recipe": asdict(recipe),
+        "excluded": exclude,
         "train_frames": len(train),
         # Summed per-epoch step time of both stages (validation excluded), so it stays the cost of
         # the whole recipe when a run resumed a finished stage.
