@@ -133,3 +133,15 @@ def write_finished_job(ws: Path, store: object, layout: object = None) -> str:
     (jdir / "comparison.json").write_text(json.dumps(cmp.to_dict()))
     shutil.copytree(store.path, jdir / "index")  # the after-index: the maps are coloured from it
     return job_id
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Float reductions depend on the thread count; equality checks need the same count in every
+    run, whatever earlier test modules left behind."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,12 +14,7 @@ from core.train.distill import DistillConfig, distill_pruned, embed_spread, kept
 GRID = (7, 12)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_clip(seed: int = 0) -> torch.nn.Module:

@@ -29,14 +29,7 @@ from core.train.lora import add_lora, lora_parameter_names, merge_lora
 FAST = {"epochs": 3, "lr": 1e-3, "batch_size": 8, "workers": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Float reductions depend on the thread count; equality checks need the same count in every
-    # run, whatever earlier test modules left behind.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
