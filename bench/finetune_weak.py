@@ -1,7 +1,8 @@
 """Bench: fine-tuning a deliberately weak model on the synthetic world, through the job runner.
 
 1. The weak model: ``scenescope-tiny`` trained from scratch for ONE epoch with the bundled model's
-   own recipe (`train_default` with `epochs=1`, on its 12k-scene data).
+   own recipe (`train_default` with `epochs=1`, on its 12k-scene data); or, with
+   ``--weak-epochs N --weak-exclude weather=fog,snow``, N epochs without the frames of those values.
 2. A fresh synthetic set (another seed) to fine-tune on: train / val / test splits.
 3. ``start_job`` with the default FinetuneOptions (lr 1e-5, 8 epochs, AdamW wd 0.1, cosine, bf16)
    and, for comparison, the same with higher learning rates; each job re-indexes the dataset and
@@ -10,6 +11,7 @@
 Writes ``<work>/results.json`` and ``<work>/RESULTS.md`` (curated into ``bench/RESULTS_train.md``).
 
     .venv/bin/python bench/finetune_weak.py [--work workspace/bench-finetune] [--lrs 1e-5 5e-4]
+    .venv/bin/python bench/finetune_weak.py --weak-epochs 12 --weak-exclude weather=fog,snow --lrs 1e-5
 """
 
 from __future__ import annotations
