@@ -11,6 +11,9 @@ full encoder, encodes the test scenes from a share of their patch tokens chosen 
 - random: a seeded random subset (FLIP-style);
 - spread: evenly spread patches (ordered-dithering priority, the same for every image);
 - query+spread: half the budget by the generic query's relevance, half spread evenly;
+- spread-drop / random-drop: as spread / random but without the read-in (the modes above let the
+  kept tokens attend to every patch in block 1, ``embed_pruned``'s default; these drop the other
+  patches before block 1, so the transformer never sees them);
 - evit-L<l>: pruned inside the encoder after block l by the class token's attention there, the
   pruned tokens fused into one (EViT); its scoring costs no extra pass,
 
@@ -20,7 +23,7 @@ encoder CPU time per image relative to the full encoder in the same run (1 torch
 time, best of interleaved repeats). Query / saliency scores need
 a dense pass over all tokens first; its cost is reported separately ("end-to-end" column).
 
-    .venv/bin/python bench/token_pruning.py --train 600 --test 200 --png bench/token_pruning.png
+    .venv/bin/python bench/token_pruning.py --train 1500 --test 600 --png bench/token_pruning.png
 """
 
 from __future__ import annotations
@@ -44,11 +47,13 @@ from core.predict import knn_vote  # noqa: E402
 from core.schema import default_schema  # noqa: E402
 from core.tokens import batch_scores, encode_early_pruned, encode_pruned, keep_indices  # noqa: E402
 
-MODES = ("query", "query-attr", "saliency-cls", "saliency-rollout", "random", "spread", "query+spread")
+MODES = ("query", "query-attr", "saliency-cls", "saliency-rollout", "random", "spread", "query+spread",
+         "random-drop", "spread-drop")
 EARLY_LAYERS = (1, 2)
 COLOURS = {"query": (214, 39, 40), "query-attr": (255, 127, 14), "saliency-cls": (31, 119, 180),
            "saliency-rollout": (23, 190, 207), "random": (127, 127, 127), "evit-L1": (44, 160, 44),
-           "evit-L2": (148, 103, 189), "spread": (0, 0, 0), "query+spread": (140, 86, 75)}
+           "evit-L2": (148, 103, 189), "spread": (0, 0, 0), "query+spread": (140, 86, 75),
+           "random-drop": (190, 190, 190), "spread-drop": (100, 100, 100)}
 
 
 def render(schema, n: int, seed0: int) -> tuple[list[np.ndarray], list[dict]]:
@@ -102,8 +107,8 @@ def recall_at(text_emb: np.ndarray, img_emb: np.ndarray, captions: list[str], k:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="scenescope-tiny")
-    ap.add_argument("--train", type=int, default=600)
-    ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--train", type=int, default=1500)
+    ap.add_argument("--test", type=int, default=600)
     ap.add_argument("--ratios", default="1,0.5,0.25,0.16")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
@@ -140,11 +145,13 @@ def main() -> None:
     runners = {"full": run_full}
     for r in ratios:
         idx = keep_indices(rand_scores, r) if r < 1 else torch.arange(n_patch).expand(args.test, -1)
-        runners[r] = lambda idx=idx: batched(lambda p, i: encode_pruned(model, p, i), test_px, bs, idx)
+        for read_in in (True, False):
+            runners[(r, read_in)] = lambda idx=idx, read_in=read_in: batched(
+                lambda p, i: encode_pruned(model, p, i, read_in), test_px, bs, idx)
     for layer in EARLY_LAYERS:
         for r in ratios:
             if r < 1:
-                runners[(layer, r)] = lambda r=r, layer=layer: batched(
+                runners[("evit", layer, r)] = lambda r=r, layer=layer: batched(
                     lambda p: encode_early_pruned(model, p, r, layer=layer), test_px, bs)
     # Warm up, then interleave the runs so that load from other processes hits all of them alike.
     for fn in runners.values():
@@ -177,10 +184,14 @@ def main() -> None:
     scores["query+spread"], score_time["query+spread"] = scores["query"], score_time["query"]
     coverage = {"query+spread": 0.5}
 
-    def pruned_emb(s: np.ndarray, r: float, cover: float = 0.0) -> np.ndarray:
+    scores["spread-drop"], scores["random-drop"] = scores["spread"], scores["random"]
+    score_time["spread-drop"], score_time["random-drop"] = score_time["spread"], score_time["random"]
+
+    def pruned_emb(s: np.ndarray, r: float, cover: float = 0.0, read_in: bool = True) -> np.ndarray:
         idx = (keep_indices(s, r, coverage=cover, grid=model.grid_size) if r < 1
                else torch.arange(n_patch).expand(len(s), -1))
-        return np.concatenate([e.numpy() for e in batched(lambda p, i: encode_pruned(model, p, i), test_px, bs, idx)])
+        return np.concatenate([e.numpy() for e in batched(
+            lambda p, i: encode_pruned(model, p, i, read_in), test_px, bs, idx)])
 
     rows = []
     for mode in MODES:
@@ -190,11 +201,11 @@ def main() -> None:
                 acc = knn_f1(train_emb, train_labels, lambda a, embs=embs: embs[a], test_labels, schema, args.k)
                 rec = None
             else:
-                emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0))
+                emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0), read_in=not mode.endswith("-drop"))
                 acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
                 rec = recall_at(text_emb, emb, captions)
             n_q = len(attr_queries) if mode == "query-attr" else 1
-            enc = timing[r] * n_q
+            enc = timing[(r, not mode.endswith("-drop"))] * n_q
             e2e = (0.0 if r >= 1 else score_time[mode]) + enc
             rows.append({"mode": mode, "keep": r, "tokens": n_patch if r >= 1 else int(keep_indices(
                 np.zeros((1, n_patch)), r).shape[1]), "macro_f1": acc["macro_f1"], "f1": acc["f1"],
@@ -211,7 +222,7 @@ def main() -> None:
                 lambda p, r=r, layer=layer: encode_early_pruned(model, p, r, layer=layer), test_px, bs)])
             acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
             k_kept = int(keep_indices(np.zeros((1, n_patch)), r).shape[1])
-            t = timing[(layer, r)]
+            t = timing[("evit", layer, r)]
             rows.append({"mode": f"evit-L{layer}", "keep": r, "tokens": k_kept, "macro_f1": acc["macro_f1"],
                          "f1": acc["f1"], "recall5": recall_at(text_emb, emb, captions), "enc_ms": t * 1e3,
                          "speedup": timing["full"] / t, "e2e_speedup": timing["full"] / t})

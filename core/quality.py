@@ -51,6 +51,17 @@ def measure(model: SceneModel, index_data: Dataset, test: Dataset, k: int = 5, p
     }
 
 
+def _distill_subset(training: dict) -> str:
+    """The distillation's token subsets in words, from the config recorded in training.json."""
+    cfg = training.get("distill_config") or {}
+    ratios = "/".join(f"{r:.0%}" for r in cfg.get("keep_ratios", ())) or "a share"
+    share = cfg.get("spread_share", 0.0)
+    pattern = ("the evenly spread pattern" if share >= 1 else "a random subset per image" if share <= 0
+               else f"the evenly spread pattern ({share:.0%} of steps) or a random subset")
+    read_in = "; the kept tokens read every patch in block 1 first, the read-in" if cfg.get("read_in") else ""
+    return f"{ratios} of its patch tokens ({pattern}{read_in})"
+
+
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
                      work: str | Path = "workspace") -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
@@ -99,9 +110,9 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   rarely hinge on the place alone and the contrastive loss by itself left place near chance.
   AdamW (weight decay {rec.get('weight_decay')}), cosine schedule with warmup, bf16 autocast.
 - Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding
-  (`core.train.distill`, lr {rec.get('distill_lr')}): the image tower learns to give from 16-50% of
-  its patch tokens (random, or the evenly spread pattern) the embedding it gave from all of them,
-  while its full-token embedding is held on the old one, so indexes and prompts stay valid.
+  (`core.train.distill`, lr {rec.get('distill_lr')}): the image tower learns to give from {_distill_subset(training)}
+  the embedding it gave from all its patch tokens, while its full-token embedding is held on the
+  old one, so indexes and prompts stay valid.
   Val k-NN macro F1 per epoch, all tokens / 25% spread tokens: {", ".join(f"{r.get('val_knn_macro_f1', float('nan')):.3f} / {r.get('val_knn_macro_f1_spread25', float('nan')):.3f}" for r in training.get('distill_log', [])) or "not run"}
 - Time: {training.get('train_seconds')} s of training steps (validation excluded) on {training.get('machine')} (torch {training.get('torch')}).
 - Loss per epoch: {", ".join(f"{r['loss']:.3f}" for r in training.get('log', []))}

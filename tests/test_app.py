@@ -295,6 +295,8 @@ def test_tokens_page_heatmap_and_votes(engine: tuple) -> None:
     at.selectbox(key="tokens_method_query").set_value("occlusion").run()
     at.checkbox(key="tokens_surgery").check().run()
     assert not at.exception and not at.error and _images(at) == 2
+    at.checkbox(key="tokens_read_in").uncheck().run()  # pruned vote without the read-in
+    assert not at.exception and not at.error and sum("Vote" in df.value.columns for df in at.dataframe) == 2
     at.text_input(key="tokens_query").set_value("").run()  # query-free: dense methods only
     assert "occlusion" not in at.selectbox(key="tokens_method").options
     assert not at.exception and not at.error

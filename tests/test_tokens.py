@@ -282,6 +282,29 @@ def test_pruned_full_equals_encoder(model, pixels):
     # token order does not matter: positions travel with the tokens
     perm = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(i)) for i in range(3)])
     torch.testing.assert_close(encode_pruned(model, pixels, perm), full, atol=1e-5, rtol=0)
+    torch.testing.assert_close(encode_pruned(model, pixels, idx, read_in=True), full, atol=1e-5, rtol=0)
+
+
+def test_read_in_equals_pruning_after_block_one(model, pixels):
+    """Reference: run block 1 on every token, then keep the class token and the chosen patches."""
+    visual = model.clip.visual
+    n = model.grid_size[0] * model.grid_size[1]
+    idx = torch.stack([torch.randperm(n, generator=torch.Generator().manual_seed(i))[:n // 4].sort().values
+                       for i in range(pixels.shape[0])])
+    with torch.no_grad():
+        x = visual.conv1(pixels.to(visual.conv1.weight.dtype)).flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype))
+        first, *rest = visual.transformer.resblocks
+        x = first(x)
+        x = torch.cat([x[:, :1], x[:, 1:][torch.arange(x.shape[0])[:, None], idx]], dim=1)
+        for block in rest:
+            x = block(x)
+        ref = visual.ln_post(x[:, 0]) @ visual.proj
+        ref = ref / ref.norm(dim=-1, keepdim=True)
+    read_in = encode_pruned(model, pixels, idx, read_in=True)
+    torch.testing.assert_close(read_in, ref, atol=1e-5, rtol=0)
+    assert (read_in - encode_pruned(model, pixels, idx)).abs().max() > 1e-3  # the dropped patches count
 
 
 def test_pruned_half_feeds_fewer_tokens(model, pixels):

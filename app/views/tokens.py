@@ -62,6 +62,10 @@ with st.expander("Scoring details"):
     surgery = d3.checkbox("Feature surgery", value=False, key="tokens_surgery", disabled=q is None,
                           help="Subtract what every schema phrase shares, so patches that matter to "
                                "all texts alike (road, sky) stop outranking the query's own")
+    read_in = d3.checkbox("Read-in", value=True, key="tokens_read_in",
+                          help="The kept tokens attend once to every patch (block 1) before the rest "
+                               "are dropped; the bundled model is distilled for this. Off: the "
+                               "pruned vote never sees the dropped patches")
 background = tokens.schema_background(eng.model, schema) if q and surgery else None
 
 frame = frames[i]
@@ -73,7 +77,7 @@ with st.spinner("Scoring patches and encoding…"):
     full_vote = vote_batch(store, eng.model.embed_images([frame]), k=eng.k)[0]
     pruned_vote = vote_batch(store, tokens.embed_pruned(
         eng.model, [frame], keep_ratio=keep, mode="query" if q else "saliency", query=q, rule=rule,
-        method=method, background=background), k=eng.k)[0]
+        method=method, background=background, read_in=read_in), k=eng.k)[0]
 
 agree = sum(full_vote.attributes[a].value == pruned_vote.attributes[a].value for a in schema.names)
 m = st.columns(3)

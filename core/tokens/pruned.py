@@ -25,10 +25,19 @@ from core.tokens.features import (
 from core.tokens.select import MODES, batch_scores, keep_count, random_scores, spread_scores
 
 
-def encode_kept(visual: torch.nn.Module, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+def encode_kept(
+    visual: torch.nn.Module, pixels: torch.Tensor, keep_indices: torch.Tensor, read_in: bool = False,
+) -> torch.Tensor:
     """Differentiable core of :func:`encode_pruned` on a ViT tower: L2-normalised (B, D) embeddings
     from the class token + patches ``keep_indices`` (B, k). Training uses it to teach the tower
-    to encode from a subset (``core.train.distill``)."""
+    to encode from a subset (``core.train.distill``).
+
+    ``read_in`` lets the kept tokens attend to every patch token in the first block before the rest
+    are dropped (keys and values from all tokens, queries and MLP only for the kept ones): the
+    result equals running block 1 on all tokens and pruning after it, at a fraction of its cost.
+    Dropped patches then still inform the embedding, the way LaVida Drive's token recovery lets
+    kept tokens attend back to the full frame.
+    """
     x = token_embeddings(visual, pixels)
     n = x.shape[1] - 1
     idx = torch.as_tensor(keep_indices, device=x.device).long()
@@ -37,18 +46,29 @@ def encode_kept(visual: torch.nn.Module, pixels: torch.Tensor, keep_indices: tor
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"keep_indices must lie in [0, {n})")
     kept = torch.gather(x[:, 1:], 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-    x = visual.ln_pre(torch.cat([x[:, :1], kept], dim=1))
-    x = visual.transformer(x)
-    return pool_project(visual, x)
+    tokens = visual.ln_pre(torch.cat([x[:, :1], kept], dim=1))
+    if not read_in:
+        return pool_project(visual, visual.transformer(tokens))
+    # Blocks take (L, B, D) when the transformer is not batch-first.
+    layout = (lambda t: t) if getattr(visual.transformer, "batch_first", True) else (lambda t: t.transpose(0, 1))
+    first, *rest = visual.transformer.resblocks
+    h, context = layout(tokens), layout(first.ln_1(visual.ln_pre(x)))
+    h = h + first.ls_1(first.attn(first.ln_1(h), context, context, need_weights=False)[0])
+    h = h + first.ls_2(first.mlp(first.ln_2(h)))
+    for block in rest:
+        h = block(h)
+    return pool_project(visual, layout(h))
 
 
 @torch.no_grad()
-def encode_pruned(model: SceneModel, pixels: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+def encode_pruned(
+    model: SceneModel, pixels: torch.Tensor, keep_indices: torch.Tensor, read_in: bool = False,
+) -> torch.Tensor:
     """L2-normalised image embeddings (B, D) from the class token + patches ``keep_indices`` (B, k).
 
     With every index kept, in order, this equals ``model.clip.encode_image(pixels, normalize=True)``.
     """
-    return encode_kept(vision_tower(model), pixels.to(model.device), keep_indices)
+    return encode_kept(vision_tower(model), pixels.to(model.device), keep_indices, read_in)
 
 
 def keep_indices(
@@ -88,16 +108,19 @@ def embed_pruned(
     batch_size: int = 64,
     coverage: float = 0.0,
     background: np.ndarray | None = None,
+    read_in: bool = True,
 ) -> np.ndarray:
     """(n, D) float32 embeddings of ``images`` (PIL/arrays, or preprocessed pixels (n,3,H,W))
     encoded from a ``keep_ratio`` share of their patch tokens, chosen by ``mode``:
     "query" (relevance to ``query``), "saliency" (query-free), "random" (seeded per image) or
     "spread" (evenly over the grid); ``coverage`` mixes in spread patches (see keep_indices);
     ``background`` turns on feature surgery for "query" (see score_patches, occlusion_scores).
+    ``read_in`` (default; the bundled model is distilled for it) lets the kept tokens attend to
+    every patch in block 1 (see encode_kept); off, the dropped patches are never seen.
 
     Note the "query" and "saliency" scores come from a full dense pass, so they pay off only when
-    that pass is shared (e.g. a heatmap was computed) or scores come from elsewhere; "random" is
-    and "spread" are the modes that save encoder time end to end.
+    that pass is shared (e.g. a heatmap was computed) or scores come from elsewhere; "random" and
+    "spread" are the modes that save encoder time end to end.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -112,7 +135,7 @@ def embed_pruned(
         else:
             scores = batch_scores(model, pixels, mode, query, rule, method, saliency, seed + i, background)
             idx = keep_indices(scores, keep_ratio, coverage=coverage, grid=tuple(vision_tower(model).grid_size))
-        out.append(encode_pruned(model, pixels, idx).float().cpu().numpy())
+        out.append(encode_pruned(model, pixels, idx, read_in).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.embed_dim), np.float32)
 
 

@@ -45,8 +45,8 @@ class DefaultRecipe:
     attribute_loss: float = 1.0  # weight of the auxiliary per-attribute loss (AttributeHeads)
     val_index_frames: int = 3000  # per-epoch k-NN check: val split voted by this many train frames
     # Then self-distillation for token-pruned encoding (core.train.distill); 0 epochs skips it.
-    distill_epochs: int = 4
-    distill_lr: float = 1e-4
+    distill_epochs: int = 8
+    distill_lr: float = 3e-4
 
 
 def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
@@ -129,7 +129,8 @@ def train_default(
     distill_log: list[dict] = []
     if recipe.distill_epochs > 0:
         dcfg = DistillConfig(epochs=recipe.distill_epochs, lr=recipe.distill_lr, seed=recipe.seed)
-        dkey = hashlib.sha256(json.dumps([fields, ARCH, *([exclude] if exclude else [])]).encode()).hexdigest()[:10]
+        dkey = hashlib.sha256(json.dumps([fields, asdict(dcfg), ARCH, *([exclude] if exclude else [])])
+                              .encode()).hexdigest()[:10]
         bar = tqdm(total=dcfg.epochs * max(1, len(train) // dcfg.batch_size), desc="distil pruned",
                    disable=not progress)
 
@@ -157,6 +158,7 @@ def train_default(
         "torch": torch.__version__,
         "log": log,
         "distill_log": distill_log,
+        "distill_config": asdict(dcfg) if recipe.distill_epochs > 0 else None,
     }
     save_model_dir(clip.eval(), model_cfg, out, preprocess_cfg={"resize_mode": "squash"},
                    dtype=torch.float16, card=None)

@@ -34,8 +34,9 @@ class DistillConfig:
     lr: float = 1e-4
     weight_decay: float = 0.05
     batch_size: int = 128
-    keep_ratios: tuple[float, ...] = (0.16, 0.25, 0.5)  # one drawn per step
-    spread_share: float = 0.5  # share of steps that keep the evenly spread pattern, the rest random
+    keep_ratios: tuple[float, ...] = (0.25,)  # one drawn per step
+    spread_share: float = 1.0  # share of steps that keep the evenly spread pattern, the rest random
+    read_in: bool = True  # kept tokens attend to all patches in block 1 (see encode_kept)
     warmup_fraction: float = 0.05
     precision: str = "bf16"
     seed: int = 0
@@ -130,7 +131,7 @@ def distill_pruned(
                 target = teacher[idx].to(device)
                 with mixed_precision(device, config.precision):
                     full = encode_kept(visual, x, everything.expand(len(idx), -1).to(device))
-                    pruned = encode_kept(visual, x, kept.to(device))
+                    pruned = encode_kept(visual, x, kept.to(device), config.read_in)
                     # Cosine distance to the teacher, full-token anchor plus pruned target.
                     anchor = 1 - (full.float() * target).sum(-1).mean()
                     gap = 1 - (pruned.float() * target).sum(-1).mean()
@@ -162,14 +163,14 @@ def distill_pruned(
 
 @torch.inference_mode()
 def embed_spread(clip: torch.nn.Module, pixels: torch.Tensor, keep_ratio: float, batch_size: int = 128,
-                 device: str = "cpu") -> torch.Tensor:
+                 device: str = "cpu", read_in: bool = True) -> torch.Tensor:
     """L2-normalised embeddings from the evenly spread ``keep_ratio`` share of the patch tokens."""
     visual = clip.visual
     was_training = visual.training
     visual.eval()
     kept = kept_indices(tuple(visual.grid_size), 1, keep_ratio, True, torch.Generator())
     out = [encode_kept(visual, pixels[i : i + batch_size].to(device, torch.float32),
-                       kept.expand(min(batch_size, pixels.shape[0] - i), -1).to(device)).float().cpu()
+                       kept.expand(min(batch_size, pixels.shape[0] - i), -1).to(device), read_in).float().cpu()
            for i in range(0, pixels.shape[0], batch_size)]
     visual.train(was_training)
     return torch.cat(out)
