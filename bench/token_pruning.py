@@ -195,17 +195,18 @@ def main() -> None:
 
     rows = []
     for mode in MODES:
+        read_in = not mode.endswith("-drop")
         for r in ratios:
             if mode == "query-attr":
                 embs = {a: pruned_emb(scores[mode][a], r) for a in attr_queries}
                 acc = knn_f1(train_emb, train_labels, lambda a, embs=embs: embs[a], test_labels, schema, args.k)
                 rec = None
             else:
-                emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0), read_in=not mode.endswith("-drop"))
+                emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0), read_in=read_in)
                 acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
                 rec = recall_at(text_emb, emb, captions)
             n_q = len(attr_queries) if mode == "query-attr" else 1
-            enc = timing[(r, not mode.endswith("-drop"))] * n_q
+            enc = timing[(r, read_in)] * n_q
             e2e = (0.0 if r >= 1 else score_time[mode]) + enc
             rows.append({"mode": mode, "keep": r, "tokens": n_patch if r >= 1 else int(keep_indices(
                 np.zeros((1, n_patch)), r).shape[1]), "macro_f1": acc["macro_f1"], "f1": acc["f1"],

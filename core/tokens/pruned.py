@@ -45,14 +45,15 @@ def encode_kept(
         raise ValueError(f"keep_indices must be (B={x.shape[0]}, k), got {tuple(idx.shape)}")
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"keep_indices must lie in [0, {n})")
+    x = visual.ln_pre(x)  # per token, so selecting after it equals selecting before it
     kept = torch.gather(x[:, 1:], 1, idx[..., None].expand(-1, -1, x.shape[-1]))
-    tokens = visual.ln_pre(torch.cat([x[:, :1], kept], dim=1))
+    tokens = torch.cat([x[:, :1], kept], dim=1)
     if not read_in:
         return pool_project(visual, visual.transformer(tokens))
     # Blocks take (L, B, D) when the transformer is not batch-first.
     layout = (lambda t: t) if getattr(visual.transformer, "batch_first", True) else (lambda t: t.transpose(0, 1))
     first, *rest = visual.transformer.resblocks
-    h, context = layout(tokens), layout(first.ln_1(visual.ln_pre(x)))
+    h, context = layout(tokens), layout(first.ln_1(x))
     h = h + first.ls_1(first.attn(first.ln_1(h), context, context, need_weights=False)[0])
     h = h + first.ls_2(first.mlp(first.ln_2(h)))
     for block in rest:

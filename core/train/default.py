@@ -127,6 +127,7 @@ def train_default(
     )
     bar.close()
     distill_log: list[dict] = []
+    dcfg = None
     if recipe.distill_epochs > 0:
         dcfg = DistillConfig(epochs=recipe.distill_epochs, lr=recipe.distill_lr, seed=recipe.seed)
         dkey = hashlib.sha256(json.dumps([fields, asdict(dcfg), ARCH, *([exclude] if exclude else [])])
@@ -158,7 +159,7 @@ def train_default(
         "torch": torch.__version__,
         "log": log,
         "distill_log": distill_log,
-        "distill_config": asdict(dcfg) if recipe.distill_epochs > 0 else None,
+        "distill_config": asdict(dcfg) if dcfg is not None else None,
     }
     save_model_dir(clip.eval(), model_cfg, out, preprocess_cfg={"resize_mode": "squash"},
                    dtype=torch.float16, card=None)
