@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from core.jobs.fixtures import TOY_MODEL_CFG, write_toy_dataset, write_toy_model
 from core.schema import default_schema
 from core.train.finetune import (
+    OPTION_HELP,
     FinetuneOptions,
     auto_batch_size,
     caption_token_count,
@@ -250,6 +251,18 @@ def test_options_validation_and_auto_batch():
     assert auto_batch_size(toy_clip(), n_train=20) <= 5
     assert FinetuneOptions().lr == 1e-5 and FinetuneOptions().epochs == 8
     assert math.isclose(FinetuneOptions().weight_decay, 0.1)
+
+
+def test_option_help_names_real_options_and_reaches_the_cli(capsys):
+    from dataclasses import fields
+
+    from core.cli import main
+
+    assert set(OPTION_HELP) <= {f.name for f in fields(FinetuneOptions)}
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse rewraps the help text
+    assert "converged pretrained CLIP" in out and "+5.4" in out
 
 
 def test_crash_while_saving_a_state_leaves_the_previous_epoch_loadable(tmp_path, monkeypatch):

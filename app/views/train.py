@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from app import handlers, state, widgets
 from core.compare import Comparison
 from core.jobs import JobError, cancel_job, job_status, list_jobs, read_comparison, resume_job, start_job
-from core.train.finetune import FinetuneOptions
+from core.train.finetune import OPTION_HELP, FinetuneOptions
 
 WORKSPACE = handlers.workspace()
 MAIN_OPTIONS = 4  # the first FinetuneOptions fields (epochs, lr, ...) are shown; the rest fold away
@@ -35,20 +35,21 @@ schema = eng.schema
 def _option_input(f: dataclasses.Field, col: Any) -> Any:
     """One widget per FinetuneOptions field, its default prefilled (types read from the default)."""
     default, key, label = f.default, f"train_opt_{f.name}", f.name.replace("_", " ")
+    tip = OPTION_HELP.get(f.name)
     if isinstance(default, bool):
-        return col.checkbox(label, value=default, key=key)
+        return col.checkbox(label, value=default, key=key, help=tip)
     if isinstance(default, int):
-        return int(col.number_input(label, value=default, step=1, key=key))
+        return int(col.number_input(label, value=default, step=1, key=key, help=tip))
     if isinstance(default, float):
-        return float(col.number_input(label, value=default, format="%g", key=key))
+        return float(col.number_input(label, value=default, format="%g", key=key, help=tip))
     if default is None:
-        v = col.number_input(label, value=None, step=1, key=key, placeholder="off")
+        v = col.number_input(label, value=None, step=1, key=key, placeholder="off", help=tip)
         return None if v is None else int(v)
     if isinstance(default, tuple):
-        text = col.text_input(label, value=", ".join(map(str, default)), key=key)
+        text = col.text_input(label, value=", ".join(map(str, default)), key=key, help=tip)
         items = [t.strip() for t in text.split(",") if t.strip()]
         return tuple(float(t) for t in items) if all(isinstance(x, float) for x in default) else tuple(items)
-    return col.text_input(label, value=str(default), key=key)
+    return col.text_input(label, value=str(default), key=key, help=tip)
 
 
 def _options_form() -> tuple[dict[str, Any], bool]:

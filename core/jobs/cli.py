@@ -161,16 +161,17 @@ def cmd_jobs(a: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``finetune`` and ``jobs`` to the ``scenescope`` command line."""
+    from core.train.finetune import OPTION_HELP as H
     from core.train.finetune import FinetuneOptions
 
     d = FinetuneOptions()
     s = sub.add_parser("finetune", help="fine-tune a model on a dataset (background job) and compare")
     s.add_argument("--data", required=True, help="dataset folder with a manifest (train/val/test splits)")
     s.add_argument("--model", default="scenescope-tiny", help="registry model to start from")
-    s.add_argument("--epochs", type=int, default=d.epochs)
-    s.add_argument("--lr", type=float, default=d.lr)
+    s.add_argument("--epochs", type=int, default=d.epochs, help=H["epochs"])
+    s.add_argument("--lr", type=float, default=d.lr, help=H["lr"])
     s.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    s.add_argument("--batch-size", type=int, default=d.batch_size, help="0: as memory allows")
+    s.add_argument("--batch-size", type=int, default=d.batch_size, help=H["batch_size"])
     s.add_argument("--warmup", type=float, default=d.warmup_fraction, help="warmup fraction of the steps")
     s.add_argument("--precision", default=d.precision, choices=["auto", "bf16", "fp16", "fp32"])
     s.add_argument("--seed", type=int, default=d.seed)

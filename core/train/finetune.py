@@ -48,6 +48,27 @@ _HEADS = ("logit_scale", "logit_bias", "visual.proj", "text_projection", "text.t
 _PEFT_PREFIX = "base_model.model."
 
 
+# What each option does and when to change it: shown by the Train page and `scenescope finetune -h`.
+OPTION_HELP: dict[str, str] = {
+    "epochs": "Passes over the train split (the CLIP scene paper: 8).",
+    "lr": ("Peak AdamW learning rate. 1e-5 is the CLIP scene paper's value for adapting a converged "
+           "pretrained CLIP. A weak or barely trained start needs far more: from a one-epoch "
+           "scenescope-tiny, 1e-5 moved test F1 by -1.0 point and 5e-4 by +5.4 (bench/RESULTS.md)."),
+    "weight_decay": "AdamW weight decay on matrices (biases, norms and the logit scale have none).",
+    "batch_size": ("0: as memory allows, the largest power of two up to 128 on CPU (256 on CUDA) that "
+                   "fits and leaves at least 4 steps per epoch."),
+    "warmup_fraction": "Share of the steps with a linear warmup before the cosine decay.",
+    "precision": "auto: bf16 autocast on CPU, bf16 or fp16 (loss-scaled) on CUDA.",
+    "freeze_text": "Lock the whole text tower (LiT-style): prompts and captions keep their embeddings.",
+    "freeze_blocks": "Freeze the embeddings and the first N transformer blocks of both towers.",
+    "unfreeze_text_at": "Gradual unfreezing: the text tower body trains from this epoch (1-based).",
+    "unfreeze_vision_at": "Gradual unfreezing: the vision tower body trains from this epoch (1-based).",
+    "lora_rank": "> 0: train LoRA adapters (peft) only; they are merged into the weights at the end.",
+    "wise_ft": "WiSE-FT: blend the result with the start weights, the blend chosen on the val split.",
+    "val_k": "Neighbours in the per-epoch validation k-NN vote.",
+}
+
+
 @dataclass
 class FinetuneOptions:
     """Hyper-parameters of a fine-tuning run (the defaults are the recipe's)."""
