@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from core.schema import Schema
 
+def floats(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers, e.g. ``3,2,2,1,1,1``."""
+    return tuple(float(x) for x in text.split(","))
+
+
 # train-default options, all DefaultRecipe fields; not imported from there, which would load torch.
 RECIPE_OPTIONS = {"scenes": int, "clips": int, "data_seed": int, "epochs": int, "lr": float,
-                  "batch_size": int, "seed": int, "attribute_loss": float, "distill_epochs": int,
-                  "distill_lr": float}
+                  "batch_size": int, "seed": int, "attribute_loss": float, "refine_epochs": int,
+                  "refine_lr": float, "refine_head_weights": floats,
+                  "distill_epochs": int, "distill_lr": float}
 SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
 
 

@@ -62,6 +62,15 @@ def _distill_subset(training: dict) -> str:
     return f"{ratios} of its patch tokens ({pattern}{read_in})"
 
 
+def _head_weights(recipe: dict) -> str:
+    """The refine stage's per-attribute loss weights in words, from the recipe in training.json."""
+    from core.schema import default_schema
+
+    weights = recipe.get("refine_head_weights") or ()
+    names = [a.name for a in default_schema().attributes]
+    return ", ".join(f"{n} {w:g}" for n, w in zip(names, weights, strict=False)) or "equal weights"
+
+
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
                      work: str | Path = "workspace") -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
@@ -96,7 +105,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).
@@ -109,15 +118,19 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   embedding (`core.train.loop.AttributeHeads`, dropped after training), because in-batch captions
   rarely hinge on the place alone and the contrastive loss by itself left place near chance.
   AdamW (weight decay {rec.get('weight_decay')}), cosine schedule with warmup, bf16 autocast.
+- Then a second cosine cycle of {rec.get('refine_epochs', 0)} epochs (warm restart at lr {rec.get('refine_lr')}, fresh optimizer)
+  in which the attribute heads weigh each attribute's loss by {_head_weights(rec)}: the attributes
+  that k-NN voted worst after the first cycle get more of the embedding.
+  Loss / val k-NN macro F1 per epoch: {", ".join(f"{r['loss']:.3f} / {r.get('val_knn_macro_f1', float('nan')):.3f}" for r in training.get('refine_log', [])) or "not run"}
 - Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding
   (`core.train.distill`, lr {rec.get('distill_lr')}): the image tower learns to give from {_distill_subset(training)}
   the embedding it gave from all its patch tokens, while its full-token embedding is held on the
   old one, so indexes and prompts stay valid.
   Val k-NN macro F1 per epoch, all tokens / 25% spread tokens: {", ".join(f"{r.get('val_knn_macro_f1', float('nan')):.3f} / {r.get('val_knn_macro_f1_spread25', float('nan')):.3f}" for r in training.get('distill_log', [])) or "not run"}
 - Time: {training.get('train_seconds')} s of training steps (validation excluded) on {training.get('machine')} (torch {training.get('torch')}).
-- Loss per epoch: {", ".join(f"{r['loss']:.3f}" for r in training.get('log', []))}
-- Validation k-NN macro F1 per epoch (val split of the training data, voted by a fixed 3000-frame
-  slice of its train split): {", ".join(f"{r['val_knn_macro_f1']:.3f}" for r in training.get('log', []) if 'val_knn_macro_f1' in r) or "not recorded"}
+- Loss per epoch of the first cycle: {", ".join(f"{r['loss']:.3f}" for r in training.get('log', []))}
+- Validation k-NN macro F1 per epoch of the first cycle (val split of the training data, voted by
+  a fixed 3000-frame slice of its train split; the same check as in the later stages): {", ".join(f"{r['val_knn_macro_f1']:.3f}" for r in training.get('log', []) if 'val_knn_macro_f1' in r) or "not recorded"}
 
 ## Quality
 Measured by `scenescope model-card {model_dir} --scenes {scenes} --seed {seed}`: a fresh synthetic

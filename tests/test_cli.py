@@ -94,3 +94,5 @@ def test_train_default_options_are_the_recipe_fields():
     assert set(RECIPE_OPTIONS) <= set(recipe)
     a = build_parser().parse_args(["train-default", "--epochs", "3", "--attribute-loss", "0"])
     assert (a.epochs, a.attribute_loss, a.scenes) == (3, 0.0, None)  # None: the recipe's own value
+    a = build_parser().parse_args(["train-default", "--refine-head-weights", "3,2,2,1,1,1"])
+    assert a.refine_head_weights == (3.0, 2.0, 2.0, 1.0, 1.0, 1.0) == DefaultRecipe().refine_head_weights

@@ -339,3 +339,22 @@ def test_attribute_loss_trains_heads_resumes_and_leaves_a_plain_model(toy, tmp_p
     train_contrastive(plain_run, pixels, lambda e: epoch_subset_captions(ds, schema, 0, e), tok,
                       TrainConfig(epochs=2, lr=1e-3, batch_size=8), label_codes=codes)
     assert not torch.allclose(plain_run.visual.proj, full.visual.proj, atol=1e-4)
+
+
+def test_attribute_heads_weigh_each_attribute_and_check_the_count():
+    from core.train.loop import AttributeHeads
+
+    torch.manual_seed(0)
+    heads = AttributeHeads(8, [3, 2])
+    img, codes = torch.randn(5, 8), torch.tensor([[0, 1], [1, 0], [2, 1], [0, 0], [1, 1]])
+    per = []
+    for a in range(2):
+        logits = heads.scale * torch.nn.functional.normalize(img, dim=-1) @ \
+            torch.nn.functional.normalize(heads.prototypes[a], dim=-1).T
+        per.append(torch.nn.functional.cross_entropy(logits, codes[:, a]))
+    assert torch.isclose(heads.loss(img, codes), (per[0] + per[1]) / 2)
+    heads.weights = (3.0, 1.0)
+    assert torch.isclose(heads.loss(img, codes), (3 * per[0] + per[1]) / 4)
+    heads.weights = (1.0,)
+    with pytest.raises(ValueError, match="1 attribute loss weights for 2 attributes"):
+        heads.loss(img, codes)

@@ -1,9 +1,11 @@
-"""The bundled-model recipe end to end on a tiny synthetic set: contrastive stage, distillation
-stage, a loadable model folder, and frames left out on request (the fine-tuning bench's weak start)."""
+"""The bundled-model recipe end to end on a tiny synthetic set: contrastive, refine and
+distillation stages, a loadable model folder, and frames left out on request (the fine-tuning
+bench's weak start)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +15,7 @@ from core.schema import SchemaError
 from core.train.default import DefaultRecipe, train_default
 
 TINY = DefaultRecipe(scenes=48, clips=0, data_seed=3, epochs=1, batch_size=8, val_index_frames=8,
-                     distill_epochs=1)
+                     refine_epochs=1, distill_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,7 @@ def work(tmp_path_factory):
 def test_tiny_recipe_trains_distils_and_writes_a_loadable_model(work):
     summary = train_default(TINY, out=work / "model", work=work, progress=False)
     assert [r["epoch"] for r in summary["log"]] == [1]
+    assert [r["epoch"] for r in summary["refine_log"]] == [1]
     assert [r["epoch"] for r in summary["distill_log"]] == [1]
     row = summary["distill_log"][0]
     assert 0 <= row["val_knn_macro_f1_spread25"] <= 1 and 0 <= row["val_knn_macro_f1"] <= 1
@@ -39,6 +42,19 @@ def test_excluded_values_leave_training_and_get_their_own_state(work):
     train = frames[frames["split"] == "train"]
     assert summary["train_frames"] == int((~train["weather"].isin(["fog", "snow"])).sum()) < len(train)
     assert summary["excluded"] == {"weather": ["fog", "snow"]}
-    assert len(list(work.glob("state-*"))) == 4  # contrastive + distillation, for each run
+    assert len(list(work.glob("state-*"))) == 6  # contrastive + refine + distillation, for each run
     with pytest.raises(SchemaError, match="hail"):
         train_default(TINY, out=work / "bad", work=work, progress=False, exclude={"weather": ["hail"]})
+
+
+def test_a_changed_refine_stage_reuses_the_contrastive_stage(tmp_path):
+    first = train_default(TINY, out=tmp_path / "a", work=tmp_path, progress=False)
+    states = {p.name for p in tmp_path.glob("state-*")}
+    second = train_default(replace(TINY, refine_head_weights=(1.0,) * 6), out=tmp_path / "b", work=tmp_path,
+                           progress=False)
+    new = {p.name for p in tmp_path.glob("state-*")} - states
+    stage1 = {n for n in states if "-" not in n.removeprefix("state-")}
+    assert len(stage1) == 1 and not any("-" not in n.removeprefix("state-") for n in new)
+    assert len(new) == 2 and all(n.startswith(f"{min(stage1)}-") for n in new)  # refine + its distillation
+    assert second["log"] == first["log"]  # loaded, not retrained
+    assert second["refine_log"][0]["loss"] != first["refine_log"][0]["loss"]

@@ -27,7 +27,7 @@ from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.distill import DistillConfig, distill_pruned
 from core.train.finetune import Validator
-from core.train.loop import StepInfo, TrainConfig, train_contrastive
+from core.train.loop import AttributeHeads, StepInfo, TrainConfig, train_contrastive
 
 ARCH = "scenescope-tiny"
 
@@ -44,6 +44,12 @@ class DefaultRecipe:
     seed: int = 0
     attribute_loss: float = 1.0  # weight of the auxiliary per-attribute loss (AttributeHeads)
     val_index_frames: int = 3000  # per-epoch k-NN check: val split voted by this many train frames
+    # Then a second cosine cycle (warm restart, fresh optimizer, next seed) in which the attribute
+    # heads weigh each attribute's loss by these (schema order: place, stage, road type first), so
+    # the attributes k-NN votes worst get more of the embedding. 0 epochs skips it.
+    refine_epochs: int = 8
+    refine_lr: float = 2.5e-4
+    refine_head_weights: tuple[float, ...] = (3.0, 2.0, 2.0, 1.0, 1.0, 1.0)
     # Then self-distillation for token-pruned encoding (core.train.distill); 0 epochs skips it.
     distill_epochs: int = 8
     distill_lr: float = 3e-4
@@ -115,17 +121,41 @@ def train_default(
                   + " ".join(f"{a} {f:.2f}" for a, f in scores["val_knn_f1"].items()))
         return scores
 
-    # A state folder per recipe: an interrupted run resumes, a changed one starts over. The
-    # contrastive stage is keyed by its own fields, so a changed distillation reuses it.
+    # A state folder per stage and recipe: an interrupted run resumes, a changed one starts over.
+    # Each stage is keyed by its own fields and those of the stages before it, so a changed later
+    # stage reuses the earlier ones.
     fields = asdict(recipe)
-    contrastive = {k: v for k, v in fields.items() if not k.startswith("distill_")}
+    contrastive = {k: v for k, v in fields.items() if not k.startswith(("distill_", "refine_"))}
     run_key = hashlib.sha256(json.dumps([contrastive, ARCH, *([exclude] if exclude else [])]).encode()).hexdigest()[:10]
     t0 = time.time()
+    codes = label_codes(train, schema)
+    heads = None
+    if recipe.attribute_loss > 0:
+        counts = [int(codes[:, a].max().clamp(min=0)) + 1 for a in range(codes.shape[1])]
+        heads = AttributeHeads(int(clip.text_projection.shape[-1]), counts)
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
-        state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=label_codes(train, schema),
+        state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=codes, heads=heads,
     )
     bar.close()
+    refine_log: list[dict] = []
+    if recipe.refine_epochs > 0:
+        refine = {k: v for k, v in fields.items() if k.startswith("refine_")}
+        rkey = hashlib.sha256(json.dumps([contrastive, refine, ARCH, *([exclude] if exclude else [])])
+                              .encode()).hexdigest()[:10]
+        rconfig = TrainConfig(epochs=recipe.refine_epochs, lr=recipe.refine_lr, weight_decay=recipe.weight_decay,
+                              batch_size=recipe.batch_size, seed=recipe.seed + 1, warmup_fraction=0.05,
+                              attribute_loss=recipe.attribute_loss)
+        if heads is not None:
+            heads.weights = tuple(recipe.refine_head_weights)
+        bar = tqdm(total=rconfig.epochs * max(1, len(train) // rconfig.batch_size), desc="refine",
+                   disable=not progress)
+        refine_log = train_contrastive(
+            clip, pixels, lambda e: epoch_subset_captions(train, schema, rconfig.seed, e), tokenizer, rconfig,
+            state_dir=work / f"state-{run_key}-refine-{rkey}", on_step=on_step, on_epoch=on_epoch,
+            label_codes=codes, heads=heads,
+        )
+        bar.close()
     distill_log: list[dict] = []
     dcfg = None
     if recipe.distill_epochs > 0:
@@ -153,11 +183,12 @@ def train_default(
         "train_frames": len(train),
         # Summed per-epoch step time of both stages (validation excluded), so it stays the cost of
         # the whole recipe when a run resumed a finished stage.
-        "train_seconds": round(sum(r["seconds"] for r in log + distill_log), 1),
+        "train_seconds": round(sum(r["seconds"] for r in log + refine_log + distill_log), 1),
         "wall_seconds_this_run": round(time.time() - t0, 1),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "log": log,
+        "refine_log": refine_log,
         "distill_log": distill_log,
         "distill_config": asdict(dcfg) if dcfg is not None else None,
     }

@@ -84,17 +84,25 @@ class AttributeHeads(torch.nn.Module):
         self.prototypes = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.randn(n, embed_dim) * embed_dim**-0.5) for n in value_counts])
         self.scale = scale
+        self.weights: tuple[float, ...] | None = None  # per attribute, schema order; None: equal
 
     def loss(self, img: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over attributes; negative codes (unknown labels) are ignored."""
+        """Cross-entropy averaged over attributes (weighted by ``weights`` when set); negative codes
+        (unknown labels) are ignored."""
         img = torch.nn.functional.normalize(img.float(), dim=-1)
-        losses = []
+        if self.weights is not None and len(self.weights) != len(self.prototypes):
+            raise ValueError(f"{len(self.weights)} attribute loss weights for {len(self.prototypes)} attributes")
+        losses, weights = [], []
         for a, protos in enumerate(self.prototypes):
             target = codes[:, a].masked_fill(codes[:, a] < 0, -100)
             if (target >= 0).any():
                 logits = self.scale * img @ torch.nn.functional.normalize(protos, dim=-1).T
                 losses.append(torch.nn.functional.cross_entropy(logits, target, ignore_index=-100))
-        return torch.stack(losses).mean() if losses else img.new_zeros(())
+                weights.append(1.0 if self.weights is None else float(self.weights[a]))
+        if not losses:
+            return img.new_zeros(())
+        w = torch.tensor(weights, device=img.device)
+        return (torch.stack(losses) * w).sum() / w.sum()
 
 
 def batch_positives(codes: torch.Tensor, mentions: torch.Tensor) -> torch.Tensor:
@@ -123,6 +131,7 @@ def train_contrastive(
     device: str = "cpu",
     on_epoch_start: Callable[[int], None] | None = None,
     label_codes: torch.Tensor | None = None,
+    heads: AttributeHeads | None = None,
 ) -> list[dict]:
     """Train ``clip`` in place on (pixels[i], caption_i) pairs; returns the per-epoch log.
 
@@ -133,19 +142,23 @@ def train_contrastive(
     attributes each caption names) and ``label_codes`` (N, A) is given, the loss is
     ``multi_positive_loss``; otherwise open_clip's ``ClipLoss``.
 
-    ``config.attribute_loss`` > 0 (needs ``label_codes``) adds :class:`AttributeHeads`' loss.
+    ``config.attribute_loss`` > 0 (needs ``label_codes``) adds :class:`AttributeHeads`' loss;
+    ``heads`` passes them in (to carry trained heads from one stage into the next), else they
+    start fresh.
 
     ``on_epoch_start(epoch)`` (0-based) runs before each epoch, also the first one after a resume;
     gradual unfreezing toggles ``requires_grad`` there. The optimizer holds every parameter that
     is trainable when this is called, so a parameter frozen for some epochs keeps no gradient
     (AdamW skips it) and the optimizer state stays loadable whichever epoch a resume starts at.
     """
-    heads = None
-    if config.attribute_loss > 0:
+    if config.attribute_loss <= 0:
+        heads = None
+    else:
         if label_codes is None:
             raise ValueError("attribute_loss needs label_codes")
-        counts = [int(label_codes[:, a].max().clamp(min=0)) + 1 for a in range(label_codes.shape[1])]
-        heads = AttributeHeads(int(clip.text_projection.shape[-1]), counts)
+        if heads is None:
+            counts = [int(label_codes[:, a].max().clamp(min=0)) + 1 for a in range(label_codes.shape[1])]
+            heads = AttributeHeads(int(clip.text_projection.shape[-1]), counts)
         # Attached for the run so the optimizer, checkpoints and resumes carry the heads; removed
         # before returning, so the model saved afterwards is a plain open_clip model.
         clip.add_module("attribute_heads", heads)
