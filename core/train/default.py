@@ -13,7 +13,7 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import open_clip
@@ -53,6 +53,11 @@ class DefaultRecipe:
     # Then self-distillation for token-pruned encoding (core.train.distill); 0 epochs skips it.
     distill_epochs: int = 8
     distill_lr: float = 3e-4
+
+
+def _stage_key(*parts: object) -> str:
+    """Short digest naming a stage's state folder: what defines the stage and the ones before it."""
+    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:10]
 
 
 def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
@@ -125,14 +130,14 @@ def train_default(
     # Each stage is keyed by its own fields and those of the stages before it, so a changed later
     # stage reuses the earlier ones.
     fields = asdict(recipe)
+    excluded = [exclude] if exclude else []
     contrastive = {k: v for k, v in fields.items() if not k.startswith(("distill_", "refine_"))}
-    run_key = hashlib.sha256(json.dumps([contrastive, ARCH, *([exclude] if exclude else [])]).encode()).hexdigest()[:10]
+    run_key = _stage_key(contrastive, ARCH, *excluded)
     t0 = time.time()
     codes = label_codes(train, schema)
-    heads = None
-    if recipe.attribute_loss > 0:
-        counts = [int(codes[:, a].max().clamp(min=0)) + 1 for a in range(codes.shape[1])]
-        heads = AttributeHeads(int(clip.text_projection.shape[-1]), counts)
+    # Created here, not inside train_contrastive, so the refine stage continues the trained heads.
+    heads = (AttributeHeads.for_codes(int(clip.text_projection.shape[-1]), codes)
+             if recipe.attribute_loss > 0 else None)
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
         state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=codes, heads=heads,
@@ -141,11 +146,8 @@ def train_default(
     refine_log: list[dict] = []
     if recipe.refine_epochs > 0:
         refine = {k: v for k, v in fields.items() if k.startswith("refine_")}
-        rkey = hashlib.sha256(json.dumps([contrastive, refine, ARCH, *([exclude] if exclude else [])])
-                              .encode()).hexdigest()[:10]
-        rconfig = TrainConfig(epochs=recipe.refine_epochs, lr=recipe.refine_lr, weight_decay=recipe.weight_decay,
-                              batch_size=recipe.batch_size, seed=recipe.seed + 1, warmup_fraction=0.05,
-                              attribute_loss=recipe.attribute_loss)
+        rkey = _stage_key(contrastive, refine, ARCH, *excluded)
+        rconfig = replace(config, epochs=recipe.refine_epochs, lr=recipe.refine_lr, seed=recipe.seed + 1)
         if heads is not None:
             heads.weights = tuple(recipe.refine_head_weights)
         bar = tqdm(total=rconfig.epochs * max(1, len(train) // rconfig.batch_size), desc="refine",
@@ -160,8 +162,7 @@ def train_default(
     dcfg = None
     if recipe.distill_epochs > 0:
         dcfg = DistillConfig(epochs=recipe.distill_epochs, lr=recipe.distill_lr, seed=recipe.seed)
-        dkey = hashlib.sha256(json.dumps([fields, asdict(dcfg), ARCH, *([exclude] if exclude else [])])
-                              .encode()).hexdigest()[:10]
+        dkey = _stage_key(fields, asdict(dcfg), ARCH, *excluded)
         bar = tqdm(total=dcfg.epochs * max(1, len(train) // dcfg.batch_size), desc="distil pruned",
                    disable=not progress)
 
@@ -181,7 +182,7 @@ def train_default(
         "recipe": asdict(recipe),
         "excluded": exclude,
         "train_frames": len(train),
-        # Summed per-epoch step time of both stages (validation excluded), so it stays the cost of
+        # Summed per-epoch step time of all stages (validation excluded), so it stays the cost of
         # the whole recipe when a run resumed a finished stage.
         "train_seconds": round(sum(r["seconds"] for r in log + refine_log + distill_log), 1),
         "wall_seconds_this_run": round(time.time() - t0, 1),

@@ -86,6 +86,11 @@ class AttributeHeads(torch.nn.Module):
         self.scale = scale
         self.weights: tuple[float, ...] | None = None  # per attribute, schema order; None: equal
 
+    @classmethod
+    def for_codes(cls, embed_dim: int, codes: torch.Tensor) -> AttributeHeads:
+        """Heads sized by the label codes (N, A): one class per value index seen up to the largest."""
+        return cls(embed_dim, [int(codes[:, a].max().clamp(min=0)) + 1 for a in range(codes.shape[1])])
+
     def loss(self, img: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Cross-entropy averaged over attributes (weighted by ``weights`` when set); negative codes
         (unknown labels) are ignored."""
@@ -157,8 +162,7 @@ def train_contrastive(
         if label_codes is None:
             raise ValueError("attribute_loss needs label_codes")
         if heads is None:
-            counts = [int(label_codes[:, a].max().clamp(min=0)) + 1 for a in range(label_codes.shape[1])]
-            heads = AttributeHeads(int(clip.text_projection.shape[-1]), counts)
+            heads = AttributeHeads.for_codes(int(clip.text_projection.shape[-1]), label_codes)
         # Attached for the run so the optimizer, checkpoints and resumes carry the heads; removed
         # before returning, so the model saved afterwards is a plain open_clip model.
         clip.add_module("attribute_heads", heads)
