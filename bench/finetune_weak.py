@@ -36,11 +36,9 @@ LEAD_WORK = Path("workspace/train-default")  # train-default's work folder: its 
 
 
 def synth(out: Path, scenes: int, seed: int) -> Path:
-    from core.synth import write_synth_dataset
+    from core.synth import ensure_synth_dataset
 
-    if not (out / "manifest.jsonl").is_file():
-        write_synth_dataset(out, scenes=scenes, clips=0, seed=seed, progress=True)
-    return out
+    return ensure_synth_dataset(out, scenes, 0, seed)
 
 
 def weak_model(out: Path, scenes: int, epochs: int, threads: int, exclude: dict[str, list[str]]) -> dict:

@@ -10,9 +10,10 @@ import numpy as np
 
 from core.data import read_manifest
 from core.index import IndexStore, IndexStoreError, build_index
-from core.models import DEFAULT_MODEL, load_model
+from core.models import DEFAULT_MODEL, SceneModel, load_model
 from core.schema import Schema, default_schema
-from core.synth import clip_plan, render_clip, write_synth_dataset
+from core.synth import clip_plan, ensure_synth_dataset, render_clip
+from core.synth.dataset import STAMP
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = ROOT / "workspace" / "demo-data"
@@ -39,21 +40,33 @@ def write_clip_video(out: Path, schema: Schema, feature: str, seed: int, fps: in
     return out
 
 
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def _index_matches(index_dir: Path, model: SceneModel) -> bool:
+    try:
+        IndexStore.load(index_dir, model=model)
+    except IndexStoreError:
+        return False
+    return True
+
+
 def demo_clip(data_dir: Path = DEMO_DATA) -> Path:
     return data_dir / "clips" / "demo_construction.mp4"
 
 
 def ensure_demo(progress: bool = True, data_dir: Path = DEMO_DATA, index_dir: Path = DEMO_INDEX,
                 model_name: str = DEFAULT_MODEL) -> tuple[Path, Path]:
-    """Make the demo dataset and index if missing (or built with another model); reuse them after."""
+    """Make the demo dataset and index if missing (or built with another model or renderer);
+    reuse them after."""
     schema = default_schema()
-    if not (data_dir / "manifest.jsonl").is_file():
-        write_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress)
-    if not demo_clip(data_dir).is_file():
+    before = _read(data_dir / STAMP)
+    ensure_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress)
+    rendered = before != _read(data_dir / STAMP)
+    if rendered or not demo_clip(data_dir).is_file():
         write_clip_video(demo_clip(data_dir), schema, "construction", seed=DEMO_SEED)
     model = load_model(model_name)
-    try:
-        IndexStore.load(index_dir, model=model)
-    except IndexStoreError:
+    if rendered or not _index_matches(index_dir, model):
         build_index(read_manifest(data_dir), model, index_dir, split="all", progress=progress)
     return data_dir, index_dir

@@ -137,3 +137,20 @@ def test_dataset_writer(schema, tmp_path):
     again = write_synth_dataset(tmp_path / "ds2", scenes=24, clips=2, seed=4, size=(128, 72), fps=1.0,
                                 progress=False, schema=schema)
     assert read_manifest(again, schema).frames.equals(frames)
+
+
+def test_cached_datasets_are_reused_until_the_renderer_changes(tmp_path, monkeypatch):
+    import core.synth.dataset as dataset
+
+    root = dataset.ensure_synth_dataset(tmp_path / "ds", scenes=6, clips=0, seed=3, progress=False)
+    manifest = root / "manifest.jsonl"
+    first = manifest.stat().st_mtime_ns
+    manifest.touch()
+    touched = manifest.stat().st_mtime_ns
+    dataset.ensure_synth_dataset(root, scenes=6, clips=0, seed=3, progress=False)
+    assert manifest.stat().st_mtime_ns == touched, "a current dataset must be reused"
+    monkeypatch.setattr(dataset, "RENDERER_VERSION", dataset.RENDERER_VERSION + 1)
+    dataset.ensure_synth_dataset(root, scenes=6, clips=0, seed=3, progress=False)
+    assert manifest.stat().st_mtime_ns not in (first, touched), "a stale dataset must be re-rendered"
+    dataset.ensure_synth_dataset(root, scenes=7, clips=0, seed=3, progress=False)
+    assert len(read_manifest(root).frames) == 7, "other arguments make another dataset"

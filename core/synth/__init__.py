@@ -4,7 +4,7 @@ The renderer reads only the schema's ``render`` parameters; see docs/synthetic-w
 """
 
 from core.synth.clips import clip_plan, render_clip
-from core.synth.dataset import write_synth_dataset
+from core.synth.dataset import ensure_synth_dataset, write_synth_dataset
 from core.synth.render import render_params, render_scene
 
-__all__ = ["clip_plan", "render_clip", "render_params", "render_scene", "write_synth_dataset"]
+__all__ = ["clip_plan", "ensure_synth_dataset", "render_clip", "render_params", "render_scene", "write_synth_dataset"]

@@ -7,6 +7,7 @@ frames all land in one split. Output is a pure function of the arguments (parall
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import random
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from core.atomic import atomic_path
+from core.atomic import atomic_path, atomic_write_text
 from core.data.manifest import SPLITS, write_manifest
 from core.schema import Schema, default_schema
 from core.synth.clips import attribute_with, clip_frames, clip_plan
-from core.synth.render import Size, render_params
+from core.synth.render import RENDERER_VERSION, Size, render_params
 
+STAMP = "synth.json"  # how the dataset was rendered; a cache with another stamp is stale
+SIZE, FPS, SPLITS_70_15_15 = (320, 180), 2.0, (0.7, 0.15, 0.15)
 PARALLEL_ABOVE = 500  # frames; below this a pool costs more than it saves
 JPEG_QUALITY = 92
 
@@ -73,9 +76,9 @@ def write_synth_dataset(
     scenes: int,
     clips: int,
     seed: int = 0,
-    size: Size = (320, 180),
-    fps: float = 2.0,
-    splits: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    size: Size = SIZE,
+    fps: float = FPS,
+    splits: tuple[float, float, float] = SPLITS_70_15_15,
     progress: bool = True,
     schema: Schema | None = None,
     clip_seconds: tuple[float, float] = (6.0, 10.0),
@@ -116,7 +119,26 @@ def write_synth_dataset(
     bar.close()
     rows.sort(key=lambda r: r["path"])
     write_manifest(root, rows, schema)
+    atomic_write_text(root / STAMP, json.dumps(_stamp(scenes, clips, seed, size, fps, splits)))
     return root
 
 
-__all__ = ["write_synth_dataset"]
+def _stamp(scenes: int, clips: int, seed: int, size: Size, fps: float, splits: tuple) -> dict:
+    return {"renderer": RENDERER_VERSION, "scenes": scenes, "clips": clips, "seed": seed,
+            "size": list(size), "fps": fps, "splits": list(splits)}
+
+
+def ensure_synth_dataset(out: str | Path, scenes: int, clips: int, seed: int = 0, progress: bool = True) -> Path:
+    """Reuse ``out`` if it holds this exact dataset from the current renderer; render it otherwise."""
+    root = Path(out)
+    want = _stamp(scenes, clips, seed, SIZE, FPS, SPLITS_70_15_15)
+    try:
+        current = json.loads((root / STAMP).read_text()) == want and (root / "manifest.jsonl").is_file()
+    except (OSError, ValueError):
+        current = False
+    if not current:
+        write_synth_dataset(root, scenes=scenes, clips=clips, seed=seed, progress=progress)
+    return root
+
+
+__all__ = ["ensure_synth_dataset", "write_synth_dataset"]

@@ -26,6 +26,8 @@ from core.synth.road import Road, build_road, paint_far, paint_ground, shadow_of
 from core.synth.scenery import populate
 
 Size = tuple[int, int]
+# Bumped whenever the same (params, seed) renders differently, so cached datasets are re-rendered.
+RENDERER_VERSION = 1
 
 
 @dataclass

@@ -61,12 +61,10 @@ def _stage_key(*parts: object) -> str:
 
 
 def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
-    """Generate (or reuse) a synthetic dataset folder."""
-    from core.synth import write_synth_dataset
+    """Generate a synthetic dataset folder, or reuse it if the current renderer made it."""
+    from core.synth import ensure_synth_dataset
 
-    if not (out / "manifest.jsonl").is_file():
-        write_synth_dataset(out, scenes=scenes, clips=clips, seed=seed, progress=progress)
-    return out
+    return ensure_synth_dataset(out, scenes, clips, seed, progress)
 
 
 def train_default(
