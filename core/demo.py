@@ -13,7 +13,7 @@ from core.index import IndexStore, IndexStoreError, build_index
 from core.models import DEFAULT_MODEL, SceneModel, load_model
 from core.schema import Schema, default_schema
 from core.synth import clip_plan, ensure_synth_dataset, render_clip
-from core.synth.dataset import STAMP
+from core.synth.dataset import synth_dataset_is_current
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = ROOT / "workspace" / "demo-data"
@@ -40,10 +40,6 @@ def write_clip_video(out: Path, schema: Schema, feature: str, seed: int, fps: in
     return out
 
 
-def _read(path: Path) -> bytes | None:
-    return path.read_bytes() if path.is_file() else None
-
-
 def _index_matches(index_dir: Path, model: SceneModel) -> bool:
     try:
         IndexStore.load(index_dir, model=model)
@@ -61,9 +57,8 @@ def ensure_demo(progress: bool = True, data_dir: Path = DEMO_DATA, index_dir: Pa
     """Make the demo dataset and index if missing (or built with another model or renderer);
     reuse them after."""
     schema = default_schema()
-    before = _read(data_dir / STAMP)
+    rendered = not synth_dataset_is_current(data_dir, DEMO_SCENES, DEMO_CLIPS, DEMO_SEED)
     ensure_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress)
-    rendered = before != _read(data_dir / STAMP)
     if rendered or not demo_clip(data_dir).is_file():
         write_clip_video(demo_clip(data_dir), schema, "construction", seed=DEMO_SEED)
     model = load_model(model_name)

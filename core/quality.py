@@ -74,10 +74,10 @@ def _head_weights(recipe: dict) -> str:
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
                      work: str | Path = "workspace") -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
-    from core.train.default import synth_dataset
+    from core.synth import ensure_synth_dataset
 
     model_dir = Path(model_dir)
-    data = read_manifest(synth_dataset(Path(work) / f"quality-{scenes}-s{seed}", scenes, 0, seed))
+    data = read_manifest(ensure_synth_dataset(Path(work) / f"quality-{scenes}-s{seed}", scenes, 0, seed))
     model = load_model(f"file:{model_dir}")
     t0 = time.perf_counter()
     load_model(f"file:{model_dir}")

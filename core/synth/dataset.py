@@ -128,17 +128,21 @@ def _stamp(scenes: int, clips: int, seed: int, size: Size, fps: float, splits: t
             "size": list(size), "fps": fps, "splits": list(splits)}
 
 
+def synth_dataset_is_current(root: str | Path, scenes: int, clips: int, seed: int = 0) -> bool:
+    """Whether ``root`` holds this dataset (default size, rate, splits) from the current renderer."""
+    root = Path(root)
+    try:
+        stamp = json.loads((root / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == _stamp(scenes, clips, seed, SIZE, FPS, SPLITS_70_15_15) and (root / "manifest.jsonl").is_file()
+
+
 def ensure_synth_dataset(out: str | Path, scenes: int, clips: int, seed: int = 0, progress: bool = True) -> Path:
     """Reuse ``out`` if it holds this exact dataset from the current renderer; render it otherwise."""
-    root = Path(out)
-    want = _stamp(scenes, clips, seed, SIZE, FPS, SPLITS_70_15_15)
-    try:
-        current = json.loads((root / STAMP).read_text()) == want and (root / "manifest.jsonl").is_file()
-    except (OSError, ValueError):
-        current = False
-    if not current:
-        write_synth_dataset(root, scenes=scenes, clips=clips, seed=seed, progress=progress)
-    return root
+    if not synth_dataset_is_current(out, scenes, clips, seed):
+        write_synth_dataset(out, scenes=scenes, clips=clips, seed=seed, progress=progress)
+    return Path(out)
 
 
-__all__ = ["ensure_synth_dataset", "write_synth_dataset"]
+__all__ = ["ensure_synth_dataset", "synth_dataset_is_current", "write_synth_dataset"]

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from core.data import Dataset, read_manifest
 from core.models.registry import BUNDLED, CONFIGS
 from core.schema import default_schema
+from core.synth import ensure_synth_dataset
 from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.distill import DistillConfig, distill_pruned
@@ -60,13 +61,6 @@ def _stage_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:10]
 
 
-def synth_dataset(out: Path, scenes: int, clips: int, seed: int, progress: bool = True) -> Path:
-    """Generate a synthetic dataset folder, or reuse it if the current renderer made it."""
-    from core.synth import ensure_synth_dataset
-
-    return ensure_synth_dataset(out, scenes, clips, seed, progress)
-
-
 def train_default(
     recipe: DefaultRecipe | None = None,
     out: str | Path = BUNDLED[ARCH],
@@ -82,7 +76,7 @@ def train_default(
     recipe = recipe or DefaultRecipe()
     work = Path(work)
     schema = default_schema()
-    data_dir = synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
+    data_dir = ensure_synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
                              recipe.scenes, recipe.clips, recipe.data_seed, progress)
     data = read_manifest(data_dir)
     exclude = {a: sorted(v) for a, v in (exclude or {}).items() if v}
