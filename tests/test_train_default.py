@@ -58,3 +58,16 @@ def test_a_changed_refine_stage_reuses_the_contrastive_stage(tmp_path):
     assert len(new) == 2 and all(n.startswith(f"{min(stage1)}-") for n in new)  # refine + its distillation
     assert second["log"] == first["log"]  # loaded, not retrained
     assert second["refine_log"][0]["loss"] != first["refine_log"][0]["loss"]
+
+
+def test_frames_from_another_renderer_version_start_the_recipe_over(tmp_path, monkeypatch):
+    import core.synth.dataset as synth_dataset
+
+    train_default(TINY, out=tmp_path / "a", work=tmp_path, progress=False)
+    before = {p.name for p in tmp_path.glob("state-*")}
+    monkeypatch.setattr(synth_dataset, "RENDERER_VERSION", synth_dataset.RENDERER_VERSION + 1)
+    train_default(TINY, out=tmp_path / "b", work=tmp_path, progress=False)
+    new = {p.name for p in tmp_path.glob("state-*")} - before
+    assert len(new) == 3  # contrastive, refine and distillation all trained again, none resumed
+    stamp = json.loads((tmp_path / f"synth-{TINY.scenes}-{TINY.clips}-s{TINY.data_seed}" / "synth.json").read_text())
+    assert stamp["renderer"] == synth_dataset.RENDERER_VERSION  # the frames were rendered again

@@ -24,6 +24,7 @@ from core.data import Dataset, read_manifest
 from core.models.registry import BUNDLED, CONFIGS
 from core.schema import default_schema
 from core.synth import ensure_synth_dataset
+from core.synth.dataset import STAMP
 from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.distill import DistillConfig, distill_pruned
@@ -124,7 +125,9 @@ def train_default(
     fields = asdict(recipe)
     excluded = [exclude] if exclude else []
     contrastive = {k: v for k, v in fields.items() if not k.startswith(("distill_", "refine_"))}
-    run_key = _stage_key(contrastive, ARCH, *excluded)
+    # The data's stamp too: states trained on frames from another renderer version must not resume.
+    rendered = json.loads((data_dir / STAMP).read_text())
+    run_key = _stage_key(contrastive, rendered, ARCH, *excluded)
     t0 = time.time()
     codes = label_codes(train, schema)
     # Created here, not inside train_contrastive, so the refine stage continues the trained heads.
