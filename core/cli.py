@@ -17,9 +17,14 @@ def floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(","))
 
 
+def ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers, e.g. ``176,320``."""
+    return tuple(int(x) for x in text.split(","))
+
+
 # train-default options, all DefaultRecipe fields; not imported from there, which would load torch.
 RECIPE_OPTIONS = {"scenes": int, "clips": int, "data_seed": int, "epochs": int, "lr": float,
-                  "batch_size": int, "seed": int, "attribute_loss": float, "refine_epochs": int,
+                  "batch_size": int, "seed": int, "attribute_loss": float, "image_size": ints, "refine_epochs": int,
                   "refine_lr": float, "refine_head_weights": floats,
                   "distill_epochs": int, "distill_lr": float}
 SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
@@ -108,7 +113,7 @@ def cmd_train_default(a: argparse.Namespace) -> None:
     # Options left out keep DefaultRecipe's values, which are the bundled model's.
     given = {f: getattr(a, f) for f in RECIPE_OPTIONS if getattr(a, f) is not None}
     recipe = DefaultRecipe(**given)
-    summary = train_default(recipe, out=a.out, work=a.work)
+    summary = train_default(recipe, out=a.out, work=a.work, device=a.device)
     print(f"trained in {summary['train_seconds']} s; wrote {a.out}")
 
 
@@ -201,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train-default", help="reproduce the bundled model from scratch")
     s.add_argument("--out", default="assets/scenescope-tiny")
     s.add_argument("--work", default="workspace/train-default")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every stage trains")
     for name, kind in RECIPE_OPTIONS.items():
         s.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                        help="default: the bundled model's recipe (core.train.default.DefaultRecipe)")

@@ -105,7 +105,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --image-size {','.join(str(x) for x in rec.get('image_size', cfg['model_cfg']['vision_cfg']['image_size']))} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).

@@ -71,3 +71,17 @@ def test_frames_from_another_renderer_version_start_the_recipe_over(tmp_path, mo
     assert len(new) == 3  # contrastive, refine and distillation all trained again, none resumed
     stamp = json.loads((tmp_path / f"synth-{TINY.scenes}-{TINY.clips}-s{TINY.data_seed}" / "synth.json").read_text())
     assert stamp["renderer"] == synth_dataset.RENDERER_VERSION  # the frames were rendered again
+
+
+def test_the_recipe_trains_at_another_input_size(tmp_path):
+    import numpy as np
+
+    train_default(replace(TINY, image_size=(48, 96)), out=tmp_path / "m", work=tmp_path, progress=False)
+    cfg = json.loads((tmp_path / "m" / "open_clip_config.json").read_text())
+    assert cfg["model_cfg"]["vision_cfg"]["image_size"] == [48, 96]
+    model = load_model(f"file:{tmp_path / 'm'}")
+    assert tuple(model.clip.visual.grid_size) == (3, 6)
+    emb = model.embed_images([np.zeros((180, 320, 3), np.uint8)])
+    assert emb.shape == (1, model.embed_dim) and np.isfinite(emb).all()
+    with pytest.raises(ValueError, match="multiple of the 16-pixel patch"):
+        train_default(replace(TINY, image_size=(50, 96)), out=tmp_path / "bad", work=tmp_path, progress=False)

@@ -46,6 +46,9 @@ class DefaultRecipe:
     seed: int = 0
     attribute_loss: float = 1.0  # weight of the auxiliary per-attribute loss (AttributeHeads)
     val_index_frames: int = 3000  # per-epoch k-NN check: val split voted by this many train frames
+    # Model input (height, width), multiples of the 16-pixel patch. The registered config's 112x192
+    # sees a junction's side arms as a few pixels; larger inputs cost about their token count more.
+    image_size: tuple[int, int] = (112, 192)
     # Then a second cosine cycle (warm restart, fresh optimizer, next seed) in which the attribute
     # heads weigh each attribute's loss by these (schema order: place, stage, road type first), so
     # the attributes k-NN votes worst get more of the embedding. 0 epochs skips it.
@@ -68,13 +71,22 @@ def train_default(
     work: str | Path = "workspace/train-default",
     progress: bool = True,
     exclude: Mapping[str, Sequence[str]] | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Train the bundled model; returns the training summary written into the model card.
 
     ``exclude`` ({attribute: [values]}) leaves frames with those values out of training and
     validation: a deliberately weak model that never saw, say, fog (the fine-tuning bench's start).
+    ``device`` (``cpu``, ``cuda``, ``cuda:1``) runs every stage there; the pixels stay in host memory.
     """
     recipe = recipe or DefaultRecipe()
+    model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
+    image_size = tuple(int(x) for x in recipe.image_size)
+    patch = int(model_cfg["vision_cfg"]["patch_size"])
+    if len(image_size) != 2 or any(x <= 0 or x % patch for x in image_size):
+        raise ValueError(f"image_size {image_size}: give (height, width), each a positive multiple of the "
+                         f"{patch}-pixel patch")
+    model_cfg["vision_cfg"]["image_size"] = list(image_size)
     work = Path(work)
     schema = default_schema()
     data_dir = ensure_synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
@@ -88,7 +100,8 @@ def train_default(
     train, val = data.split("train"), data.split("val")
 
     torch.manual_seed(recipe.seed)
-    clip, _, preprocess = open_clip.create_model_and_transforms(ARCH, image_resize_mode="squash")
+    clip, _, preprocess = open_clip.create_model_and_transforms(ARCH, image_resize_mode="squash",
+                                                                force_image_size=image_size)
     tokenizer = open_clip.get_tokenizer(ARCH)
     pixels = load_pixels(train, preprocess, progress=progress)
     validator = None
@@ -98,7 +111,7 @@ def train_default(
         keep = list(range(0, len(train), step))[: recipe.val_index_frames]
         index_part = Dataset(train.root, train.frames.iloc[keep].reset_index(drop=True), train.schema)
         validator = Validator(index_part, val, pixels[keep], load_pixels(val, preprocess, progress=progress),
-                              schema)
+                              schema, device=device)
     config = TrainConfig(epochs=recipe.epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
                          batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05,
                          attribute_loss=recipe.attribute_loss)
@@ -136,6 +149,7 @@ def train_default(
     log = train_contrastive(
         clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
         state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=codes, heads=heads,
+        device=device,
     )
     bar.close()
     refine_log: list[dict] = []
@@ -150,7 +164,7 @@ def train_default(
         refine_log = train_contrastive(
             clip, pixels, lambda e: epoch_subset_captions(train, schema, rconfig.seed, e), tokenizer, rconfig,
             state_dir=work / f"state-{run_key}-refine-{rkey}", on_step=on_step, on_epoch=on_epoch,
-            label_codes=codes, heads=heads,
+            label_codes=codes, heads=heads, device=device,
         )
         bar.close()
     distill_log: list[dict] = []
@@ -170,9 +184,8 @@ def train_default(
             return {"val_knn_macro_f1": round(full, 4), "val_knn_macro_f1_spread25": round(pruned, 4)}
 
         distill_log = distill_pruned(clip, pixels, dcfg, state_dir=work / f"state-{run_key}-distill-{dkey}",
-                                     on_step=on_step, on_epoch=on_distill_epoch)
+                                     on_step=on_step, on_epoch=on_distill_epoch, device=device)
         bar.close()
-    model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
     summary = {
         "recipe": asdict(recipe),
         "excluded": exclude,
@@ -181,7 +194,8 @@ def train_default(
         # the whole recipe when a run resumed a finished stage.
         "train_seconds": round(sum(r["seconds"] for r in log + refine_log + distill_log), 1),
         "wall_seconds_this_run": round(time.time() - t0, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": (torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda")
+                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
         "torch": torch.__version__,
         "log": log,
         "refine_log": refine_log,

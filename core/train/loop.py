@@ -63,7 +63,7 @@ def multi_positive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tenso
     pushed away, and captions naming a single attribute make each attribute count on its own.
     """
     logits = scale * img.float() @ txt.float().T
-    pos = positive.float()
+    pos = positive.to(logits.device).float()
     to_text = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     to_image = -(pos / pos.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
     return (to_text + to_image) / 2
