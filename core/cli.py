@@ -26,6 +26,7 @@ def ints(text: str) -> tuple[int, ...]:
 RECIPE_OPTIONS = {"scenes": int, "clips": int, "data_seed": int, "epochs": int, "lr": float,
                   "batch_size": int, "seed": int, "attribute_loss": float, "image_size": ints, "refine_epochs": int,
                   "refine_lr": float, "refine_head_weights": floats,
+                  "grow_epochs": int, "grow_image_size": ints, "grow_lr": float, "grow_head_weights": floats,
                   "distill_epochs": int, "distill_lr": float}
 SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
 

@@ -71,6 +71,28 @@ def _head_weights(recipe: dict) -> str:
     return ", ".join(f"{n} {w:g}" for n, w in zip(names, weights, strict=False)) or "equal weights"
 
 
+def _grow_options(recipe: dict) -> str:
+    """The grow stage's reproduce options; empty when the recipe has none (older models)."""
+    if not recipe.get("grow_epochs"):
+        return ""
+    size = ",".join(str(x) for x in recipe["grow_image_size"])
+    weights = ",".join(f"{w:g}" for w in recipe["grow_head_weights"])
+    return (f" --grow-epochs {recipe['grow_epochs']} --grow-image-size {size} --grow-lr {recipe['grow_lr']}"
+            f" --grow-head-weights {weights}")
+
+
+def _grow_line(recipe: dict, training: dict) -> str:
+    """The model card's line on the grow stage; empty when the recipe had none."""
+    if not recipe.get("grow_epochs"):
+        return ""
+    h, w = recipe["grow_image_size"]
+    scores = ", ".join(f"{r['loss']:.3f} / {r.get('val_knn_macro_f1', float('nan')):.3f}"
+                       for r in training.get("grow_log", [])) or "not run"
+    return (f"- Then {recipe['grow_epochs']} epochs at a {h}x{w} input (positional embeddings resampled to the "
+            f"finer patch grid,\n  `core.train.regrid`; lr {recipe['grow_lr']}, the refine stage's loss with "
+            f"head weights {','.join(f'{w:g}' for w in recipe['grow_head_weights'])}).\n  Loss / val k-NN macro F1 per epoch: {scores}\n")
+
+
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
                      work: str | Path = "workspace") -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
@@ -105,7 +127,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --image-size {','.join(str(x) for x in rec.get('image_size', cfg['model_cfg']['vision_cfg']['image_size']))} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --image-size {','.join(str(x) for x in rec.get('image_size', cfg['model_cfg']['vision_cfg']['image_size']))} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))}{_grow_options(rec)} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).
@@ -122,7 +144,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   in which the attribute heads weigh each attribute's loss by {_head_weights(rec)}: the attributes
   that k-NN voted worst after the first cycle get more of the embedding.
   Loss / val k-NN macro F1 per epoch: {", ".join(f"{r['loss']:.3f} / {r.get('val_knn_macro_f1', float('nan')):.3f}" for r in training.get('refine_log', [])) or "not run"}
-- Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding
+{_grow_line(rec, training)}- Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding
   (`core.train.distill`, lr {rec.get('distill_lr')}): the image tower learns to give from {_distill_subset(training)}
   the embedding it gave from all its patch tokens, while its full-token embedding is held on the
   old one, so indexes and prompts stay valid.

@@ -73,15 +73,20 @@ def test_frames_from_another_renderer_version_start_the_recipe_over(tmp_path, mo
     assert stamp["renderer"] == synth_dataset.RENDERER_VERSION  # the frames were rendered again
 
 
-def test_the_recipe_trains_at_another_input_size(tmp_path):
+def test_the_recipe_trains_at_another_input_size_and_grows_to_a_finer_grid(tmp_path):
     import numpy as np
 
-    train_default(replace(TINY, image_size=(48, 96)), out=tmp_path / "m", work=tmp_path, progress=False)
+    recipe = replace(TINY, image_size=(32, 64), grow_epochs=1, grow_image_size=(48, 96))
+    summary = train_default(recipe, out=tmp_path / "m", work=tmp_path, progress=False)
+    assert [r["epoch"] for r in summary["grow_log"]] == [1]
+    assert len(list(tmp_path.glob("state-*-grow-*"))) == 1
     cfg = json.loads((tmp_path / "m" / "open_clip_config.json").read_text())
     assert cfg["model_cfg"]["vision_cfg"]["image_size"] == [48, 96]
     model = load_model(f"file:{tmp_path / 'm'}")
     assert tuple(model.clip.visual.grid_size) == (3, 6)
     emb = model.embed_images([np.zeros((180, 320, 3), np.uint8)])
     assert emb.shape == (1, model.embed_dim) and np.isfinite(emb).all()
-    with pytest.raises(ValueError, match="multiple of the 16-pixel patch"):
-        train_default(replace(TINY, image_size=(50, 96)), out=tmp_path / "bad", work=tmp_path, progress=False)
+    for bad in ({"image_size": (50, 96)}, {"grow_image_size": (48, 0)}):
+        with pytest.raises(ValueError, match="multiple of the 16-pixel patch"):
+            train_default(replace(TINY, **bad), out=tmp_path / "bad", work=tmp_path / "nothing", progress=False)
+    assert not (tmp_path / "nothing").exists()  # refused before anything was rendered

@@ -12,7 +12,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.distill import DistillConfig, distill_pruned
 from core.train.finetune import Validator
 from core.train.loop import AttributeHeads, StepInfo, TrainConfig, train_contrastive
+from core.train.regrid import regrid
 
 ARCH = "scenescope-tiny"
 
@@ -55,9 +56,23 @@ class DefaultRecipe:
     refine_epochs: int = 8
     refine_lr: float = 2.5e-4
     refine_head_weights: tuple[float, ...] = (3.0, 2.0, 2.0, 1.0, 1.0, 1.0)
+    # Then a cycle at a larger input (``core.train.regrid``: positional embeddings interpolated to
+    # the finer patch grid) with the refine stage's loss, so the small cues that tell 3-, 4- and
+    # 5-way junctions apart get more pixels. 0 epochs skips it.
+    grow_epochs: int = 0
+    grow_image_size: tuple[int, int] = (176, 320)
+    grow_lr: float = 2.5e-4
+    grow_head_weights: tuple[float, ...] = (5.0, 2.0, 2.0, 1.0, 1.0, 1.0)
     # Then self-distillation for token-pruned encoding (core.train.distill); 0 epochs skips it.
     distill_epochs: int = 8
     distill_lr: float = 3e-4
+
+
+def _checked_size(name: str, size: Sequence[int], patch: int) -> tuple[int, int]:
+    size = tuple(int(x) for x in size)
+    if len(size) != 2 or any(x <= 0 or x % patch for x in size):
+        raise ValueError(f"{name} {size}: give (height, width), each a positive multiple of the {patch}-pixel patch")
+    return size  # type: ignore[return-value]
 
 
 def _stage_key(*parts: object) -> str:
@@ -81,12 +96,10 @@ def train_default(
     """
     recipe = recipe or DefaultRecipe()
     model_cfg = json.loads((CONFIGS / f"{ARCH}.json").read_text())
-    image_size = tuple(int(x) for x in recipe.image_size)
     patch = int(model_cfg["vision_cfg"]["patch_size"])
-    if len(image_size) != 2 or any(x <= 0 or x % patch for x in image_size):
-        raise ValueError(f"image_size {image_size}: give (height, width), each a positive multiple of the "
-                         f"{patch}-pixel patch")
-    model_cfg["vision_cfg"]["image_size"] = list(image_size)
+    image_size = _checked_size("image_size", recipe.image_size, patch)
+    grow_size = _checked_size("grow_image_size", recipe.grow_image_size, patch)
+    model_cfg["vision_cfg"]["image_size"] = list(grow_size if recipe.grow_epochs > 0 else image_size)
     work = Path(work)
     schema = default_schema()
     data_dir = ensure_synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
@@ -104,14 +117,18 @@ def train_default(
                                                                 force_image_size=image_size)
     tokenizer = open_clip.get_tokenizer(ARCH)
     pixels = load_pixels(train, preprocess, progress=progress)
-    validator = None
-    if recipe.val_index_frames > 0 and len(val):
+
+    def make_validator(pixels: torch.Tensor, preprocess: Callable) -> Validator | None:
+        if recipe.val_index_frames <= 0 or not len(val):
+            return None
         # Every k-th train frame: a fixed index that spans all clips, cheap enough to embed each epoch.
         step = max(1, len(train) // recipe.val_index_frames)
         keep = list(range(0, len(train), step))[: recipe.val_index_frames]
         index_part = Dataset(train.root, train.frames.iloc[keep].reset_index(drop=True), train.schema)
-        validator = Validator(index_part, val, pixels[keep], load_pixels(val, preprocess, progress=progress),
-                              schema, device=device)
+        return Validator(index_part, val, pixels[keep], load_pixels(val, preprocess, progress=progress),
+                         schema, device=device)
+
+    validator = make_validator(pixels, preprocess)
     config = TrainConfig(epochs=recipe.epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
                          batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05,
                          attribute_loss=recipe.attribute_loss)
@@ -137,7 +154,7 @@ def train_default(
     # stage reuses the earlier ones.
     fields = asdict(recipe)
     excluded = [exclude] if exclude else []
-    contrastive = {k: v for k, v in fields.items() if not k.startswith(("distill_", "refine_"))}
+    contrastive = {k: v for k, v in fields.items() if not k.startswith(("distill_", "refine_", "grow_"))}
     # The data's stamp too: states trained on frames from another renderer version must not resume.
     rendered = json.loads((data_dir / STAMP).read_text())
     run_key = _stage_key(contrastive, rendered, ARCH, *excluded)
@@ -153,8 +170,8 @@ def train_default(
     )
     bar.close()
     refine_log: list[dict] = []
+    refine = {k: v for k, v in fields.items() if k.startswith("refine_")}
     if recipe.refine_epochs > 0:
-        refine = {k: v for k, v in fields.items() if k.startswith("refine_")}
         rkey = _stage_key(contrastive, refine, ARCH, *excluded)
         rconfig = replace(config, epochs=recipe.refine_epochs, lr=recipe.refine_lr, seed=recipe.seed + 1)
         if heads is not None:
@@ -164,6 +181,25 @@ def train_default(
         refine_log = train_contrastive(
             clip, pixels, lambda e: epoch_subset_captions(train, schema, rconfig.seed, e), tokenizer, rconfig,
             state_dir=work / f"state-{run_key}-refine-{rkey}", on_step=on_step, on_epoch=on_epoch,
+            label_codes=codes, heads=heads, device=device,
+        )
+        bar.close()
+    grow_log: list[dict] = []
+    if recipe.grow_epochs > 0:
+        grow = {k: v for k, v in fields.items() if k.startswith("grow_")}
+        gkey = _stage_key(contrastive, refine, grow, ARCH, *excluded)
+        clip, preprocess = regrid(clip, ARCH, grow_size)
+        pixels = validator = None  # release the small frames before the grown ones are decoded
+        pixels = load_pixels(train, preprocess, progress=progress)
+        validator = make_validator(pixels, preprocess)
+        gconfig = replace(config, epochs=recipe.grow_epochs, lr=recipe.grow_lr, seed=recipe.seed + 2)
+        if heads is not None:
+            heads.weights = tuple(recipe.grow_head_weights)
+        bar = tqdm(total=gconfig.epochs * max(1, len(train) // gconfig.batch_size), desc="grow",
+                   disable=not progress)
+        grow_log = train_contrastive(
+            clip, pixels, lambda e: epoch_subset_captions(train, schema, gconfig.seed, e), tokenizer, gconfig,
+            state_dir=work / f"state-{run_key}-grow-{gkey}", on_step=on_step, on_epoch=on_epoch,
             label_codes=codes, heads=heads, device=device,
         )
         bar.close()
@@ -192,13 +228,14 @@ def train_default(
         "train_frames": len(train),
         # Summed per-epoch step time of all stages (validation excluded), so it stays the cost of
         # the whole recipe when a run resumed a finished stage.
-        "train_seconds": round(sum(r["seconds"] for r in log + refine_log + distill_log), 1),
+        "train_seconds": round(sum(r["seconds"] for r in log + refine_log + grow_log + distill_log), 1),
         "wall_seconds_this_run": round(time.time() - t0, 1),
         "machine": (torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda")
                     else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
         "torch": torch.__version__,
         "log": log,
         "refine_log": refine_log,
+        "grow_log": grow_log,
         "distill_log": distill_log,
         "distill_config": asdict(dcfg) if dcfg is not None else None,
     }
