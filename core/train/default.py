@@ -132,8 +132,7 @@ def train_default(
     config = TrainConfig(epochs=recipe.epochs, lr=recipe.lr, weight_decay=recipe.weight_decay,
                          batch_size=recipe.batch_size, seed=recipe.seed, warmup_fraction=0.05,
                          attribute_loss=recipe.attribute_loss)
-    bar = tqdm(total=config.epochs * max(1, len(train) // config.batch_size), desc="train",
-               disable=not progress)
+    bar = tqdm(disable=True)  # each stage below opens its own
 
     def on_step(info: StepInfo) -> None:
         bar.update(1)
@@ -163,27 +162,30 @@ def train_default(
     # Created here, not inside train_contrastive, so the refine stage continues the trained heads.
     heads = (AttributeHeads.for_codes(int(clip.text_projection.shape[-1]), codes)
              if recipe.attribute_loss > 0 else None)
-    log = train_contrastive(
-        clip, pixels, lambda e: epoch_subset_captions(train, schema, config.seed, e), tokenizer, config,
-        state_dir=work / f"state-{run_key}", on_step=on_step, on_epoch=on_epoch, label_codes=codes, heads=heads,
-        device=device,
-    )
-    bar.close()
+
+    def cycle(desc: str, cfg: TrainConfig, head_weights: Sequence[float] | None, state_dir: Path) -> list[dict]:
+        """One cosine cycle of the contrastive loss (and heads) on the current model and pixels."""
+        nonlocal bar
+        if heads is not None and head_weights is not None:
+            heads.weights = tuple(head_weights)
+        bar = tqdm(total=cfg.epochs * max(1, len(train) // cfg.batch_size), desc=desc, disable=not progress)
+        try:
+            return train_contrastive(
+                clip, pixels, lambda e: epoch_subset_captions(train, schema, cfg.seed, e), tokenizer, cfg,
+                state_dir=state_dir, on_step=on_step, on_epoch=on_epoch, label_codes=codes, heads=heads,
+                device=device,
+            )
+        finally:
+            bar.close()
+
+    log = cycle("train", config, None, work / f"state-{run_key}")
     refine_log: list[dict] = []
     refine = {k: v for k, v in fields.items() if k.startswith("refine_")}
     if recipe.refine_epochs > 0:
         rkey = _stage_key(contrastive, refine, ARCH, *excluded)
-        rconfig = replace(config, epochs=recipe.refine_epochs, lr=recipe.refine_lr, seed=recipe.seed + 1)
-        if heads is not None:
-            heads.weights = tuple(recipe.refine_head_weights)
-        bar = tqdm(total=rconfig.epochs * max(1, len(train) // rconfig.batch_size), desc="refine",
-                   disable=not progress)
-        refine_log = train_contrastive(
-            clip, pixels, lambda e: epoch_subset_captions(train, schema, rconfig.seed, e), tokenizer, rconfig,
-            state_dir=work / f"state-{run_key}-refine-{rkey}", on_step=on_step, on_epoch=on_epoch,
-            label_codes=codes, heads=heads, device=device,
-        )
-        bar.close()
+        refine_log = cycle("refine", replace(config, epochs=recipe.refine_epochs, lr=recipe.refine_lr,
+                                             seed=recipe.seed + 1),
+                           recipe.refine_head_weights, work / f"state-{run_key}-refine-{rkey}")
     grow_log: list[dict] = []
     if recipe.grow_epochs > 0:
         grow = {k: v for k, v in fields.items() if k.startswith("grow_")}
@@ -192,17 +194,8 @@ def train_default(
         pixels = validator = None  # release the small frames before the grown ones are decoded
         pixels = load_pixels(train, preprocess, progress=progress)
         validator = make_validator(pixels, preprocess)
-        gconfig = replace(config, epochs=recipe.grow_epochs, lr=recipe.grow_lr, seed=recipe.seed + 2)
-        if heads is not None:
-            heads.weights = tuple(recipe.grow_head_weights)
-        bar = tqdm(total=gconfig.epochs * max(1, len(train) // gconfig.batch_size), desc="grow",
-                   disable=not progress)
-        grow_log = train_contrastive(
-            clip, pixels, lambda e: epoch_subset_captions(train, schema, gconfig.seed, e), tokenizer, gconfig,
-            state_dir=work / f"state-{run_key}-grow-{gkey}", on_step=on_step, on_epoch=on_epoch,
-            label_codes=codes, heads=heads, device=device,
-        )
-        bar.close()
+        grow_log = cycle("grow", replace(config, epochs=recipe.grow_epochs, lr=recipe.grow_lr, seed=recipe.seed + 2),
+                         recipe.grow_head_weights, work / f"state-{run_key}-grow-{gkey}")
     distill_log: list[dict] = []
     dcfg = None
     if recipe.distill_epochs > 0:
