@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +63,15 @@ def _distill_subset(training: dict) -> str:
     return f"{ratios} of its patch tokens ({pattern}{read_in})"
 
 
-def _head_weights(recipe: dict) -> str:
-    """The refine stage's per-attribute loss weights in words, from the recipe in training.json."""
+def _csv(values: Sequence[float]) -> str:
+    """Numbers as a command-line list, e.g. ``5,2,2,1,1,1``."""
+    return ",".join(f"{v:g}" for v in values)
+
+
+def _head_weights(weights: Sequence[float]) -> str:
+    """Per-attribute loss weights in words (schema order), from the recipe in training.json."""
     from core.schema import default_schema
 
-    weights = recipe.get("refine_head_weights") or ()
     names = [a.name for a in default_schema().attributes]
     return ", ".join(f"{n} {w:g}" for n, w in zip(names, weights, strict=False)) or "equal weights"
 
@@ -75,10 +80,8 @@ def _grow_options(recipe: dict) -> str:
     """The grow stage's reproduce options; empty when the recipe has none (older models)."""
     if not recipe.get("grow_epochs"):
         return ""
-    size = ",".join(str(x) for x in recipe["grow_image_size"])
-    weights = ",".join(f"{w:g}" for w in recipe["grow_head_weights"])
-    return (f" --grow-epochs {recipe['grow_epochs']} --grow-image-size {size} --grow-lr {recipe['grow_lr']}"
-            f" --grow-head-weights {weights}")
+    return (f" --grow-epochs {recipe['grow_epochs']} --grow-image-size {_csv(recipe['grow_image_size'])}"
+            f" --grow-lr {recipe['grow_lr']} --grow-head-weights {_csv(recipe['grow_head_weights'])}")
 
 
 def _grow_line(recipe: dict, training: dict) -> str:
@@ -90,7 +93,7 @@ def _grow_line(recipe: dict, training: dict) -> str:
                        for r in training.get("grow_log", [])) or "not run"
     return (f"- Then {recipe['grow_epochs']} epochs at a {h}x{w} input (positional embeddings resampled to the "
             f"finer patch grid,\n  `core.train.regrid`; lr {recipe['grow_lr']}, the refine stage's loss with "
-            f"head weights {','.join(f'{w:g}' for w in recipe['grow_head_weights'])}).\n  Loss / val k-NN macro F1 per epoch: {scores}\n")
+            f"head weights {_head_weights(recipe['grow_head_weights'])}).\n  Loss / val k-NN macro F1 per epoch: {scores}\n")
 
 
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
@@ -127,7 +130,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
 {size_mb:.1f} MB on disk. Loads in {load_s:.2f} s on this CPU.
 
 ## Training
-- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --image-size {','.join(str(x) for x in rec.get('image_size', cfg['model_cfg']['vision_cfg']['image_size']))} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {','.join(f'{w:g}' for w in rec.get('refine_head_weights', ()))}{_grow_options(rec)} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
+- Reproduce: `scenescope train-default --scenes {rec.get('scenes')} --clips {rec.get('clips')} --data-seed {rec.get('data_seed')} --epochs {rec.get('epochs')} --lr {rec.get('lr')} --batch-size {rec.get('batch_size')} --seed {rec.get('seed')} --attribute-loss {rec.get('attribute_loss', 0.0)} --image-size {_csv(rec.get('image_size', cfg['model_cfg']['vision_cfg']['image_size']))} --refine-epochs {rec.get('refine_epochs', 0)} --refine-lr {rec.get('refine_lr', 0.0)} --refine-head-weights {_csv(rec.get('refine_head_weights', ()))}{_grow_options(rec)} --distill-epochs {rec.get('distill_epochs', 0)} --distill-lr {rec.get('distill_lr', 0.0)}`
 - Data: {training.get('train_frames')} synthetic training frames (data seed {rec.get('data_seed')}). Each epoch every frame
   gets a caption naming a random subset of its attributes (paraphrased phrases in the schema's
   compressed comma form; a single attribute uses its prompt templates).
@@ -141,7 +144,7 @@ Tokenizer: open_clip's (CLIP BPE, 77 tokens). Weights: `open_clip_model.safetens
   rarely hinge on the place alone and the contrastive loss by itself left place near chance.
   AdamW (weight decay {rec.get('weight_decay')}), cosine schedule with warmup, bf16 autocast.
 - Then a second cosine cycle of {rec.get('refine_epochs', 0)} epochs (warm restart at lr {rec.get('refine_lr')}, fresh optimizer)
-  in which the attribute heads weigh each attribute's loss by {_head_weights(rec)}: the attributes
+  in which the attribute heads weigh each attribute's loss by {_head_weights(rec.get('refine_head_weights') or ())}: the attributes
   that k-NN voted worst after the first cycle get more of the embedding.
   Loss / val k-NN macro F1 per epoch: {", ".join(f"{r['loss']:.3f} / {r.get('val_knn_macro_f1', float('nan')):.3f}" for r in training.get('refine_log', [])) or "not run"}
 {_grow_line(rec, training)}- Then {rec.get('distill_epochs', 0)} epochs of self-distillation for token-pruned encoding

@@ -96,3 +96,16 @@ def test_train_default_options_are_the_recipe_fields():
     assert (a.epochs, a.attribute_loss, a.scenes) == (3, 0.0, None)  # None: the recipe's own value
     a = build_parser().parse_args(["train-default", "--refine-head-weights", "3,2,2,1,1,1"])
     assert a.refine_head_weights == (3.0, 2.0, 2.0, 1.0, 1.0, 1.0) == DefaultRecipe().refine_head_weights
+
+
+def test_the_model_card_reproduce_options_of_a_grown_recipe_parse_back_to_it():
+    from dataclasses import asdict
+
+    from core.cli import RECIPE_OPTIONS
+    from core.quality import _grow_options
+    from core.train.default import DefaultRecipe
+
+    recipe = DefaultRecipe(grow_epochs=6, grow_image_size=(144, 256), grow_head_weights=(4, 2, 2, 1, 1, 1))
+    a = build_parser().parse_args(["train-default", *_grow_options(asdict(recipe)).split()])
+    given = {f: getattr(a, f) for f in RECIPE_OPTIONS if getattr(a, f) is not None}
+    assert DefaultRecipe(**given) == recipe

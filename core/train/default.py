@@ -69,10 +69,10 @@ class DefaultRecipe:
 
 
 def _checked_size(name: str, size: Sequence[int], patch: int) -> tuple[int, int]:
-    size = tuple(int(x) for x in size)
-    if len(size) != 2 or any(x <= 0 or x % patch for x in size):
-        raise ValueError(f"{name} {size}: give (height, width), each a positive multiple of the {patch}-pixel patch")
-    return size  # type: ignore[return-value]
+    dims = tuple(int(x) for x in size)
+    if len(dims) != 2 or any(x <= 0 or x % patch for x in dims):
+        raise ValueError(f"{name} {dims}: give (height, width), each a positive multiple of the {patch}-pixel patch")
+    return dims[0], dims[1]
 
 
 def _stage_key(*parts: object) -> str:
