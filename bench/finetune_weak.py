@@ -42,13 +42,13 @@ def synth(out: Path, scenes: int, seed: int) -> Path:
 
 
 def weak_model(out: Path, scenes: int, epochs: int, threads: int, exclude: dict[str, list[str]]) -> dict:
-    """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s), without the
-    token-pruning distillation, and trained without the frames that have the ``exclude`` values:
+    """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s) of its first
+    stage, without the refine, grow and token-pruning distillation stages, and trained without the frames that have the ``exclude`` values:
     a weak start."""
     if (out / "weak.json").is_file():
         return json.loads((out / "weak.json").read_text())
     torch.set_num_threads(threads)
-    recipe = DefaultRecipe(epochs=epochs, scenes=scenes, distill_epochs=0)
+    recipe = DefaultRecipe(epochs=epochs, scenes=scenes, refine_epochs=0, grow_epochs=0, distill_epochs=0)
     summary = train_default(recipe, out=out, work=LEAD_WORK, exclude=exclude)
     info = {"recipe": asdict(recipe), "excluded": exclude, "train_frames": summary["train_frames"],
             "epochs": epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
