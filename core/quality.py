@@ -12,9 +12,10 @@ import numpy as np
 
 from core.data import Dataset, read_manifest
 from core.eval import evaluate
-from core.index import build_index, embed_dataset
+from core.index import IndexStore, build_index, embed_dataset
 from core.models import SceneModel, load_model
 from core.predict import vote_batch, zero_shot
+from core.schema import Schema
 
 
 def text_to_image_recall(model: SceneModel, emb: np.ndarray, test: Dataset, k: int = 5) -> float:
@@ -31,24 +32,45 @@ def text_to_image_recall(model: SceneModel, emb: np.ndarray, test: Dataset, k: i
     return float(np.mean(hits))
 
 
-def measure(model: SceneModel, index_data: Dataset, test: Dataset, k: int = 5, progress: bool = True) -> dict:
-    """k-NN voting against an index of ``index_data``, zero-shot, and recall@5 on ``test``."""
+def nested_index_rows(n: int, fractions: Sequence[float], seed: int = 0) -> list[np.ndarray]:
+    """Rows kept of an ``n``-frame index at each fraction: prefixes of one random order, so every
+    smaller index lies inside the larger ones and the curve shows density, not a new draw."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(order[: max(1, round(float(f) * n))]) for f in fractions]
+
+
+def _knn_scores(store: IndexStore, emb: np.ndarray, truth: list[dict[str, str]], schema: Schema, k: int) -> dict:
+    knn = evaluate(truth, [v.labels() for v in vote_batch(store, emb, k=k)], schema)
+    return {"knn_macro_f1": knn["macro_f1"], "knn_f1": {a: r["f1"] for a, r in knn["attributes"].items()}}
+
+
+def measure(model: SceneModel, index_data: Dataset, test: Dataset, k: int = 5, progress: bool = True,
+            index_fractions: Sequence[float] = ()) -> dict:
+    """k-NN voting against an index of ``index_data``, zero-shot, and recall@5 on ``test``.
+
+    ``index_fractions`` adds ``index_curve``: the k-NN scores of the same queries against nested
+    random subsets of the index (k-NN quality grows with how densely the index covers the world).
+    """
+    truth = [test.labels(i) for i in range(len(test))]
     with tempfile.TemporaryDirectory() as tmp:
         store = build_index(index_data, model, Path(tmp) / "index", split=None, progress=progress)
         emb = embed_dataset(test, model, progress=progress)
-        truth = [test.labels(i) for i in range(len(test))]
-        votes = vote_batch(store, emb, k=k)
-    knn = evaluate(truth, [v.labels() for v in votes], test.schema)
+        knn = _knn_scores(store, emb, truth, test.schema, k)
+        curve = []
+        for rows in nested_index_rows(len(store), index_fractions):
+            sub = IndexStore.from_embeddings(store.embeddings()[rows], store.meta.iloc[rows].reset_index(drop=True),
+                                             model=model.name, schema=store.schema)
+            curve.append({"index_frames": len(rows), **_knn_scores(sub, emb, truth, test.schema, k)})
     zs = evaluate(truth, zero_shot(model, emb, test.schema), test.schema)
     return {
-        "knn_macro_f1": knn["macro_f1"],
-        "knn_f1": {a: r["f1"] for a, r in knn["attributes"].items()},
+        **knn,
         "zero_shot_macro_f1": zs["macro_f1"],
         "zero_shot_f1": {a: r["f1"] for a, r in zs["attributes"].items()},
         "text_to_image_recall@5": text_to_image_recall(model, emb, test),
         "index_frames": len(index_data),
         "test_frames": len(test),
         "k": k,
+        **({"index_curve": curve} if curve else {}),
     }
 
 
@@ -96,6 +118,18 @@ def _grow_line(recipe: dict, training: dict) -> str:
             f"head weights {_head_weights(recipe['grow_head_weights'])}).\n  Loss / val k-NN macro F1 per epoch: {scores}\n")
 
 
+CARD_INDEX_FRACTIONS = (0.125, 0.25, 0.5)
+
+
+def _curve_table(m: dict) -> str:
+    points = [*m.get("index_curve", []), {"index_frames": m["index_frames"], **m}]
+    names = list(m["knn_f1"])
+    head = "| index frames | k-NN macro F1 | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2)
+    rows = [f"| {p['index_frames']} | {p['knn_macro_f1']:.3f} | " + " | ".join(f"{p['knn_f1'][a]:.3f}" for a in names)
+            + " |" for p in points]
+    return "\n".join([head, *rows])
+
+
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
                      work: str | Path = "workspace") -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
@@ -107,7 +141,7 @@ def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001
     t0 = time.perf_counter()
     load_model(f"file:{model_dir}")
     load_s = time.perf_counter() - t0
-    m = measure(model, data.split("train"), data.split("test"))
+    m = measure(model, data.split("train"), data.split("test"), index_fractions=CARD_INDEX_FRACTIONS)
     training = json.loads((model_dir / "training.json").read_text()) if (model_dir / "training.json").exists() else {}
     cfg = json.loads((model_dir / "open_clip_config.json").read_text())
     size_mb = sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6
@@ -169,6 +203,11 @@ dataset (seed {seed}, never used in training); k={m['k']} voting against an inde
 
 Text-to-image retrieval with schema captions, recall@5: {m['text_to_image_recall@5']:.3f}
 (one query per distinct label set; a hit is a top-5 frame with exactly those labels).
+
+k-NN votes against smaller indexes (nested random subsets of the same train split, same queries):
+a vote is only as good as the look-alikes the index holds, so quality grows with index density.
+
+{_curve_table(m)}
 
 ## Limits
 Synthetic world only; labels follow the HSD taxonomy in `core/schema/hsd.yaml`.

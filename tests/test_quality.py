@@ -41,3 +41,21 @@ def test_bundled_model_knn_floor(fresh):
             assert f1 >= 0.80, (name, m)
     assert m["zero_shot_macro_f1"] >= ZERO_SHOT_FLOOR, m
     assert m["text_to_image_recall@5"] >= 0.9, m
+
+
+def test_index_curve_matches_indexes_built_from_the_subsets(small_index):
+    from core.data import Dataset
+    from core.quality import nested_index_rows
+
+    data = read_manifest(small_index.data)
+    train, test = data.split("train"), data.split("test")
+    model = load_model(small_index.model)
+    m = measure(model, train, test, index_fractions=(0.25, 0.5, 1.0), progress=False)
+    quarter, half, whole = m["index_curve"]
+    assert [p["index_frames"] for p in m["index_curve"]] == [round(len(train) / 4), round(len(train) / 2), len(train)]
+    assert whole["knn_f1"] == m["knn_f1"]
+    small, large = nested_index_rows(len(train), (0.25, 0.5))
+    assert set(small) <= set(large)  # nested: a smaller index is a subset of the larger ones
+    rebuilt = measure(model, Dataset(train.root, train.frames.iloc[large].reset_index(drop=True), train.schema),
+                      test, progress=False)
+    assert rebuilt["knn_f1"] == half["knn_f1"]
