@@ -15,7 +15,7 @@ from core.schema import SchemaError
 from core.train.default import DefaultRecipe, train_default
 
 TINY = DefaultRecipe(scenes=48, clips=0, data_seed=3, epochs=1, batch_size=8, val_index_frames=8,
-                     refine_epochs=1, distill_epochs=1)
+                     refine_epochs=1, grow_epochs=0, distill_epochs=1)
 
 
 @pytest.fixture(scope="module")
