@@ -67,9 +67,11 @@ def cmd_index(a: argparse.Namespace) -> None:
 
 def cmd_classify(a: argparse.Namespace) -> None:
     from core.pipeline import classify_path, open_index
+    from core.predict import vote_space
 
     model, store = open_index(a.index, a.model, _schema(a))
-    result = classify_path(Path(a.path), model, store, k=a.k, fps=a.fps, smoothing=a.smoothing)
+    result = classify_path(Path(a.path), model, store, k=a.k, fps=a.fps, smoothing=a.smoothing,
+                           prompt_space=vote_space(model, a.vote_space, store.schema))
     print(json.dumps(result.to_dict(), indent=2) if a.json else result.to_text(store.schema))
 
 
@@ -78,8 +80,11 @@ def cmd_eval(a: argparse.Namespace) -> None:
     from core.pipeline import evaluate_split, open_index
 
     schema = _schema(a)
+    from core.predict import vote_space
+
     model, store = open_index(a.index, a.model, schema)
-    report, md = evaluate_split(read_manifest(a.data, schema), a.split, model, store, k=a.k)
+    report, md = evaluate_split(read_manifest(a.data, schema), a.split, model, store, k=a.k,
+                                prompt_space=vote_space(model, a.vote_space, store.schema))
     if a.out:
         Path(a.out).write_text(md)
     print(json.dumps(report, indent=2, default=str) if a.json else md)
@@ -143,6 +148,8 @@ def cmd_demo_ui(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.predict import VOTE_SPACES
+
     p = argparse.ArgumentParser(prog="scenescope", description="Explore and triage driving scenes with CLIP.")
     schema_help = (f"attribute schema YAML for {', '.join(SCHEMA_COMMANDS)} "
                    "(default: the bundled core/schema/hsd.yaml)")
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=2.0, help="clip sampling rate")
     s.add_argument("--smoothing", type=int, default=1, help="majority window over frames (odd)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
+                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
     s.set_defaults(fn=cmd_classify)
 
     s = sub.add_parser("eval", help="per-attribute precision/recall/F1 of k-NN votes on a split")
@@ -187,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", help="also write the Markdown report here")
+    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
+                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("models", help="list the model registry")

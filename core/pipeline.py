@@ -128,13 +128,13 @@ def classify_path(path: Path, model: SceneModel, store: IndexStore, k: int = 5, 
 
 
 def evaluate_split(dataset: Dataset, split: str, model: SceneModel, store: IndexStore, k: int = 5,
-                   progress: bool = True) -> tuple[dict, str]:
+                   progress: bool = True, **vote_kw: object) -> tuple[dict, str]:
     """k-NN vote every frame of ``split`` against ``store`` and score it against the truth."""
     from core.index import embed_dataset
 
     part = dataset.split(split)
     emb = embed_dataset(part, model, progress=progress)
-    votes = vote_batch(store, emb, k=k)
+    votes = vote_batch(store, emb, k=k, **vote_kw)
     truth = [part.labels(i) for i in range(len(part))]
     report = evaluate(truth, [v.labels() for v in votes], dataset.schema, votes=votes, meta=part.frames)
     return report, report_markdown(report)

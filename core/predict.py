@@ -112,11 +112,18 @@ def vote_batch(
     abstain_margin: float = 0.0,
     exclude_self: bool = False,
     schema: Schema | None = None,
+    prompt_space: Mapping[str, np.ndarray] | None = None,
 ) -> list[Vote]:
     """Search ``store`` for each row of ``embeddings`` and vote on its ``k`` nearest neighbours.
 
     ``exclude_self`` drops, per query, the first neighbour whose stored vector equals the query
     (leave-one-out evaluation on the indexed frames themselves).
+
+    ``prompt_space`` (attribute -> its values' text embeddings, as :func:`class_text_embeddings`
+    gives) makes each attribute vote among its own ``k`` nearest frames, nearest by their cosines
+    to that attribute's value prompts rather than by the whole embedding: weather and lighting,
+    which dominate whole-embedding similarity, then no longer pick the voters on road place.
+    ``Vote.neighbors`` stays the whole-embedding nearest frames.
     """
     schema = schema or store.schema
     q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
@@ -124,22 +131,62 @@ def vote_batch(
     table = store.meta[schema.names].astype(str).to_numpy() if schema is not store.schema \
         else store.label_table()
     paths = store.meta["path"].astype(str).to_numpy()
-    stored = store.embeddings() if exclude_self else None
+    stored = store.embeddings() if exclude_self or prompt_space is not None else None
     unit = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    selves = [_self_match(stored, ids[r], unit[r]) if exclude_self else None for r in range(len(q))]
+    spaced = {a: _search_prompt_space(stored, unit, np.asarray(prompt_space[a], np.float32), k, selves)
+              for a in schema.names} if prompt_space is not None else {}
     votes = []
     for r in range(len(q)):
-        keep = [j for j in range(ids.shape[1]) if ids[r, j] >= 0]  # -1: fewer hits than k
-        if exclude_self:
-            for j in keep:
-                if np.max(np.abs(stored[ids[r, j]] - unit[r])) <= SELF_MATCH_TOL:
-                    keep.remove(j)
-                    break
-        keep = keep[:k]
+        keep = [j for j in range(ids.shape[1]) if ids[r, j] >= 0 and ids[r, j] != selves[r]][:k]  # -1: fewer hits
         rid = ids[r, keep]
         labels = [dict(zip(schema.names, table[i], strict=True)) for i in rid]
-        votes.append(knn_vote(sims[r, keep], labels, schema, weighted, abstain_margin,
-                              neighbor_ids=rid.tolist(), neighbor_paths=paths[rid].tolist()))
+        vote = knn_vote(sims[r, keep], labels, schema, weighted, abstain_margin,
+                        neighbor_ids=rid.tolist(), neighbor_paths=paths[rid].tolist())
+        for a in spaced:
+            a_sims, a_ids = spaced[a][0][r], spaced[a][1][r]
+            nbs = [Neighbor(int(i), float(sv), str(paths[i]), dict(zip(schema.names, table[i], strict=True)))
+                   for sv, i in zip(a_sims, a_ids, strict=True)]
+            vote.attributes[a] = _vote_one(a, schema[a].value_names, nbs, weighted, abstain_margin)
+        votes.append(vote)
     return votes
+
+
+def _self_match(stored: np.ndarray, row_ids: np.ndarray, unit: np.ndarray) -> int | None:
+    """The id of the first hit whose stored vector is the query itself, if any."""
+    for i in row_ids:
+        if i >= 0 and np.max(np.abs(stored[i] - unit)) <= SELF_MATCH_TOL:
+            return int(i)
+    return None
+
+
+def _search_prompt_space(stored: np.ndarray, unit: np.ndarray, prompts: np.ndarray, k: int,
+                         selves: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-``k`` (sims, ids) of the queries among the stored frames, each frame taken
+    as its vector of cosines to ``prompts`` (values, d); a query's own frame is skipped."""
+    import faiss
+
+    from core.index.factory import normalize
+
+    index = faiss.IndexFlatIP(prompts.shape[0])
+    index.add(normalize(stored @ prompts.T))
+    skip = any(s is not None for s in selves)
+    sims, ids = index.search(normalize(unit @ prompts.T), min(k + int(skip), index.ntotal))
+    if not skip:
+        return sims, ids
+    keep = [[j for j in range(ids.shape[1]) if ids[r, j] != selves[r]][:k] for r in range(len(ids))]
+    return (np.stack([sims[r, c] for r, c in enumerate(keep)]), np.stack([ids[r, c] for r, c in enumerate(keep)]))
+
+
+VOTE_SPACES = ("embedding", "prompts")  # where neighbours are found: whole embedding, or per attribute
+
+
+def vote_space(model: Any, space: str, schema: Schema | None = None) -> dict[str, np.ndarray] | None:
+    """``vote_batch``'s ``prompt_space`` for a named space: None for "embedding", the schema's
+    value prompts embedded by ``model`` for "prompts"."""
+    if space not in VOTE_SPACES:
+        raise ValueError(f"vote space {space!r}: choose one of {', '.join(VOTE_SPACES)}")
+    return class_text_embeddings(model, schema) if space == "prompts" else None
 
 
 # ---- zero-shot ------------------------------------------------------------------------------
@@ -176,5 +223,6 @@ def zero_shot(model: Any, embeddings: np.ndarray, schema: Schema | None = None) 
 
 
 __all__ = [
-    "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "vote_batch", "zero_shot",
+    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "vote_batch",
+    "vote_space", "zero_shot",
 ]

@@ -14,7 +14,7 @@ from core.data import Dataset, read_manifest
 from core.eval import evaluate
 from core.index import IndexStore, build_index, embed_dataset
 from core.models import SceneModel, load_model
-from core.predict import vote_batch, zero_shot
+from core.predict import class_text_embeddings, vote_batch, zero_shot
 from core.schema import Schema
 
 
@@ -39,28 +39,34 @@ def nested_index_rows(n: int, fractions: Sequence[float], seed: int = 0) -> list
     return [np.sort(order[: max(1, round(float(f) * n))]) for f in fractions]
 
 
-def _knn_scores(store: IndexStore, emb: np.ndarray, truth: list[dict[str, str]], schema: Schema, k: int) -> dict:
-    knn = evaluate(truth, [v.labels() for v in vote_batch(store, emb, k=k)], schema)
-    return {"knn_macro_f1": knn["macro_f1"], "knn_f1": {a: r["f1"] for a, r in knn["attributes"].items()}}
+def _knn_scores(store: IndexStore, emb: np.ndarray, truth: list[dict[str, str]], schema: Schema, k: int,
+                prompts: dict[str, np.ndarray]) -> dict:
+    out = {}
+    for prefix, space in (("knn", None), ("prompt_knn", prompts)):
+        r = evaluate(truth, [v.labels() for v in vote_batch(store, emb, k=k, prompt_space=space)], schema)
+        out |= {f"{prefix}_macro_f1": r["macro_f1"], f"{prefix}_f1": {a: x["f1"] for a, x in r["attributes"].items()}}
+    return out
 
 
 def measure(model: SceneModel, index_data: Dataset, test: Dataset, k: int = 5, progress: bool = True,
             index_fractions: Sequence[float] = ()) -> dict:
-    """k-NN voting against an index of ``index_data``, zero-shot, and recall@5 on ``test``.
+    """k-NN voting against an index of ``index_data`` (in the whole embedding and, ``prompt_knn_*``,
+    in each attribute's prompt space), zero-shot, and recall@5 on ``test``.
 
     ``index_fractions`` adds ``index_curve``: the k-NN scores of the same queries against nested
     random subsets of the index (k-NN quality grows with how densely the index covers the world).
     """
     truth = [test.labels(i) for i in range(len(test))]
+    prompts = class_text_embeddings(model, test.schema)
     with tempfile.TemporaryDirectory() as tmp:
         store = build_index(index_data, model, Path(tmp) / "index", split=None, progress=progress)
         emb = embed_dataset(test, model, progress=progress)
-        knn = _knn_scores(store, emb, truth, test.schema, k)
+        knn = _knn_scores(store, emb, truth, test.schema, k, prompts)
         curve = []
         for rows in nested_index_rows(len(store), index_fractions):
             sub = IndexStore.from_embeddings(store.embeddings()[rows], store.meta.iloc[rows].reset_index(drop=True),
                                              model=model.name, schema=store.schema)
-            curve.append({"index_frames": len(rows), **_knn_scores(sub, emb, truth, test.schema, k)})
+            curve.append({"index_frames": len(rows), **_knn_scores(sub, emb, truth, test.schema, k, prompts)})
     zs = evaluate(truth, zero_shot(model, emb, test.schema), test.schema)
     return {
         **knn,
@@ -124,9 +130,11 @@ CARD_INDEX_FRACTIONS = (0.125, 0.25, 0.5)
 def _curve_table(m: dict) -> str:
     points = [*m.get("index_curve", []), {"index_frames": m["index_frames"], **m}]
     names = list(m["knn_f1"])
-    head = "| index frames | k-NN macro F1 | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2)
+    first = names[0]  # the schema's first attribute: road place in the bundled schema
+    head = (f"| index frames | k-NN macro F1 | {' | '.join(names)} | in prompt space: macro F1 | {first} |\n|"
+            + "---|" * (len(names) + 4))
     rows = [f"| {p['index_frames']} | {p['knn_macro_f1']:.3f} | " + " | ".join(f"{p['knn_f1'][a]:.3f}" for a in names)
-            + " |" for p in points]
+            + f" | {p['prompt_knn_macro_f1']:.3f} | {p['prompt_knn_f1'][first]:.3f} |" for p in points]
     return "\n".join([head, *rows])
 
 
@@ -146,7 +154,7 @@ def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001
     cfg = json.loads((model_dir / "open_clip_config.json").read_text())
     size_mb = sum(f.stat().st_size for f in model_dir.iterdir()) / 1e6
     rows = "\n".join(
-        f"| {a} | {m['knn_f1'][a]:.3f} | {m['zero_shot_f1'][a]:.3f} |" for a in m["knn_f1"]
+        f"| {a} | {m['knn_f1'][a]:.3f} | {m['prompt_knn_f1'][a]:.3f} | {m['zero_shot_f1'][a]:.3f} |" for a in m["knn_f1"]
     )
     rec = training.get("recipe", {})
     card = f"""# scenescope-tiny
@@ -196,10 +204,15 @@ Measured by `scenescope model-card {model_dir} --scenes {scenes} --seed {seed}`:
 dataset (seed {seed}, never used in training); k={m['k']} voting against an index of its train split
 ({m['index_frames']} frames), queries from its test split ({m['test_frames']} frames).
 
-| attribute | k-NN vote macro F1 | zero-shot macro F1 |
-|---|---|---|
+| attribute | k-NN vote macro F1 | k-NN vote in prompt space | zero-shot macro F1 |
+|---|---|---|---|
 {rows}
-| **macro (all attributes)** | **{m['knn_macro_f1']:.3f}** | **{m['zero_shot_macro_f1']:.3f}** |
+| **macro (all attributes)** | **{m['knn_macro_f1']:.3f}** | **{m['prompt_knn_macro_f1']:.3f}** | **{m['zero_shot_macro_f1']:.3f}** |
+
+k-NN vote: each attribute is the majority of the query's k nearest index frames by whole-embedding
+cosine (the CLIP scene paper's vote; the default everywhere). In prompt space
+(`vote_batch(..., prompt_space=...)`, `--vote-space prompts`): each attribute votes among the k
+frames nearest by their cosines to that attribute's value prompts.
 
 Text-to-image retrieval with schema captions, recall@5: {m['text_to_image_recall@5']:.3f}
 (one query per distinct label set; a hit is a top-5 frame with exactly those labels).

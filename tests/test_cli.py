@@ -61,6 +61,30 @@ def test_eval_json_contract(flow, capsys):
         assert {"precision", "recall", "f1", "per_class"} <= set(att)
 
 
+def test_vote_space_prompts_reaches_eval_and_classify(flow, capsys):
+    from core.data import read_manifest
+    from core.eval import evaluate
+    from core.index import embed_dataset
+    from core.pipeline import open_index
+    from core.predict import class_text_embeddings, vote_batch
+
+    capsys.readouterr()
+    args = ["eval", "--index", str(flow / "idx"), "--data", str(flow / "data"), "--split", "test", "--json"]
+    assert main([*args, "--vote-space", "prompts"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    model, store = open_index(flow / "idx", None, default_schema())
+    test = read_manifest(flow / "data").split("test")
+    votes = vote_batch(store, embed_dataset(test, model, progress=False), k=5,
+                       prompt_space=class_text_embeddings(model, store.schema))
+    expect = evaluate([test.labels(i) for i in range(len(test))], [v.labels() for v in votes], test.schema)
+    assert report["macro_f1"] == pytest.approx(expect["macro_f1"])
+    image = sorted((flow / "data" / "images").glob("*.jpg"))[0]
+    assert main(["classify", "--index", str(flow / "idx"), str(image), "--vote-space", "prompts", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["labels"]) == set(default_schema().names)
+    with pytest.raises(SystemExit):
+        main([*args, "--vote-space", "pixels"])
+
+
 def test_every_command_has_help(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001

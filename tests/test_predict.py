@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.index import IndexStore
-from core.predict import class_text_embeddings, knn_vote, vote_batch, zero_shot
+from core.predict import class_text_embeddings, knn_vote, vote_batch, vote_space, zero_shot
 from core.schema import UNKNOWN, default_schema
 
 SCHEMA = default_schema()
@@ -81,6 +81,62 @@ def test_exclude_self_drops_only_the_query_itself():
         assert [nb.id for nb in vote.neighbors] == expect
     with_self = vote_batch(store, x[:3], k=4)
     assert [v.neighbors[0].id for v in with_self] == [0, 1, 2]
+
+
+def random_prompt_space(d: int, seed: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {a.name: unit(rng.normal(size=(len(a.value_names), d))) for a in SCHEMA.attributes}
+
+
+def test_prompt_space_votes_match_bruteforce_in_each_attributes_prompt_cosines():
+    store, x, rows = random_store()
+    space = random_prompt_space(x.shape[1])
+    q = unit(np.random.default_rng(1).normal(size=(30, x.shape[1])))
+    k = 5
+    plain = vote_batch(store, q, k=k)
+    votes = vote_batch(store, q, k=k, prompt_space=space)
+    differ = 0
+    for r, vote in enumerate(votes):
+        assert [nb.id for nb in vote.neighbors] == [nb.id for nb in plain[r].neighbors]  # nearest scenes unchanged
+        for a in SCHEMA.attributes:
+            px, pq = unit(x @ space[a.name].T), unit(q[r] @ space[a.name].T)  # cosines to the value prompts
+            sims = px @ pq
+            top = np.argsort(-sims, kind="stable")[:k]
+            expect = hand_vote(sims[top], [rows[i][a.name] for i in top], a.value_names)
+            got = vote.attributes[a.name]
+            assert got.value == expect, (r, a.name)
+            assert {nb.id for nb in got.voters} <= set(top.tolist())
+            np.testing.assert_allclose(sorted(nb.similarity for nb in got.voters),
+                                       sorted(sims[[nb.id for nb in got.voters]]), atol=1e-5)
+            differ += got.value != plain[r].attributes[a.name].value
+    assert differ > 20  # the prompt space really picks other voters than the whole embedding
+
+
+def test_prompt_space_votes_see_past_a_dominant_direction():
+    # Whole-embedding similarity is dominated by dims 2-3 ("weather"); the first attribute's
+    # value prompts point along dims 0 and 1. The query leans to A on them.
+    emb = unit(np.array([[0.1, 0.3, 1, 0]] * 5 + [[0.3, 0.1, 0, 1]] * 5, np.float32))
+    rows = [{"path": f"f{i}.png", **dict.fromkeys(SCHEMA.names, UNKNOWN), ATTR.name: B if i < 5 else A}
+            for i in range(10)]
+    store = IndexStore.from_embeddings(emb, rows, model="toy")
+    query = unit(np.array([[0.3, 0.1, 1, 0]], np.float32))
+    prompts = random_prompt_space(4)
+    prompts[ATTR.name] = np.zeros((len(ATTR.value_names), 4), np.float32) + 0.01
+    prompts[ATTR.name][ATTR.value_names.index(A), 0] = 1
+    prompts[ATTR.name][ATTR.value_names.index(B), 1] = 1
+    assert vote_batch(store, query, k=5)[0].attributes[ATTR.name].value == B
+    assert vote_batch(store, query, k=5, prompt_space=prompts)[0].attributes[ATTR.name].value == A
+
+
+def test_prompt_space_exclude_self_drops_the_query_in_every_attribute():
+    store, x, _ = random_store(n=120)
+    votes = vote_batch(store, x[:10], k=4, exclude_self=True, prompt_space=random_prompt_space(x.shape[1]))
+    for r, vote in enumerate(votes):
+        assert r not in [nb.id for nb in vote.neighbors]
+        for av in vote.attributes.values():
+            assert r not in [nb.id for nb in av.voters]
+    with pytest.raises(ValueError, match="vote space 'pixels'"):
+        vote_space(None, "pixels")
 
 
 def test_tie_broken_by_summed_similarity():

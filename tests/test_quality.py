@@ -53,9 +53,9 @@ def test_index_curve_matches_indexes_built_from_the_subsets(small_index):
     m = measure(model, train, test, index_fractions=(0.25, 0.5, 1.0), progress=False)
     quarter, half, whole = m["index_curve"]
     assert [p["index_frames"] for p in m["index_curve"]] == [round(len(train) / 4), round(len(train) / 2), len(train)]
-    assert whole["knn_f1"] == m["knn_f1"]
+    assert whole["knn_f1"] == m["knn_f1"] and whole["prompt_knn_f1"] == m["prompt_knn_f1"]
     small, large = nested_index_rows(len(train), (0.25, 0.5))
     assert set(small) <= set(large)  # nested: a smaller index is a subset of the larger ones
     rebuilt = measure(model, Dataset(train.root, train.frames.iloc[large].reset_index(drop=True), train.schema),
                       test, progress=False)
-    assert rebuilt["knn_f1"] == half["knn_f1"]
+    assert rebuilt["knn_f1"] == half["knn_f1"] and rebuilt["prompt_knn_f1"] == half["prompt_knn_f1"]
