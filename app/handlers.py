@@ -134,10 +134,11 @@ def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> str | Non
 
 
 def analyze_file(path: Path, model: SceneModel, store: Any, k: int = 5,
-                 name: str | None = None) -> SceneAnalysis:
-    """Classify a file on disk; raises the engine's InputError/VideoError for unusable files."""
+                 name: str | None = None, prompt_space: Mapping[str, np.ndarray] | None = None) -> SceneAnalysis:
+    """Classify a file on disk; raises the engine's InputError/VideoError for unusable files.
+    ``prompt_space``: as ``core.predict.vote_batch``'s (each attribute votes in its prompt space)."""
     path = Path(path)
-    result = classify_path(path, model, store, k=k, fps=CLIP_FPS)
+    result = classify_path(path, model, store, k=k, fps=CLIP_FPS, prompt_space=prompt_space)
     label = name or path.name
     if isinstance(result, ClipResult):
         # The engine returns votes, not pixels: decode once more (same timestamps) for the scrubber.
@@ -150,7 +151,8 @@ def analyze_file(path: Path, model: SceneModel, store: Any, k: int = 5,
 
 
 def analyze_upload(name: str, data: bytes, model: SceneModel, store: Any, k: int = 5,
-                   max_mb: int = MAX_UPLOAD_MB) -> tuple[SceneAnalysis | None, str | None]:
+                   max_mb: int = MAX_UPLOAD_MB, prompt_space: Mapping[str, np.ndarray] | None = None,
+                   ) -> tuple[SceneAnalysis | None, str | None]:
     """Classify uploaded bytes: ``(analysis, None)`` or ``(None, error message)``."""
     problem = check_upload(name, len(data), max_mb)
     if problem:
@@ -160,17 +162,19 @@ def analyze_upload(name: str, data: bytes, model: SceneModel, store: Any, k: int
         path = Path(tmp) / safe
         path.write_bytes(data)
         try:
-            return analyze_file(path, model, store, k=k, name=safe), None
+            return analyze_file(path, model, store, k=k, name=safe, prompt_space=prompt_space), None
         except (InputError, VideoError) as e:
             return None, str(e)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             return None, f"{safe}: cannot be read ({e.__class__.__name__}: {e})"
 
 
-def analyze_index_scene(store: Any, row: int, k: int = 5) -> SceneAnalysis:
+def analyze_index_scene(store: Any, row: int, k: int = 5,
+                        prompt_space: Mapping[str, np.ndarray] | None = None) -> SceneAnalysis:
     """Vote on a frame already in the index from its stored vector, leaving itself out."""
     row = int(row)
-    vote = vote_batch(store, store.embeddings()[row : row + 1], k=k, exclude_self=True)[0]
+    vote = vote_batch(store, store.embeddings()[row : row + 1], k=k, exclude_self=True,
+                      prompt_space=prompt_space)[0]
     with Image.open(store.abspath(row)) as im:
         frame = _shrink(im)
     return SceneAnalysis(str(store.meta["path"].iat[row]), "image", np.zeros(1), [vote], [frame],

@@ -212,6 +212,27 @@ def test_scene_from_index_shows_truth(engine: tuple) -> None:
     assert "Truth" in votes.columns and "Correct" in votes.columns
 
 
+def test_scene_prompt_space_votes_and_shows_each_attributes_voters(engine: tuple) -> None:
+    from core.predict import class_text_embeddings, vote_batch
+
+    model, store = engine
+    at = _app()
+    at.segmented_control(key="scene_source").set_value("From the index").run()
+    at.segmented_control(key="scene_space").set_value("Each attribute's prompts").run()
+    assert not at.exception and not at.error
+    split = handlers.index_splits(store)[0]
+    row = int(store.meta.index[store.meta["split"].astype(str) == split][0])  # the page's first scene
+    expect = vote_batch(store, store.embeddings()[row : row + 1], k=5, exclude_self=True,
+                        prompt_space=class_text_embeddings(model, store.schema))[0]
+    votes = _table(at, "Vote")
+    assert list(votes["Vote"]) == [a.display_of(expect.attributes[a.name].value) for a in store.schema.attributes]
+    assert "Voters per attribute" in [s.value for s in at.subheader]
+    last = store.schema.attributes[-1]
+    at.selectbox(key="scene_voter_attr").set_value(last.name).run()
+    assert not at.exception
+    assert _texts(at).count("sim ") >= len(expect.attributes[last.name].voters) + len(expect.neighbors)
+
+
 def test_map_page_draws_and_rejects_bad_upload(mapped_index: SmallIndex, index_env: SmallIndex,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import core.maps

@@ -5,16 +5,27 @@ from __future__ import annotations
 import streamlit as st
 
 from app import handlers, state, widgets
+from core.predict import Vote, vote_space
 
 RESULT_KEY = "scene_result"  # (signature, analysis or None, error or None)
+WHOLE, PROMPTS = "Whole embedding", "Each attribute's prompts"
 
 widgets.page_header("Scene", "Upload an image or a clip, or pick a scene from the index: the k nearest "
                     "indexed scenes vote on every attribute.")
 eng = state.engine()
 schema = eng.schema
 
-source = st.segmented_control("Source", ["Upload", "From the index"], default="Upload", key="scene_source",
-                              label_visibility="collapsed") or "Upload"
+c_source, c_space = st.columns([1, 1])
+with c_source:
+    source = st.segmented_control("Source", ["Upload", "From the index"], default="Upload", key="scene_source",
+                                  label_visibility="collapsed") or "Upload"
+with c_space:
+    space = st.segmented_control(
+        "Voters found by", [WHOLE, PROMPTS], default=WHOLE, key="scene_space",
+        help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
+             "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
+             "nearest by their similarity to that attribute's value prompts.") or WHOLE
+prompt_space = vote_space(eng.model, "prompts", schema) if space == PROMPTS else None
 
 signature = None
 if source == "Upload":
@@ -23,11 +34,11 @@ if source == "Upload":
         key="scene_upload", max_upload_size=handlers.MAX_UPLOAD_MB,
     )
     if upload is not None:
-        signature = ("upload", upload.file_id, upload.name, upload.size, eng.key, eng.k)
+        signature = ("upload", upload.file_id, upload.name, upload.size, eng.key, eng.k, space)
         if st.session_state.get(RESULT_KEY, (None,))[0] != signature:
             with st.spinner(f"Sampling and voting on {upload.name}…", show_time=True):
                 analysis, error = handlers.analyze_upload(upload.name, upload.getvalue(), eng.model,
-                                                          eng.store, k=eng.k)
+                                                          eng.store, k=eng.k, prompt_space=prompt_space)
             st.session_state[RESULT_KEY] = (signature, analysis, error)
 else:
     splits = handlers.index_splits(eng.store)
@@ -38,9 +49,10 @@ else:
                           key="scene_pos")
     row = int(rows[int(pos) - 1])
     st.caption(f"Index row {row} · `{eng.store.meta['path'].iat[row]}`")
-    signature = ("index", int(row), eng.key, eng.k)
+    signature = ("index", int(row), eng.key, eng.k, space)
     if st.session_state.get(RESULT_KEY, (None,))[0] != signature:
-        st.session_state[RESULT_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k), None)
+        st.session_state[RESULT_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k,
+                                                                                prompt_space=prompt_space), None)
 
 cached = st.session_state.get(RESULT_KEY)
 if signature is None or cached is None or cached[0] != signature:
@@ -75,10 +87,19 @@ with right:
     st.subheader("Votes")
     widgets.vote_table(vote, schema, analysis.truth, key="scene_votes")
     abstained = [schema[a].display for a, v in vote.attributes.items() if v.abstained]
-    st.caption(f"{len(vote.neighbors)} neighbours voted"
-               + (f" · abstained on {', '.join(abstained)}" if abstained else " · no abstentions"))
+    voted = (f"{len(vote.neighbors)} neighbours voted" if prompt_space is None
+             else f"each attribute voted by its {eng.k} nearest scenes in its prompt space")
+    st.caption(voted + (f" · abstained on {', '.join(abstained)}" if abstained else " · no abstentions"))
 
 st.subheader("Neighbours")
 st.caption("Nearest indexed scenes, most similar first. Labels that contradict the vote are red.")
 widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, eng.store), columns=min(5, max(1, eng.k)),
                        key="neighbours-grid")
+
+if prompt_space is not None:
+    st.subheader("Voters per attribute")
+    st.caption("The scenes that carried each attribute's vote, nearest in that attribute's prompt space.")
+    name = st.selectbox("Attribute", schema.names, format_func=lambda n: schema[n].display, key="scene_voter_attr")
+    voters = Vote(vote.attributes, vote.attributes[name].voters)
+    widgets.thumbnail_grid(widgets.neighbor_thumbs(voters, schema, eng.store), columns=min(5, max(1, eng.k)),
+                           key="voters-grid")
