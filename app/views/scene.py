@@ -17,8 +17,8 @@ schema = eng.schema
 
 c_source, c_space = st.columns([1, 1])
 with c_source:
-    source = st.segmented_control("Source", ["Upload", "From the index"], default="Upload", key="scene_source",
-                                  label_visibility="collapsed") or "Upload"
+    source = st.segmented_control("Scene from", ["Upload", "From the index"], default="Upload",
+                                  key="scene_source") or "Upload"
 with c_space:
     space = st.segmented_control(
         "Voters found by", [WHOLE, PROMPTS], default=WHOLE, key="scene_space",
