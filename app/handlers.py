@@ -385,9 +385,10 @@ def index_splits(store: Any) -> list[str]:
     return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
-def evaluate_index_split(store: Any, split: str, k: int = 5, progress: Any = None) -> dict[str, Any]:
+def evaluate_index_split(store: Any, split: str, k: int = 5, progress: Any = None,
+                         prompt_space: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Triage metrics for ``split``: see ``core.pipeline.evaluate_index_split`` for the protocol."""
-    return pipeline.evaluate_index_split(store, split, k=k, progress=progress)
+    return pipeline.evaluate_index_split(store, split, k=k, progress=progress, prompt_space=prompt_space)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ from app.figures import (  # noqa: F401  (re-exported for the pages)
     timeline_figure,
     value_colors,
 )
-from core.predict import Vote
+from core.predict import Vote, vote_space
 from core.schema import UNKNOWN, Schema
 
 
@@ -59,6 +59,20 @@ class Thumb:
     title: str
     lines: list[str] = field(default_factory=list)  # Markdown, one per line
     flag: str | None = None  # short warning shown as a red badge
+
+
+VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}
+
+
+def vote_space_picker(eng: Any, key: str) -> tuple[str, dict[str, np.ndarray] | None]:
+    """A "Voters found by" control: the chosen space's name and ``vote_batch``'s ``prompt_space``."""
+    name = st.segmented_control(
+        "Voters found by", list(VOTE_SPACE_LABELS), default="embedding", key=key,
+        format_func=VOTE_SPACE_LABELS.get,
+        help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
+             "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
+             "nearest by their similarity to that attribute's value prompts.") or "embedding"
+    return name, vote_space(eng.model, name, eng.schema)
 
 
 def image(where: Any, img: np.ndarray | None) -> None:

@@ -107,11 +107,11 @@ def _failure(
         out.update({k: _plain(rows[row][k]) for k in META_KEYS if k in rows[row]})
     misleading: list[dict[str, Any]] = []
     if votes is not None:
+        pool = votes[row].attributes[attr].pool(votes[row])
         if prediction != UNKNOWN:  # these neighbours outvoted the truth
-            misleading = [nb.to_dict() for nb in votes[row].neighbors if nb.labels.get(attr) == prediction]
+            misleading = [nb.to_dict() for nb in pool if nb.labels.get(attr) == prediction]
         else:  # abstained: every neighbour that voted for something other than the truth
-            misleading = [nb.to_dict() for nb in votes[row].neighbors
-                          if nb.labels.get(attr, UNKNOWN) not in (UNKNOWN, truth)]
+            misleading = [nb.to_dict() for nb in pool if nb.labels.get(attr, UNKNOWN) not in (UNKNOWN, truth)]
     out["misleading"] = misleading
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,14 +142,18 @@ def evaluate_split(dataset: Dataset, split: str, model: SceneModel, store: Index
 
 
 def vote_split(store: IndexStore, split: str, k: int = 5, progress: object = None,
-               chunk: int = 1024) -> tuple[np.ndarray, list[Vote]]:
+               chunk: int = 1024, prompt_space: Mapping[str, np.ndarray] | None = None,
+               ) -> tuple[np.ndarray, list[Vote]]:
     """Vote every indexed frame of ``split`` using only train-split frames of other clips.
 
     Exact search on the stored embeddings; a frame is never voted by itself nor by frames of its
     own clip (adjacent clip frames are near-duplicates and would flatter the scores). Returns the
     index rows of ``split`` and their votes; ``progress(fraction, message)`` is called per chunk.
+    ``prompt_space``: each attribute votes among its own nearest frames in its value prompts'
+    space, as in ``core.predict.vote_batch``.
     """
-    from core.predict import knn_vote
+    from core.index.factory import normalize
+    from core.predict import knn_vote, neighbors_of, vote_among
 
     splits = store.meta["split"].astype(str).to_numpy()
     rows = np.flatnonzero(splits == split)
@@ -158,35 +163,48 @@ def vote_split(store: IndexStore, split: str, k: int = 5, progress: object = Non
     if not len(cand):
         raise ValueError("the index holds no train frames to vote with")
     emb = np.asarray(store.embeddings(), dtype=np.float32)
+    spaces = {a: normalize(emb @ np.asarray(p, np.float32).T) for a, p in (prompt_space or {}).items()}
     clips = store.meta["clip_id"].astype(str).to_numpy()
     labels = store.label_table()
     paths = store.meta["path"].astype(str).to_numpy()
     names = store.schema.names
-    votes: list[Vote] = []
-    for s in range(0, len(rows), chunk):
-        q = rows[s : s + chunk]
-        sims = emb[q] @ emb[cand].T
+    kk = min(k, len(cand))
+
+    def nearest(x: np.ndarray, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query row: (similarities, index rows) of its ``kk`` nearest candidates, nearest first."""
+        sims = x[q] @ x[cand].T
         sims[clips[q][:, None] == clips[cand][None, :]] = -np.inf
-        kk = min(k, len(cand))
         top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        out = []
         for r in range(len(q)):
             order = top[r][np.argsort(-sims[r, top[r]])]
             order = order[np.isfinite(sims[r, order])]
-            ids = cand[order]
-            votes.append(knn_vote(sims[r, order], [dict(zip(names, labels[i], strict=False)) for i in ids], store.schema,
-                                  neighbor_ids=ids.tolist(), neighbor_paths=paths[ids].tolist()))
+            out.append((sims[r, order], cand[order]))
+        return out
+
+    votes: list[Vote] = []
+    for s in range(0, len(rows), chunk):
+        q = rows[s : s + chunk]
+        per_space = {a: nearest(x, q) for a, x in spaces.items()}
+        for r, (sims, ids) in enumerate(nearest(emb, q)):
+            vote = knn_vote(sims, [dict(zip(names, labels[i], strict=False)) for i in ids], store.schema,
+                            neighbor_ids=ids.tolist(), neighbor_paths=paths[ids].tolist())
+            for a, found in per_space.items():
+                vote_among(vote, a, neighbors_of(*found[r], paths, labels, names), store.schema)
+            votes.append(vote)
         if callable(progress):
             done = min(len(rows), s + chunk)
             progress(done / len(rows), f"voting {done:,}/{len(rows):,} frames")
     return rows, votes
 
 
-def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: object = None) -> dict:
+def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: object = None,
+                         prompt_space: Mapping[str, np.ndarray] | None = None) -> dict:
     """Per-attribute metrics and failures of ``split``'s frames, voted as in ``vote_split``.
 
     Each failure gains ``id``, its row in the index.
     """
-    rows, votes = vote_split(store, split, k=k, progress=progress)
+    rows, votes = vote_split(store, split, k=k, progress=progress, prompt_space=prompt_space)
     truth = [store.labels(int(i)) for i in rows]
     meta = store.meta.iloc[rows].reset_index(drop=True)
     report = evaluate(truth, [v.labels() for v in votes], store.schema, votes=votes, meta=meta)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,12 @@ class AttributeVote:
     abstained: bool
     voters: list[Neighbor]
     scores: dict[str, float]  # every value of the attribute -> its share of the votes
+    # the neighbours this attribute voted among when they are not the Vote's (prompt-space votes)
+    neighbors: list[Neighbor] | None = None
+
+    def pool(self, vote: Vote) -> list[Neighbor]:
+        """The neighbours this attribute voted among."""
+        return self.neighbors if self.neighbors is not None else vote.neighbors
 
 
 @dataclass
@@ -144,12 +150,24 @@ def vote_batch(
         vote = knn_vote(sims[r, keep], labels, schema, weighted, abstain_margin,
                         neighbor_ids=rid.tolist(), neighbor_paths=paths[rid].tolist())
         for a in spaced:
-            a_sims, a_ids = spaced[a][0][r], spaced[a][1][r]
-            nbs = [Neighbor(int(i), float(sv), str(paths[i]), dict(zip(schema.names, table[i], strict=True)))
-                   for sv, i in zip(a_sims, a_ids, strict=True)]
-            vote.attributes[a] = _vote_one(a, schema[a].value_names, nbs, weighted, abstain_margin)
+            vote_among(vote, a, neighbors_of(spaced[a][0][r], spaced[a][1][r], paths, table, schema.names),
+                       schema, weighted, abstain_margin)
         votes.append(vote)
     return votes
+
+
+def neighbors_of(sims: np.ndarray, ids: np.ndarray, paths: np.ndarray, table: np.ndarray,
+                 names: Sequence[str]) -> list[Neighbor]:
+    """Neighbours from search hits: ``paths`` and ``table`` (label rows) are indexed by id."""
+    return [Neighbor(int(i), float(v), str(paths[i]), dict(zip(names, table[i], strict=True)))
+            for v, i in zip(sims, ids, strict=True)]
+
+
+def vote_among(vote: Vote, attribute: str, neighbors: list[Neighbor], schema: Schema, weighted: bool = False,
+               abstain_margin: float = 0.0) -> None:
+    """Decide ``attribute`` of ``vote`` among its own ``neighbors`` instead of the vote's."""
+    decided = _vote_one(attribute, schema[attribute].value_names, neighbors, weighted, abstain_margin)
+    vote.attributes[attribute] = replace(decided, neighbors=neighbors)
 
 
 def _self_match(stored: np.ndarray, row_ids: np.ndarray, unit: np.ndarray) -> int | None:
@@ -223,6 +241,6 @@ def zero_shot(model: Any, embeddings: np.ndarray, schema: Schema | None = None) 
 
 
 __all__ = [
-    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "vote_batch",
-    "vote_space", "zero_shot",
+    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "neighbors_of",
+    "vote_among", "vote_batch", "vote_space", "zero_shot",
 ]

@@ -15,6 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import handlers, navigation
+from core.schema import UNKNOWN
 
 WORKBENCH = str(Path(__file__).resolve().parents[1] / "app" / "workbench.py")
 TIMEOUT = 120  # the first run in a process loads torch and the model
@@ -153,6 +154,32 @@ def test_triage_report_filters_and_focus(engine: tuple) -> None:
         handlers.evaluate_index_split(store, "nosuch")
 
 
+def test_triage_in_prompt_space_matches_bruteforce_and_blames_each_attributes_own_voters(engine: tuple) -> None:
+    from core.predict import class_text_embeddings
+
+    model, store = engine
+    space = class_text_embeddings(model, store.schema)
+    report = handlers.evaluate_index_split(store, "test", k=5, prompt_space=space)
+    emb, meta = store.embeddings(), store.meta
+    train = np.flatnonzero(meta["split"].to_numpy() == "train")
+    rows = np.flatnonzero(meta["split"].to_numpy() == "test")
+    attr = store.schema.attributes[0]
+    proj = emb @ space[attr.name].T
+    proj /= np.linalg.norm(proj, axis=1, keepdims=True)
+    failures = [f for f in report["failures"] if f["attribute"] == attr.name and f["prediction"] != UNKNOWN][:10]
+    assert failures, "the small index should give some wrong votes to check"
+    for f in failures:
+        q = f["id"]
+        others = train[meta["clip_id"].to_numpy()[train] != meta["clip_id"].iat[q]]  # own clip left out
+        top = others[np.argsort(-(proj[others] @ proj[q]), kind="stable")[:5]]
+        misled = [nb["id"] for nb in f["misleading"]]
+        assert misled and set(misled) <= set(top.tolist())  # the attribute's own prompt-space neighbours
+        assert all(meta[attr.name].iat[i] == f["prediction"] for i in misled)
+    assert report["rows"] == len(rows)
+    plain = handlers.evaluate_index_split(store, "test", k=5)
+    assert report["attributes"] != plain["attributes"]
+
+
 def test_navigation_registry() -> None:
     titles = [p.title for specs in navigation.sections().values() for p in specs]
     assert titles[:4] == ["Scene", "Map", "Search", "Triage"]
@@ -218,7 +245,7 @@ def test_scene_prompt_space_votes_and_shows_each_attributes_voters(engine: tuple
     model, store = engine
     at = _app()
     at.segmented_control(key="scene_source").set_value("From the index").run()
-    at.segmented_control(key="scene_space").set_value("Each attribute's prompts").run()
+    at.segmented_control(key="scene_space").set_value("prompts").run()
     assert not at.exception and not at.error
     split = handlers.index_splits(store)[0]
     row = int(store.meta.index[store.meta["split"].astype(str) == split][0])  # the page's first scene
@@ -271,6 +298,9 @@ def test_triage_page_metrics_failures_leakage(index_env: SmallIndex) -> None:
     at.slider(key="triage_leak_threshold").set_value(0.8).run()
     assert not at.exception
     assert any(m.label == "Cross-split near-duplicates" for m in at.metric)
+    at.segmented_control(key="triage_space").set_value("prompts").run()
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric][:3] == ["Frames", "Macro F1", "Failures"]
 
 
 def test_bad_index_shows_error_not_traceback(index_env: SmallIndex, tmp_path: Path,

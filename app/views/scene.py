@@ -5,10 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import handlers, state, widgets
-from core.predict import Vote, vote_space
+from core.predict import Vote
 
 RESULT_KEY = "scene_result"  # (signature, analysis or None, error or None)
-WHOLE, PROMPTS = "Whole embedding", "Each attribute's prompts"
 
 widgets.page_header("Scene", "Upload an image or a clip, or pick a scene from the index: the k nearest "
                     "indexed scenes vote on every attribute.")
@@ -20,12 +19,7 @@ with c_source:
     source = st.segmented_control("Scene from", ["Upload", "From the index"], default="Upload",
                                   key="scene_source") or "Upload"
 with c_space:
-    space = st.segmented_control(
-        "Voters found by", [WHOLE, PROMPTS], default=WHOLE, key="scene_space",
-        help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
-             "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
-             "nearest by their similarity to that attribute's value prompts.") or WHOLE
-prompt_space = vote_space(eng.model, "prompts", schema) if space == PROMPTS else None
+    space, prompt_space = widgets.vote_space_picker(eng, "scene_space")
 
 signature = None
 if source == "Upload":

@@ -21,16 +21,19 @@ splits = handlers.index_splits(store)
 head = st.columns([1, 3])
 split = head[0].selectbox("Split", splits, index=splits.index("test") if "test" in splits else 0,
                           key="triage_split")
+with head[0]:
+    space, prompt_space = widgets.vote_space_picker(eng, "triage_space")
 
 
 def _evaluate() -> dict:
     bar = st.progress(0.0, text=f"Voting on the {split} split…")
-    report = handlers.evaluate_index_split(store, split, k=eng.k, progress=widgets.progress_reporter(bar))
+    report = handlers.evaluate_index_split(store, split, k=eng.k, progress=widgets.progress_reporter(bar),
+                                           prompt_space=prompt_space)
     bar.empty()
     return report
 
 
-report = state.memo(("triage", eng.key, split, eng.k), _evaluate)
+report = state.memo(("triage", eng.key, split, eng.k, space), _evaluate)
 failures_total = len(report["failures"])
 m = head[1].columns(4)
 m[0].metric("Frames", f"{report['rows']:,}")
