@@ -22,7 +22,7 @@ head = st.columns([1, 3])
 split = head[0].selectbox("Split", splits, index=splits.index("test") if "test" in splits else 0,
                           key="triage_split")
 with head[0]:
-    space, prompt_space = widgets.vote_space_picker(eng, "triage_space")
+    space, prompt_space = widgets.vote_space_picker(eng, "triage_space", short=True)
 
 
 def _evaluate() -> dict:
