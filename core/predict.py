@@ -126,7 +126,7 @@ def vote_batch(
     (leave-one-out evaluation on the indexed frames themselves).
 
     ``prompt_space`` (attribute -> its values' text embeddings, as :func:`class_text_embeddings`
-    gives) makes each attribute vote among its own ``k`` nearest frames, nearest by their cosines
+    gives) makes each attribute it names vote among its own ``k`` nearest frames, nearest by their cosines
     to that attribute's value prompts rather than by the whole embedding: weather and lighting,
     which dominate whole-embedding similarity, then no longer pick the voters on road place.
     ``Vote.neighbors`` stays the whole-embedding nearest frames.
@@ -141,7 +141,7 @@ def vote_batch(
     unit = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     selves = [_self_match(stored, ids[r], unit[r]) if exclude_self else None for r in range(len(q))]
     spaced = {a: _search_prompt_space(stored, unit, np.asarray(prompt_space[a], np.float32), k, selves)
-              for a in schema.names} if prompt_space is not None else {}
+              for a in schema.names if a in (prompt_space or {})}
     votes = []
     for r in range(len(q)):
         keep = [j for j in range(ids.shape[1]) if ids[r, j] >= 0 and ids[r, j] != selves[r]][:k]  # -1: fewer hits

@@ -135,6 +135,13 @@ def test_prompt_space_exclude_self_drops_the_query_in_every_attribute():
         assert r not in [nb.id for nb in vote.neighbors]
         for av in vote.attributes.values():
             assert r not in [nb.id for nb in av.voters]
+    first = SCHEMA.names[0]
+    partial = vote_batch(store, x[:10], k=4, exclude_self=True,
+                         prompt_space={first: random_prompt_space(x.shape[1])[first]})
+    plain = vote_batch(store, x[:10], k=4, exclude_self=True)
+    for p, v in zip(partial, plain, strict=True):  # only the named attribute leaves the whole embedding
+        assert p.attributes[first].neighbors is not None
+        assert all(p.attributes[a] == v.attributes[a] for a in SCHEMA.names[1:])
     with pytest.raises(ValueError, match="vote space 'pixels'"):
         vote_space(None, "pixels")
 
