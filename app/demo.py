@@ -93,16 +93,24 @@ def _api_safe(obj: Any) -> Any:
 
 
 # ---- API functions (each is also what the page calls) -----------------------------------------
-def classify(file: Any, k: int = 5, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
+def classify(file: Any, k: int = 5, vote_space: str = "embedding",
+             progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
     """Vote the attributes of an image or clip from its k nearest indexed scenes.
 
-    Returns the engine's result dict (``kind`` image|clip; per frame ``labels``, ``attributes``
-    with share/abstained, ``neighbors`` with ``scene_path`` relative to the dataset; for a clip
-    ``frames`` and ``segments``) plus ``display``: the attribute and value labels for people.
+    ``vote_space``: "embedding" (the k nearest scenes vote on every attribute) or "prompts" (each
+    attribute votes among its own k nearest scenes in its value prompts' space; its ``voters``
+    then name them). Returns the engine's result dict (``kind`` image|clip; per frame ``labels``,
+    ``attributes`` with share/abstained/voters, ``neighbors`` with ``scene_path`` relative to the
+    dataset; for a clip ``frames`` and ``segments``) plus ``display``: the attribute and value
+    labels for people.
     """
     from core.pipeline import InputError, classify_path
+    from core.predict import VOTE_SPACES
+    from core.predict import vote_space as space_of
     from core.video import VideoError
 
+    if vote_space not in VOTE_SPACES:
+        raise gr.Error(f"vote_space {vote_space!r}: use one of {', '.join(VOTE_SPACES)}")
     progress(0.05, desc="Loading model and index")
     model, store = engine()
     path = _path_of(file)
@@ -111,7 +119,8 @@ def classify(file: Any, k: int = 5, progress: gr.Progress = gr.Progress()) -> di
         raise gr.Error(problem)
     progress(0.2, desc="Sampling and voting")
     try:
-        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS)
+        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS,
+                               prompt_space=space_of(model, vote_space, store.schema))
     except (InputError, VideoError) as e:
         raise gr.Error(str(e)) from None
     out = result.to_dict()
@@ -226,6 +235,8 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                 upload = gr.File(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
                                  type="filepath")
                 k = gr.Slider(1, 25, value=5, step=1, label="Neighbours (k)")
+                space = gr.Radio([("Whole embedding", "embedding"), ("Each attribute's prompts", "prompts")],
+                                 value="embedding", label="Voters found by")
                 go_btn = gr.Button("Analyse", variant="primary")
                 examples = _example_files()
                 if examples:
@@ -239,7 +250,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
         with gr.Accordion("Raw result (API /classify)", open=False):
             raw = gr.JSON(show_label=False)
 
-        go_btn.click(classify, [upload, k], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
+        go_btn.click(classify, [upload, k, space], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
             .then(lambda r: r, [raw], [result_state], api_visibility="private") \
             .then(render, [result_state], [table, gallery, timeline, frame], api_visibility="private")
         frame.release(render, [result_state, frame], [table, gallery, timeline, frame], api_visibility="private")

@@ -42,6 +42,25 @@ def test_classify_image(client: Client, small_index: SmallIndex) -> None:
     assert [names[a.name] for a in ds.schema.attributes] == [a.display for a in ds.schema.attributes]
 
 
+def test_classify_in_prompt_space_names_each_attributes_voters(client: Client, small_index: SmallIndex) -> None:
+    from core.data import read_manifest
+    from core.models import load_model
+    from core.pipeline import classify_path, open_index
+    from core.predict import class_text_embeddings
+
+    ds = read_manifest(small_index.data)
+    image = ds.abspath(ds.frames["path"].iat[0])
+    result = client.predict(handle_file(str(image)), 5, "prompts", api_name="/classify")
+    model, store = open_index(small_index.index)
+    expect = classify_path(image, load_model(small_index.model), store, k=5,
+                           prompt_space=class_text_embeddings(model, store.schema)).to_dict()
+    assert result["labels"] == expect["labels"]
+    assert {a: v["voters"] for a, v in result["attributes"].items()} == \
+        {a: v["voters"] for a, v in expect["attributes"].items()}
+    with pytest.raises(Exception, match="'pixels'.*not in the list of choices"):
+        client.predict(handle_file(str(image)), 5, "pixels", api_name="/classify")
+
+
 @pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
 def test_classify_real_clip(client: Client) -> None:
     result = client.predict(handle_file(str(CLIP)), 3, api_name="/classify")
