@@ -105,22 +105,22 @@ def classify(file: Any, k: int = 5, vote_space: str = "embedding",
     labels for people.
     """
     from core.pipeline import InputError, classify_path
-    from core.predict import VOTE_SPACES
     from core.predict import vote_space as space_of
     from core.video import VideoError
 
-    if vote_space not in VOTE_SPACES:
-        raise gr.Error(f"vote_space {vote_space!r}: use one of {', '.join(VOTE_SPACES)}")
     progress(0.05, desc="Loading model and index")
     model, store = engine()
+    try:
+        prompt_space = space_of(model, vote_space, store.schema)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
     path = _path_of(file)
     problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 0)
     if problem:
         raise gr.Error(problem)
     progress(0.2, desc="Sampling and voting")
     try:
-        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS,
-                               prompt_space=space_of(model, vote_space, store.schema))
+        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS, prompt_space=prompt_space)
     except (InputError, VideoError) as e:
         raise gr.Error(str(e)) from None
     out = result.to_dict()
@@ -235,7 +235,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                 upload = gr.File(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
                                  type="filepath")
                 k = gr.Slider(1, 25, value=5, step=1, label="Neighbours (k)")
-                space = gr.Radio([("Whole embedding", "embedding"), ("Each attribute's prompts", "prompts")],
+                space = gr.Radio([(label, name) for name, label in handlers.VOTE_SPACE_LABELS.items()],
                                  value="embedding", label="Voters found by")
                 go_btn = gr.Button("Analyse", variant="primary")
                 examples = _example_files()

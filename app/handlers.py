@@ -120,6 +120,9 @@ def prepare_demo(progress: bool = False) -> Path:
     return Path(index_dir)
 
 
+VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}  # core.predict.VOTE_SPACES
+
+
 def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> str | None:
     """Why an upload cannot be used before reading it (type, emptiness, size), or None."""
     suffix = Path(name).suffix.lower()
@@ -392,7 +395,7 @@ def evaluate_index_split(store: Any, split: str, k: int = 5, progress: Any = Non
 
 
 __all__ = [
-    "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX",
+    "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "VOTE_SPACE_LABELS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX",
     "ENV_WORKSPACE", "EXPORT_FORMATS", "INDEX_ROOT", "MAX_UPLOAD_MB", "ROOT", "SceneAnalysis",
     "analyze_file", "analyze_index_scene", "analyze_upload", "check_upload", "class_key",
     "default_index", "disagreements", "evaluate_index_split", "export_rows", "failure_table",

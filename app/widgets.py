@@ -61,15 +61,14 @@ class Thumb:
     flag: str | None = None  # short warning shown as a red badge
 
 
-VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}
 VOTE_SPACE_SHORT = {"embedding": "Embedding", "prompts": "Prompts"}  # for narrow columns
 
 
 def vote_space_picker(eng: Any, key: str, short: bool = False) -> tuple[str, dict[str, np.ndarray] | None]:
     """A "Voters found by" control: the chosen space's name and ``vote_batch``'s ``prompt_space``."""
     name = st.segmented_control(
-        "Voters found by", list(VOTE_SPACE_LABELS), default="embedding", key=key,
-        format_func=(VOTE_SPACE_SHORT if short else VOTE_SPACE_LABELS).get,
+        "Voters found by", list(handlers.VOTE_SPACE_LABELS), default="embedding", key=key,
+        format_func=(VOTE_SPACE_SHORT if short else handlers.VOTE_SPACE_LABELS).get,
         help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
              "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
              "nearest by their similarity to that attribute's value prompts.") or "embedding"

@@ -78,10 +78,9 @@ def cmd_classify(a: argparse.Namespace) -> None:
 def cmd_eval(a: argparse.Namespace) -> None:
     from core.data import read_manifest
     from core.pipeline import evaluate_split, open_index
-
-    schema = _schema(a)
     from core.predict import vote_space
 
+    schema = _schema(a)
     model, store = open_index(a.index, a.model, schema)
     report, md = evaluate_split(read_manifest(a.data, schema), a.split, model, store, k=a.k,
                                 prompt_space=vote_space(model, a.vote_space, store.schema))
@@ -147,9 +146,14 @@ def cmd_demo_ui(a: argparse.Namespace) -> None:
     launch(host=a.host, port=a.port)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_vote_space(s: argparse.ArgumentParser) -> None:
     from core.predict import VOTE_SPACES
 
+    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
+                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scenescope", description="Explore and triage driving scenes with CLIP.")
     schema_help = (f"attribute schema YAML for {', '.join(SCHEMA_COMMANDS)} "
                    "(default: the bundled core/schema/hsd.yaml)")
@@ -184,8 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=2.0, help="clip sampling rate")
     s.add_argument("--smoothing", type=int, default=1, help="majority window over frames (odd)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
-                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
+    _add_vote_space(s)
     s.set_defaults(fn=cmd_classify)
 
     s = sub.add_parser("eval", help="per-attribute precision/recall/F1 of k-NN votes on a split")
@@ -196,8 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", help="also write the Markdown report here")
-    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
-                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
+    _add_vote_space(s)
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("models", help="list the model registry")

@@ -152,8 +152,7 @@ def vote_split(store: IndexStore, split: str, k: int = 5, progress: object = Non
     ``prompt_space``: each attribute votes among its own nearest frames in its value prompts'
     space, as in ``core.predict.vote_batch``.
     """
-    from core.index.factory import normalize
-    from core.predict import knn_vote, neighbors_of, vote_among
+    from core.predict import knn_vote, neighbors_of, prompt_coordinates, vote_among
 
     splits = store.meta["split"].astype(str).to_numpy()
     rows = np.flatnonzero(splits == split)
@@ -163,7 +162,7 @@ def vote_split(store: IndexStore, split: str, k: int = 5, progress: object = Non
     if not len(cand):
         raise ValueError("the index holds no train frames to vote with")
     emb = np.asarray(store.embeddings(), dtype=np.float32)
-    spaces = {a: normalize(emb @ np.asarray(p, np.float32).T) for a, p in (prompt_space or {}).items()}
+    spaces = {a: prompt_coordinates(emb, p) for a, p in (prompt_space or {}).items()}
     clips = store.meta["clip_id"].astype(str).to_numpy()
     labels = store.label_table()
     paths = store.meta["path"].astype(str).to_numpy()

@@ -170,6 +170,13 @@ def vote_among(vote: Vote, attribute: str, neighbors: list[Neighbor], schema: Sc
     vote.attributes[attribute] = replace(decided, neighbors=neighbors)
 
 
+def prompt_coordinates(x: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    """Each row of ``x`` as its unit-length vector of cosines to ``prompts`` (values, d)."""
+    from core.index.factory import normalize
+
+    return normalize(np.asarray(x, np.float32) @ np.asarray(prompts, np.float32).T)
+
+
 def _self_match(stored: np.ndarray, row_ids: np.ndarray, unit: np.ndarray) -> int | None:
     """The id of the first hit whose stored vector is the query itself, if any."""
     for i in row_ids:
@@ -184,12 +191,10 @@ def _search_prompt_space(stored: np.ndarray, unit: np.ndarray, prompts: np.ndarr
     as its vector of cosines to ``prompts`` (values, d); a query's own frame is skipped."""
     import faiss
 
-    from core.index.factory import normalize
-
     index = faiss.IndexFlatIP(prompts.shape[0])
-    index.add(normalize(stored @ prompts.T))
+    index.add(prompt_coordinates(stored, prompts))
     skip = any(s is not None for s in selves)
-    sims, ids = index.search(normalize(unit @ prompts.T), min(k + int(skip), index.ntotal))
+    sims, ids = index.search(prompt_coordinates(unit, prompts), min(k + int(skip), index.ntotal))
     if not skip:
         return sims, ids
     keep = [[j for j in range(ids.shape[1]) if ids[r, j] != selves[r]][:k] for r in range(len(ids))]
@@ -241,6 +246,6 @@ def zero_shot(model: Any, embeddings: np.ndarray, schema: Schema | None = None) 
 
 
 __all__ = [
-    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "neighbors_of",
+    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "neighbors_of", "prompt_coordinates",
     "vote_among", "vote_batch", "vote_space", "zero_shot",
 ]
