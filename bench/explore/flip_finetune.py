@@ -2,7 +2,7 @@
 token pruning? Fine-tunes ``scenescope-tiny`` with open_clip's ``PatchDropout`` and the bundled
 recipe's losses, saves it as a ``file:`` model, then measure it with ``bench/token_pruning.py``.
 
-    .venv/bin/python bench/flip_finetune.py --drop 0.5 --epochs 2 --lr 1e-4 --out workspace/flip
+    .venv/bin/python bench/explore/flip_finetune.py --drop 0.5 --epochs 2 --lr 1e-4 --out workspace/flip
     .venv/bin/python bench/token_pruning.py --model file:workspace/flip --train 600 --test 200
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from open_clip.transformer import PatchDropout
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.data import read_manifest  # noqa: E402
 from core.models import BUNDLED, load_model  # noqa: E402

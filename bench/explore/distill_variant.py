@@ -2,7 +2,7 @@
 recipe's (e.g. without the read-in), saved as a ``file:`` model; measure it with
 ``bench/token_pruning.py``.
 
-    .venv/bin/python bench/distill_variant.py --keep 0.25 --spread-share 1 --lr 3e-4 --no-read-in --out workspace/distill-s25
+    .venv/bin/python bench/explore/distill_variant.py --keep 0.25 --spread-share 1 --lr 3e-4 --no-read-in --out workspace/distill-s25
     .venv/bin/python bench/token_pruning.py --model file:workspace/distill-s25
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.data import read_manifest  # noqa: E402
 from core.models import BUNDLED, load_model  # noqa: E402
