@@ -18,6 +18,7 @@ import torch
 from core.models import SceneModel
 from core.models.scene_model import ImageLike, to_pil
 from core.schema import Schema, default_schema
+from core.tokens.encode import encode_pruned
 from core.tokens.features import METHODS, dense_forward, text_features, vision_tower
 from core.tokens.geometry import input_box
 
@@ -216,8 +217,6 @@ def occlusion_scores(
     on the cones test (k=3 kept): 0.47 of the kept tokens on the cones without it, 0.60 with the
     schema's value phrases as background (chance 0.16).
     """
-    from core.tokens.pruned import encode_pruned  # pruned imports this module
-
     texts = [torch.from_numpy(text_features(model, query)[0])]
     if background is not None and len(background):
         texts.append(torch.from_numpy(_unit(background).astype(np.float32)))
