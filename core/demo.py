@@ -14,10 +14,8 @@ from core.models import DEFAULT_MODEL, SceneModel, load_model
 from core.schema import Schema, default_schema
 from core.synth import clip_plan, ensure_synth_dataset, render_clip
 from core.synth.dataset import synth_dataset_is_current
+from core.workspace import DEMO_DATA, DEMO_INDEX
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_DATA = ROOT / "workspace" / "demo-data"
-DEMO_INDEX = ROOT / "indexes" / "demo"
 DEMO_SCENES, DEMO_CLIPS, DEMO_SEED = 1500, 40, 2024
 
 
