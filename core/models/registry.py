@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from pathlib import Path
 
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
+from core.atomic import recover
 from core.models.scene_model import SceneModel
+from core.quant.storage import QUANT_WEIGHTS, is_quantized, load_quantized
+from core.quote import one_line
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CONFIGS = Path(__file__).with_name("configs")
@@ -54,7 +58,7 @@ def _state_digest(module: torch.nn.Module) -> str:
 
 
 def _find_weights(folder: Path) -> Path:
-    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors"):
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", QUANT_WEIGHTS):
         if (folder / name).is_file():
             return folder / name
     raise ModelUnavailableError(f"{folder}: no weights file (open_clip_model.safetensors) found")
@@ -72,12 +76,36 @@ def _load_file(path: Path, device: str) -> tuple[torch.nn.Module, object, Path]:
     logging.disable(logging.WARNING)
     try:
         model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device=device)
+    except Exception as e:  # a malformed config surfaces as JSON, key or type errors deep in open_clip
+        raise ModelUnavailableError(
+            f"{folder / 'open_clip_config.json'}: cannot build the model "
+            f"({type(e).__name__}: {one_line(str(e), 160)})"
+        ) from None
     finally:
         logging.disable(logging.NOTSET)
-    open_clip.load_checkpoint(model, str(weights), weights_only=True, device=device)
+    try:
+        if is_quantized(weights):  # `scenescope quantize` output: integer codes + scales, dequantized here
+            load_quantized(model, weights, device=device)
+        else:
+            open_clip.load_checkpoint(model, str(weights), weights_only=True, device=device)
+    except Exception as e:  # torch, safetensors and open_clip each raise their own types
+        raise ModelUnavailableError(f"{weights}: weights refused: {_refusal(e)}") from None
     cfg = open_clip.get_model_preprocess_cfg(model)
     preprocess = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
     return model, preprocess, weights
+
+
+def _refusal(e: Exception) -> str:
+    """Why a weights file was refused, in one line (torch's own message runs to a screenful)."""
+    if isinstance(e, pickle.UnpicklingError):
+        return ("not a weights-only file (it holds pickled Python objects, which are never run); "
+                "save the state dict as .safetensors")
+    name = type(e).__name__
+    if name == "SafetensorError":
+        return f"not a valid safetensors file ({one_line(str(e), 120)})"
+    if isinstance(e, RuntimeError) and "state_dict" in str(e):
+        return f"its tensors do not fit open_clip_config.json ({one_line(str(e), 120)})"
+    return f"{name}: {one_line(str(e), 160) or 'unreadable'}"
 
 
 def _load_openclip(spec: str, device: str, cache_dir: str | None) -> tuple:
@@ -107,6 +135,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | 
     """Load a registry model for inference (eval mode, on ``device``)."""
     if name in BUNDLED:
         folder = BUNDLED[name]
+        recover(folder)  # train-default writes it with the same swap as any model folder
         if not (folder / "open_clip_config.json").is_file():
             raise ModelUnavailableError(
                 f"bundled model {name} is missing from {folder}; rebuild it with `scenescope train-default`"
@@ -116,6 +145,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | 
         tok_name = f"local-dir:{folder}"
     elif name.startswith("file:"):
         path = Path(name[5:]).expanduser()
+        recover(path)  # a model folder whose save was killed between its two renames
         if not path.exists():
             raise ModelUnavailableError(f"{path}: no such checkpoint file or folder")
         model, preprocess, weights = _load_file(path, device)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.atomic import atomic_path, atomic_write_text
+from core.atomic import atomic_folder, atomic_path, atomic_write_text
 
 
 def save_model_dir(
@@ -18,25 +17,20 @@ def save_model_dir(
 ) -> Path:
     """Write ``out/open_clip_config.json`` + ``out/open_clip_model.safetensors`` (+ MODEL_CARD.md).
 
-    The folder is built beside ``out`` and renamed into place, so a reader never sees half a model.
+    The folder is built beside ``out`` and swapped into place (``core.atomic.atomic_folder``), so a
+    reader never sees half a model and a crash never leaves none.
     """
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
              for k, v in clip.state_dict().items()}
-    save_file(state, tmp / "open_clip_model.safetensors")
     cfg = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {"resize_mode": "squash"}}
-    (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
-    if card is not None:
-        (tmp / "MODEL_CARD.md").write_text(card)
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    # Built in <out>.partial, fsynced and swapped in by core.atomic's renames; a kill at any point
+    # leaves the previous model loadable (the registry runs recover() before loading).
+    with atomic_folder(out) as tmp:
+        save_file(state, tmp / "open_clip_model.safetensors")
+        (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+        if card is not None:
+            (tmp / "MODEL_CARD.md").write_text(card)
     return out
 
 
