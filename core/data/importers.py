@@ -14,10 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pandas as pd
-
-from core.data.manifest import BASE_COLUMNS, ManifestError, validate_rows, write_manifest
+from core.data.manifest import (
+    BASE_COLUMNS,
+    ManifestError,
+    read_jsonl_rows,
+    read_parquet_rows,
+    validate_rows,
+    write_manifest,
+)
 from core.data.splits import SplitError, assign_splits, check_grouped
+from core.quote import one_line, quote
 from core.schema import UNKNOWN, Attribute, Schema, SchemaError, default_schema
 
 BDD100K_SOURCE = "bdd100k"
@@ -44,27 +50,22 @@ def _read_rows(path: Path) -> tuple[Rows, list[int], list[str]]:
     if suffix in (".csv", ".tsv", ".tab", ".txt"):
         return _read_delimited(path, "," if suffix == ".csv" else "\t")
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(path)
+        return read_jsonl_rows(path)
     if suffix == ".parquet":
-        try:
-            table = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several unrelated types for a torn file
-            raise ManifestError(f"{path}: cannot read Parquet ({e})") from None
-        rows = [{k: v for k, v in r.items() if not _is_missing(v)} for r in table.to_dict("records")]
-        return rows, list(range(1, len(rows) + 1)), [str(c) for c in table.columns]
+        return read_parquet_rows(path)
     raise ManifestError(f"{path}: unsupported table type {suffix!r} (csv, tsv, jsonl or parquet)")
-
-
-def _is_missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[Rows, list[int], list[str]]:
     rows: Rows = []
     numbers: list[int] = []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read ({e.strerror or e})") from None
+    with f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        try:
             columns = [c.strip() for c in reader.fieldnames or []]
             reader.fieldnames = columns
             for row in reader:
@@ -76,32 +77,11 @@ def _read_delimited(path: Path, delimiter: str) -> tuple[Rows, list[int], list[s
                 # Empty cells count as absent so optional columns fall back to their defaults.
                 rows.append({k: v.strip() for k, v in row.items() if v is not None and v.strip()})
                 numbers.append(n)
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise ManifestError(f"{path}: cannot read table ({e})") from None
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{path} row {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+        except csv.Error as e:
+            raise ManifestError(f"{path} row {reader.line_num}: cannot read table ({one_line(str(e), 80)})") from None
     return rows, numbers, columns
-
-
-def _read_jsonl(path: Path) -> tuple[Rows, list[int], list[str]]:
-    rows: Rows = []
-    numbers: list[int] = []
-    columns: dict[str, None] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{path}: not UTF-8 text ({e})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{path} row {n}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ManifestError(f"{path} row {n}: expected a JSON object, got {type(row).__name__}")
-        rows.append({k: v for k, v in row.items() if not _is_missing(v) and v != ""})
-        numbers.append(n)
-        columns.update(dict.fromkeys(row))
-    return rows, numbers, list(columns)
 
 
 # ---- shared finishing ------------------------------------------------------------------------
@@ -122,18 +102,6 @@ def _match_value(attr: Attribute, raw: object) -> object:
     return text
 
 
-def _check_no_duplicates(rows: Rows, numbers: Sequence[int], origin: str) -> None:
-    seen: dict[str, int] = {}
-    for row, n in zip(rows, numbers, strict=True):
-        p = row.get("path")
-        if p is None:
-            continue
-        key = str(PurePosixPath(str(p)))
-        if key in seen:
-            raise ManifestError(f"{origin} row {n}: duplicate path {p!r} (first at row {seen[key]})")
-        seen[key] = n
-
-
 def _finish(
     root: Path,
     rows: Rows,
@@ -147,7 +115,6 @@ def _finish(
     """Validate, split by clip when the input has no splits, and write the manifest."""
     if not rows:
         raise ManifestError(f"{origin}: no rows")
-    _check_no_duplicates(rows, numbers, origin)
     has_split = [bool(r.get("split")) for r in rows]
     if any(has_split) and not all(has_split):
         n = numbers[has_split.index(False)]
@@ -283,8 +250,16 @@ def import_bdd100k(
     origin = str(src)
     try:
         items = json.loads(src.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{origin}: invalid JSON ({e})") from None
+    except OSError as e:
+        raise ManifestError(f"{origin}: cannot read ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{origin}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{origin}: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise ManifestError(f"{origin}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ManifestError(f"{origin}: invalid JSON ({one_line(str(e), 80)})") from None
     if not isinstance(items, list):
         raise ManifestError(f"{origin}: expected a JSON list of image labels, got {type(items).__name__}")
     sub = PurePosixPath(images_subdir) if images_subdir else PurePosixPath()
@@ -297,7 +272,7 @@ def import_bdd100k(
         if not isinstance(name, str) or not name.strip():
             raise ManifestError(f"{where}: missing 'name'")
         if PurePosixPath(name).is_absolute() or Path(name).is_absolute():
-            raise ManifestError(f"{where}: path {name!r} must be relative to {sub or 'the root'}")
+            raise ManifestError(f"{where}: path {quote(name)} must be relative to {sub or 'the root'}")
         row: dict[str, Any] = {"path": str(sub / name), "clip_id": PurePosixPath(name).stem}
         if split is not None:
             row["split"] = split

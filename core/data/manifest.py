@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 
 from core.atomic import atomic_path
+from core.quote import one_line, quote
 from core.schema import UNKNOWN, Schema, SchemaError, default_schema
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.parquet")
 BASE_COLUMNS = ("path", "clip_id", "frame_index", "timestamp_s", "split")
 SPLITS = ("train", "val", "test")
+MAX_FRAME_INDEX = 2**63 - 1  # frame tables store it as int64; 2**63 would wrap to a negative number
+MAX_NUMBER_TEXT = 40  # characters: longer text is no number a frame table can hold
+NAME_MAX, PATH_MAX = 255, 4096  # bytes of one path part / a whole path (Linux limits)
+Rows = list[dict[str, Any]]
 
 
 class ManifestError(ValueError):
@@ -51,13 +59,33 @@ class Dataset:
 
 def resolve_inside(root: str | Path, rel: str) -> Path:
     """Resolve ``rel`` under ``root``; refuse absolute paths and paths that escape the root."""
+    check_path_text(rel)
     root_r = Path(root).resolve()
-    if not rel or Path(rel).is_absolute():
-        raise ManifestError(f"path {rel!r} must be relative to the dataset root {root}")
+    if Path(rel).is_absolute():
+        raise ManifestError(f"path {quote(rel)} must be relative to the dataset root {root}")
     p = (root_r / rel).resolve()
     if p != root_r and root_r not in p.parents:
-        raise ManifestError(f"path {rel!r} escapes the dataset root {root}")
+        raise ManifestError(f"path {quote(rel)} escapes the dataset root {root}")
     return p
+
+
+def check_path_text(rel: object) -> None:
+    """Refuse a path the filesystem cannot take (before any syscall turns it into a bare OSError)."""
+    if not isinstance(rel, str) or not rel:
+        raise ManifestError(f"path must be non-empty text, got {quote(rel)}")
+    if "\0" in rel:
+        raise ManifestError(f"path {quote(rel)} contains a NUL byte")
+    try:
+        raw = rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"path {quote(rel)} is not valid Unicode (a lone surrogate)") from None
+    if len(raw) > PATH_MAX:
+        raise ManifestError(f"path {quote(rel)} is {len(raw)} bytes long (the limit is {PATH_MAX})")
+    for part in raw.split(b"/"):
+        if len(part) > NAME_MAX:
+            raise ManifestError(
+                f"path {quote(rel)} has a part of {len(part)} bytes (file names are limited to {NAME_MAX})"
+            )
 
 
 def find_manifest(root: str | Path) -> Path:
@@ -82,44 +110,196 @@ def validate_rows(
     lines shift it), so the error points at the line the user has to fix.
     """
     out = []
+    seen: dict[str, int | str] = {}
     for i, row in enumerate(rows, start=1):
-        where = f"{origin} row {row_numbers[i - 1] if row_numbers is not None else i}"
-        if not isinstance(row, Mapping):
-            raise ManifestError(f"{where}: expected an object with columns, got {type(row).__name__}")
-        for col in ("path",) + tuple(schema.names):
-            if col not in row or row[col] in (None, ""):
-                raise ManifestError(f"{where}: missing {col!r}")
+        n = row_numbers[i - 1] if row_numbers is not None else i
+        where = f"{origin} row {n}"
         try:
-            p = resolve_inside(root, str(row["path"]))
+            rec = _check_row(row, root, schema, check_files)
         except ManifestError as e:
             raise ManifestError(f"{where}: {e}") from None
-        if check_files and not p.is_file():
-            raise ManifestError(f"{where}: file not found: {row['path']}")
-        labels = {a: str(row[a]) for a in schema.names}
-        try:
-            schema.check(labels, allow_unknown=True)
-        except SchemaError as e:
-            raise ManifestError(f"{where}: {e}") from None
-        split = str(row.get("split") or "train")
-        if split not in SPLITS:
-            raise ManifestError(f"{where}: split {split!r} is not one of {SPLITS}")
-        try:
-            frame_index = int(row.get("frame_index") or 0)
-            timestamp_s = float(row.get("timestamp_s") or 0.0)
-        except (TypeError, ValueError) as e:
-            raise ManifestError(f"{where}: frame_index/timestamp_s must be numbers ({e})") from None
-        rec = {
-            "path": str(row["path"]),
-            "clip_id": str(row.get("clip_id") or Path(str(row["path"])).stem),
-            "frame_index": frame_index,
-            "timestamp_s": timestamp_s,
-            "split": split,
-            **labels,
-        }
+        key = str(PurePosixPath(rec["path"]))
+        if key in seen:
+            raise ManifestError(f"{where}: duplicate path {quote(rec['path'])} (first at row {seen[key]})")
+        seen[key] = n
         out.append(rec)
     if not out:
         raise ManifestError(f"{origin}: no rows")
     return pd.DataFrame(out, columns=list(BASE_COLUMNS) + schema.names)
+
+
+def _missing(v: object) -> bool:
+    """An absent cell: JSON null, an empty CSV cell or a Parquet null (never NaN: that is a value)."""
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def _text(v: object, what: str) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | numbers.Integral):
+        raise ManifestError(f"{what} must be text, got {type(v).__name__} {quote(v)}")
+    text = str(v) if not isinstance(v, str) else v
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"{what} {quote(v)} is not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+def _number(v: object, what: str) -> float | int:
+    """A real number from a JSON/Parquet number or CSV text; refuses bools, objects and long text."""
+    if isinstance(v, bool) or v is None:
+        raise ManifestError(f"{what} must be a number, got {quote(v)}")
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real) or type(v).__name__ == "Decimal":
+        return float(v)
+    if isinstance(v, str):
+        t = v.strip()
+        if len(t) > MAX_NUMBER_TEXT:
+            raise ManifestError(f"{what} {quote(v)} is too long to be a number")
+        try:
+            return int(t)
+        except ValueError:
+            pass
+        try:
+            return float(t)
+        except ValueError:
+            pass
+    raise ManifestError(f"{what} must be a number, got {type(v).__name__} {quote(v)}")
+
+
+def frame_index_value(v: object) -> int:
+    """``frame_index`` as an int in [0, 2**63 - 1]; 1.7, NaN, 1e20, True or {} are refused."""
+    if _missing(v):
+        return 0
+    x = _number(v, "frame_index")
+    if isinstance(x, float):
+        if not math.isfinite(x) or not x.is_integer():
+            raise ManifestError(f"frame_index must be a whole number, got {quote(v)}")
+        x = int(x)
+    if not 0 <= x <= MAX_FRAME_INDEX:
+        raise ManifestError(f"frame_index {quote(v)} is out of range (0 to 2**63-1)")
+    return x
+
+
+def timestamp_value(v: object) -> float:
+    """``timestamp_s`` as a finite float >= 0; NaN, +-Infinity, huge or negative ones are refused."""
+    if _missing(v):
+        return 0.0
+    x = _number(v, "timestamp_s")
+    try:
+        f = float(x)
+    except OverflowError:
+        raise ManifestError(f"timestamp_s {quote(v)} is out of range") from None
+    if not math.isfinite(f):
+        raise ManifestError(f"timestamp_s must be a finite number of seconds, got {quote(v)}")
+    if f < 0:
+        raise ManifestError(f"timestamp_s must be >= 0, got {quote(v)}")
+    return f
+
+
+def _check_row(row: object, root: str | Path, schema: Schema, check_files: bool) -> dict[str, Any]:
+    """One frame row checked and normalised; ManifestError says what is wrong (without the row)."""
+    if not isinstance(row, Mapping):
+        raise ManifestError(f"expected an object with columns, got {type(row).__name__}")
+    for col in ("path",) + tuple(schema.names):
+        if col not in row or _missing(row[col]):
+            raise ManifestError(f"missing {col!r}")
+    if not isinstance(row["path"], str):
+        raise ManifestError(f"path must be text, got {type(row['path']).__name__} {quote(row['path'])}")
+    path = row["path"]
+    p = resolve_inside(root, path)
+    if check_files:
+        try:
+            found = p.is_file()
+        except OSError as e:  # e.g. a symlink loop, or a name the filesystem refuses
+            raise ManifestError(f"cannot check file {quote(path)} ({e.strerror or e})") from None
+        if not found:
+            raise ManifestError(f"file not found: {quote(path)}")
+    labels: dict[str, str] = {}
+    for a in schema:
+        val = _text(row[a.name], a.name)
+        if val != UNKNOWN and val not in a.value_names:
+            raise ManifestError(f"unknown value {quote(val)} for attribute {a.name!r}; expected one of {a.value_names}")
+        labels[a.name] = val
+    try:
+        schema.check(labels, allow_unknown=True)
+    except SchemaError as e:
+        raise ManifestError(one_line(str(e))) from None
+    split = "train" if _missing(row.get("split")) else _text(row["split"], "split")
+    if split not in SPLITS:
+        raise ManifestError(f"split {quote(split)} is not one of {SPLITS}")
+    clip = row.get("clip_id")
+    return {
+        "path": path,
+        "clip_id": Path(path).stem if _missing(clip) else _text(clip, "clip_id"),
+        "frame_index": frame_index_value(row.get("frame_index")),
+        "timestamp_s": timestamp_value(row.get("timestamp_s")),
+        "split": split,
+        **labels,
+    }
+
+
+def check_frame_numbers(frames: pd.DataFrame, origin: str) -> None:
+    """Re-check a frame table's numeric columns (a Dataset built in code skips read_manifest)."""
+    for col, check in (("frame_index", frame_index_value), ("timestamp_s", timestamp_value)):
+        if col not in frames.columns:
+            continue
+        for i, v in enumerate(frames[col].tolist(), start=1):
+            try:
+                check(v)
+            except ManifestError as e:
+                raise ManifestError(f"{origin} row {i}: {e}") from None
+
+
+# ---- reading manifest files -----------------------------------------------------------------
+def read_jsonl_rows(path: Path) -> tuple[Rows, list[int], list[str]]:
+    """Rows of a JSONL file, their line numbers, and the keys seen.
+
+    Lines end at "\n" only, as JSONL defines; splitlines() would also split inside strings that
+    hold U+2028 or U+0085. Every failure names the file and line.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ManifestError(f"{path} row {line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+    rows: Rows = []
+    numbers_: list[int] = []
+    columns: dict[str, None] = {}
+    for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{path} row {n}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ManifestError(f"{path} row {n}: invalid JSON (nested too deeply)") from None
+        except ValueError as e:  # an integer of more than 4300 digits
+            raise ManifestError(f"{path} row {n}: invalid JSON ({one_line(str(e), 80)})") from None
+        if not isinstance(row, dict):
+            raise ManifestError(f"{path} row {n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        numbers_.append(n)
+        columns.update(dict.fromkeys(row))
+    return rows, numbers_, list(columns)
+
+
+def read_parquet_rows(path: Path) -> tuple[Rows, list[int], list[str]]:
+    """Rows of a Parquet file as Python values: nulls are absent, NaN stays NaN, uint64 stays exact."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+    except Exception as e:  # pyarrow raises several unrelated types for a torn file
+        raise ManifestError(f"{path}: cannot read Parquet ({one_line(str(e), 120)})") from None
+    rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
+    return rows, list(range(1, len(rows) + 1)), [str(c) for c in table.column_names]
 
 
 def read_manifest(
@@ -131,22 +311,9 @@ def read_manifest(
     if not root.is_dir():
         raise ManifestError(f"{root}: dataset folder not found")
     mpath = find_manifest(root)
-    if mpath.suffix == ".parquet":
-        try:
-            rows = pd.read_parquet(mpath).to_dict("records")
-        except Exception as e:  # pyarrow raises several unrelated types for a torn file
-            raise ManifestError(f"{mpath}: cannot read Parquet ({e})") from None
-    else:
-        rows = []
-        with open(mpath) as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ManifestError(f"{mpath} row {n}: invalid JSON ({e.msg})") from None
-    frames = validate_rows(rows, root, schema, str(mpath), check_files=check_files)
+    read = read_parquet_rows if mpath.suffix == ".parquet" else read_jsonl_rows
+    rows, numbers_, _ = read(mpath)
+    frames = validate_rows(rows, root, schema, str(mpath), check_files=check_files, row_numbers=numbers_)
     return Dataset(root, frames, schema)
 
 
@@ -184,6 +351,7 @@ def write_manifest(
 
 
 __all__ = [
-    "BASE_COLUMNS", "Dataset", "ManifestError", "SPLITS", "UNKNOWN", "find_manifest",
-    "read_manifest", "resolve_inside", "validate_rows", "write_manifest",
+    "BASE_COLUMNS", "MAX_FRAME_INDEX", "Dataset", "ManifestError", "SPLITS", "UNKNOWN", "check_frame_numbers",
+    "check_path_text", "find_manifest", "frame_index_value", "read_jsonl_rows", "read_manifest",
+    "read_parquet_rows", "resolve_inside", "timestamp_value", "validate_rows", "write_manifest",
 ]

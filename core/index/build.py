@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from core.atomic import atomic_path, atomic_write_text
-from core.data.manifest import Dataset
+from core.atomic import atomic_path, atomic_write_text, crash_point
+from core.data.manifest import Dataset, check_frame_numbers
 from core.index.errors import IndexBusyError, IndexStoreError
 from core.index.factory import DEFAULT_FACTORY, check_trainable, make_index, normalize, parse_factory
 from core.index.folder import CHUNKS_DIR, building_path, is_index_folder, lock_path, recover, swap_into_place
@@ -61,6 +61,9 @@ def build_index(
         raise IndexStoreError(f"{dataset.root}: split {split!r} has no frames to index")
     if batch_size < 1:
         raise IndexStoreError(f"batch_size must be >= 1, got {batch_size}")
+    # A Dataset made in code skips read_manifest's checks; a frame_index beyond int64 would only
+    # fail (or wrap) when the finished table is written, after all the embedding.
+    check_frame_numbers(ds.frames, f"{dataset.root} frame table")
     # Fail on a bad factory or too little data before spending time embedding.
     check_trainable(parse_factory(factory, model.embed_dim), factory, n)
     # Held from the first look at ``out`` to the swap: a second build would otherwise delete or
@@ -88,6 +91,7 @@ def build_index(
         swap_into_place(building, out)
         # The chunks stayed in the building folder up to the swap so that a crash before it could
         # still resume; in the finished index they are clutter.
+        crash_point("build.remove_chunks")
         shutil.rmtree(out / CHUNKS_DIR, ignore_errors=True)
         store.path = out
         return store
