@@ -270,10 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError, LookupError) as e:
+    except Exception as e:  # the one-line contract holds for every type, expected or not
         if os.environ.get("SCENESCOPE_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        from core.quote import one_line
+
+        msg = one_line(str(e), 500) or type(e).__name__
+        if not isinstance(e, ValueError | RuntimeError | OSError | LookupError):
+            msg = f"{type(e).__name__}: {msg}"  # unexpected: the type helps a bug report
         print(f"error: {msg}", file=sys.stderr)
         return 2
     return 0
