@@ -12,12 +12,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.schema import Schema, default_schema
+
+if TYPE_CHECKING:
+    from core.data import Dataset
+    from core.index import IndexStore
+    from core.models import SceneModel
 
 ATTRIBUTE_COLUMNS = ["attribute", "display", "f1_before", "f1_after", "delta", "n"]
 CLASS_COLUMNS = ["attribute", "value", "display", "f1_before", "f1_after", "delta", "support"]
@@ -203,7 +208,7 @@ def compare_models(
     )
 
 
-def project_2d(store: Any, seed: int = 0) -> np.ndarray:
+def project_2d(store: IndexStore, seed: int = 0) -> np.ndarray:
     """2-D map of an index: the workbench's cached UMAP when available, else a direct UMAP."""
     try:
         from core.maps import umap_projection
@@ -218,27 +223,15 @@ def project_2d(store: Any, seed: int = 0) -> np.ndarray:
     return reducer.fit_transform(x)
 
 
-def evaluate_knn(part: Any, model: Any, store: Any, k: int = 5, batch_size: int = 64) -> dict:
-    """k-NN vote every frame of a dataset (split) against ``store``; the :func:`core.eval.evaluate` report."""
-    from PIL import Image
+def evaluate_knn(part: Dataset, model: SceneModel, store: IndexStore, k: int = 5) -> dict:
+    """k-NN vote every frame of a dataset (split) against ``store``; scored by ``core.scoring``."""
+    from core.scoring import score_dataset
 
-    from core.eval import evaluate
-    from core.predict import vote_batch
-
-    emb = []
-    for i in range(0, len(part), batch_size):
-        images = []
-        for rel in part.frames["path"].iloc[i : i + batch_size]:
-            with Image.open(part.abspath(rel)) as im:
-                images.append(im.convert("RGB"))
-        emb.append(model.embed_images(images, batch_size=batch_size))
-    votes = vote_batch(store, np.concatenate(emb), k=k)
-    truth = [part.labels(i) for i in range(len(part))]
-    return evaluate(truth, [v.labels() for v in votes], part.schema, votes=votes, meta=part.frames)
+    return score_dataset(part, model, store, k=k, progress=False)
 
 
 def before_after(
-    dataset: Any,
+    dataset: Dataset,
     before_model: str,
     after_model: str,
     work_dir: str | Path,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.neighbours import prompt_coordinates
 from core.schema import UNKNOWN, Schema, default_schema
 
-SELF_MATCH_TOL = 1e-5  # max |difference| for a stored vector to count as the query itself
+if TYPE_CHECKING:
+    from core.index import IndexStore
+    from core.models import SceneModel
 
 
 @dataclass
@@ -111,56 +114,55 @@ def _vote_one(
 
 
 def vote_batch(
-    store: Any,
+    store: IndexStore,
     embeddings: np.ndarray,
     k: int = 5,
     weighted: bool = False,
     abstain_margin: float = 0.0,
-    exclude_self: bool = False,
     schema: Schema | None = None,
     prompt_space: Mapping[str, np.ndarray] | None = None,
+    exclude: str = "nothing",
+    query_rows: np.ndarray | None = None,
+    among: np.ndarray | None = None,
 ) -> list[Vote]:
-    """Search ``store`` for each row of ``embeddings`` and vote on its ``k`` nearest neighbours.
+    """Vote on each row of ``embeddings`` with its ``k`` nearest stored frames.
 
-    ``exclude_self`` drops, per query, the first neighbour whose stored vector equals the query
-    (leave-one-out evaluation on the indexed frames themselves).
-
-    ``prompt_space`` (attribute -> its values' text embeddings, as :func:`class_text_embeddings`
-    gives) makes each attribute it names vote among its own ``k`` nearest frames, nearest by their cosines
-    to that attribute's value prompts rather than by the whole embedding: weather and lighting,
-    which dominate whole-embedding similarity, then no longer pick the voters on road place.
+    Neighbours come from :func:`core.neighbours.neighbours` (``exclude``, ``query_rows`` and
+    ``among`` are its leave-out rule and voter set). ``prompt_space`` (attribute -> its values'
+    text embeddings, as :func:`class_text_embeddings` gives) makes each attribute it names vote
+    among its own ``k`` nearest frames, nearest by their cosines to that attribute's value
+    prompts rather than by the whole embedding: weather and lighting, which dominate
+    whole-embedding similarity, then no longer pick the voters on road place.
     ``Vote.neighbors`` stays the whole-embedding nearest frames.
     """
+    from core.neighbours import neighbours
+
     schema = schema or store.schema
     q = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-    sims, ids = store.search(q, k + 1 if exclude_self else k)
+    rule = {"exclude": exclude, "query_rows": query_rows, "among": among}
+    sims, ids = neighbours(store, q, k, **rule)
+    spaced = {a: neighbours(store, q, k, space=np.asarray(prompt_space[a], np.float32), **rule)
+              for a in schema.names if a in (prompt_space or {})}
     table = store.meta[schema.names].astype(str).to_numpy() if schema is not store.schema \
         else store.label_table()
-    paths = store.meta["path"].astype(str).to_numpy()
-    stored = store.embeddings() if exclude_self or prompt_space is not None else None
-    unit = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    selves = [_self_match(stored, ids[r], unit[r]) if exclude_self else None for r in range(len(q))]
-    spaced = {a: _search_prompt_space(stored, unit, np.asarray(prompt_space[a], np.float32), k, selves)
-              for a in schema.names if a in (prompt_space or {})}
+    paths = store.paths()
     votes = []
     for r in range(len(q)):
-        keep = [j for j in range(ids.shape[1]) if ids[r, j] >= 0 and ids[r, j] != selves[r]][:k]  # -1: fewer hits
-        rid = ids[r, keep]
-        labels = [dict(zip(schema.names, table[i], strict=True)) for i in rid]
-        vote = knn_vote(sims[r, keep], labels, schema, weighted, abstain_margin,
-                        neighbor_ids=rid.tolist(), neighbor_paths=paths[rid].tolist())
-        for a in spaced:
-            vote_among(vote, a, neighbors_of(spaced[a][0][r], spaced[a][1][r], paths, table, schema.names),
-                       schema, weighted, abstain_margin)
+        found = neighbors_of(sims[r], ids[r], paths, table, schema.names)
+        vote = knn_vote([n.similarity for n in found], [n.labels for n in found], schema, weighted,
+                        abstain_margin, neighbor_ids=[n.id for n in found], neighbor_paths=[n.path for n in found])
+        for a, (s_a, i_a) in spaced.items():
+            vote_among(vote, a, neighbors_of(s_a[r], i_a[r], paths, table, schema.names), schema, weighted,
+                       abstain_margin)
         votes.append(vote)
     return votes
 
 
 def neighbors_of(sims: np.ndarray, ids: np.ndarray, paths: np.ndarray, table: np.ndarray,
                  names: Sequence[str]) -> list[Neighbor]:
-    """Neighbours from search hits: ``paths`` and ``table`` (label rows) are indexed by id."""
+    """Neighbours from search hits (-1 ids skipped): ``paths`` and ``table`` (label rows) are indexed by id."""
     return [Neighbor(int(i), float(v), str(paths[i]), dict(zip(names, table[i], strict=True)))
-            for v, i in zip(sims, ids, strict=True)]
+            for v, i in zip(sims, ids, strict=True) if i >= 0]
 
 
 def vote_among(vote: Vote, attribute: str, neighbors: list[Neighbor], schema: Schema, weighted: bool = False,
@@ -170,41 +172,10 @@ def vote_among(vote: Vote, attribute: str, neighbors: list[Neighbor], schema: Sc
     vote.attributes[attribute] = replace(decided, neighbors=neighbors)
 
 
-def prompt_coordinates(x: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-    """Each row of ``x`` as its unit-length vector of cosines to ``prompts`` (values, d)."""
-    from core.index.factory import normalize
-
-    return normalize(np.asarray(x, np.float32) @ np.asarray(prompts, np.float32).T)
-
-
-def _self_match(stored: np.ndarray, row_ids: np.ndarray, unit: np.ndarray) -> int | None:
-    """The id of the first hit whose stored vector is the query itself, if any."""
-    for i in row_ids:
-        if i >= 0 and np.max(np.abs(stored[i] - unit)) <= SELF_MATCH_TOL:
-            return int(i)
-    return None
-
-
-def _search_prompt_space(stored: np.ndarray, unit: np.ndarray, prompts: np.ndarray, k: int,
-                         selves: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine top-``k`` (sims, ids) of the queries among the stored frames, each frame taken
-    as its vector of cosines to ``prompts`` (values, d); a query's own frame is skipped."""
-    import faiss
-
-    index = faiss.IndexFlatIP(prompts.shape[0])
-    index.add(prompt_coordinates(stored, prompts))
-    skip = any(s is not None for s in selves)
-    sims, ids = index.search(prompt_coordinates(unit, prompts), min(k + int(skip), index.ntotal))
-    if not skip:
-        return sims, ids
-    keep = [[j for j in range(ids.shape[1]) if ids[r, j] != selves[r]][:k] for r in range(len(ids))]
-    return (np.stack([sims[r, c] for r, c in enumerate(keep)]), np.stack([ids[r, c] for r, c in enumerate(keep)]))
-
-
 VOTE_SPACES = ("embedding", "prompts")  # where neighbours are found: whole embedding, or per attribute
 
 
-def vote_space(model: Any, space: str, schema: Schema | None = None) -> dict[str, np.ndarray] | None:
+def vote_space(model: SceneModel, space: str, schema: Schema | None = None) -> dict[str, np.ndarray] | None:
     """``vote_batch``'s ``prompt_space`` for a named space: None for "embedding", the schema's
     value prompts embedded by ``model`` for "prompts"."""
     if space not in VOTE_SPACES:
@@ -216,7 +187,7 @@ def vote_space(model: Any, space: str, schema: Schema | None = None) -> dict[str
 _TEXT_CACHE: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
 
-def class_text_embeddings(model: Any, schema: Schema | None = None) -> dict[str, np.ndarray]:
+def class_text_embeddings(model: SceneModel, schema: Schema | None = None) -> dict[str, np.ndarray]:
     """Per attribute a (values, d) matrix: each value's prompt ensemble, averaged and renormalised.
 
     Cached per (model identity, schema name): prompts are fixed, and embedding them is the slow part.
@@ -235,7 +206,7 @@ def class_text_embeddings(model: Any, schema: Schema | None = None) -> dict[str,
     return _TEXT_CACHE[key]
 
 
-def zero_shot(model: Any, embeddings: np.ndarray, schema: Schema | None = None) -> list[dict[str, str]]:
+def zero_shot(model: SceneModel, embeddings: np.ndarray, schema: Schema | None = None) -> list[dict[str, str]]:
     """Per row and attribute, the value whose prompt ensemble is most similar (cosine)."""
     schema = schema or default_schema()
     x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))

@@ -14,8 +14,9 @@ from core.data import Dataset, read_manifest
 from core.eval import evaluate
 from core.index import IndexStore, build_index, embed_dataset
 from core.models import SceneModel, load_model
-from core.predict import class_text_embeddings, vote_batch, zero_shot
+from core.predict import class_text_embeddings, zero_shot
 from core.schema import Schema
+from core.scoring import score_queries
 
 
 def text_to_image_recall(model: SceneModel, emb: np.ndarray, test: Dataset, k: int = 5) -> float:
@@ -43,7 +44,7 @@ def _knn_scores(store: IndexStore, emb: np.ndarray, truth: list[dict[str, str]],
                 prompts: dict[str, np.ndarray]) -> dict:
     out = {}
     for prefix, space in (("knn", None), ("prompt_knn", prompts)):
-        r = evaluate(truth, [v.labels() for v in vote_batch(store, emb, k=k, prompt_space=space)], schema)
+        r = score_queries(store, emb, truth, k=k, prompt_space=space, schema=schema)
         out |= {f"{prefix}_macro_f1": r["macro_f1"], f"{prefix}_f1": {a: x["f1"] for a, x in r["attributes"].items()}}
     return out
 

@@ -46,12 +46,11 @@ def make_store(n: int = 12, d: int = 16, seed: int = 0, x: np.ndarray | None = N
 @pytest.fixture(autouse=True)
 def fresh_memory():
     """Each test starts without in-process caches, so disk caching is what gets tested."""
-    maps._LAYOUTS.clear()
-    maps._LOO.clear()
-    maps._fitted_reducer.cache_clear()
+    maps.layout._LAYOUTS.clear()
+    maps.place._fitted_reducer.cache_clear()
     yield
-    maps._LAYOUTS.clear()
-    maps._fitted_reducer.cache_clear()
+    maps.layout._LAYOUTS.clear()
+    maps.place._fitted_reducer.cache_clear()
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def fake_umap(monkeypatch):
         calls.append(len(x))
         return np.ascontiguousarray(x[:, :2] * 10 + params.seed, dtype=np.float32)
 
-    monkeypatch.setattr(maps, "compute_layout", layout)
+    monkeypatch.setattr(maps.layout, "compute_layout", layout)
     return calls
 
 
@@ -80,7 +79,7 @@ def test_umap_cache_is_written_reused_and_invalidated(tmp_path, fake_umap):
     assert meta["index"]["count"] == 12 and meta["params"]["n_neighbors"] == 15
     mtime = (path / UMAP_FILE).stat().st_mtime_ns
 
-    maps._LAYOUTS.clear()  # a new process: only the disk cache is left
+    maps.layout._LAYOUTS.clear()  # a new process: only the disk cache is left
     again = umap_projection(IndexStore.load(path))
     np.testing.assert_array_equal(again, first)
     assert fake_umap == [12] and (path / UMAP_FILE).stat().st_mtime_ns == mtime
@@ -93,7 +92,7 @@ def test_umap_cache_is_written_reused_and_invalidated(tmp_path, fake_umap):
     make_store(14, seed=1).save(path)
     for f, data in saved.items():
         (path / f).write_bytes(data)
-    maps._LAYOUTS.clear()
+    maps.layout._LAYOUTS.clear()
     bigger = umap_projection(IndexStore.load(path), seed=1)
     assert bigger.shape == (14, 2) and fake_umap == [12, 12, 14]
     assert json.loads((path / UMAP_META_FILE).read_text())["index"]["count"] == 14
@@ -104,7 +103,7 @@ def test_umap_cache_rejects_a_layout_that_does_not_match_its_json(tmp_path, fake
     make_store(12).save(path)
     umap_projection(IndexStore.load(path))
     np.save(path / UMAP_FILE, np.zeros((12, 2), np.float32))  # torn pair: new npy, old json
-    maps._LAYOUTS.clear()
+    maps.layout._LAYOUTS.clear()
     out = umap_projection(IndexStore.load(path))
     assert fake_umap == [12, 12] and np.any(out != 0)
 
@@ -218,22 +217,35 @@ def test_color_values_by_attribute_split_and_correctness():
         color_values(store, "correct", predictions=preds[:3])
 
 
-def test_loo_predictions_exclude_self_and_are_cached():
-    # Pairs of near-duplicates with identical labels: leave-one-out must use the twin, not itself.
+def test_map_predictions_use_the_leave_out_rule_and_are_cached():
+    # Twins with identical labels in the same clip, and a look-alike in another clip with other
+    # labels: the twin may not vote (same clip), so the look-alike in another clip's train frames does.
     rng = np.random.default_rng(0)
     base = np.linalg.qr(rng.normal(size=(16, 16)))[0][:6]
     x = np.repeat(base, 2, axis=0) + 0.01 * rng.normal(size=(12, 16))
     store = make_store(x=x)
-    prng = random.Random(5)
-    for pair in range(6):
-        labels = SCHEMA.sample(prng)
-        for a in SCHEMA.names:
-            store.meta.loc[[2 * pair, 2 * pair + 1], a] = labels[a]
-    store._label_table = None
+    store.meta["clip_id"] = [f"c{i // 2}" for i in range(12)]  # each twin pair is one clip
+    store.meta["split"] = "train"
     preds = loo_predictions(store, k=1)
-    assert preds == [store.labels(i) for i in range(12)]
-    assert loo_predictions(store, k=1) is preds
-    assert set(color_values(store, "correct", k=1)) == {"correct"}
+    sims = x @ x.T / np.outer(np.linalg.norm(x, axis=1), np.linalg.norm(x, axis=1))
+    for i in range(12):
+        other = [j for j in range(12) if j // 2 != i // 2]
+        nearest = max(other, key=lambda j: sims[i, j])
+        assert preds[i] == store.labels(nearest)
+    assert loo_predictions(store, k=1) == preds
+
+
+def test_map_colours_agree_with_triage_on_the_same_index():
+    from core.scoring import score_index
+
+    store = make_store(n=16, d=16, seed=3)
+    colours = color_values(store, "correct", k=3)
+    for split in ("val", "test", "train"):
+        report = score_index(store, split, k=3)
+        rows = np.flatnonzero(store.meta["split"].to_numpy() == split)
+        failed = {f["id"] for f in report["failures"] if f["prediction"] != UNKNOWN}
+        for r in rows:
+            assert (colours[r] == "wrong") == (int(r) in failed), (split, r)
 
 
 # ---- alignment ----------------------------------------------------------------------------------

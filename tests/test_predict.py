@@ -72,9 +72,9 @@ def test_vote_batch_matches_bruteforce_knn_and_hand_vote():
     assert vote.labels() == {a: v.value for a, v in vote.attributes.items()}
 
 
-def test_exclude_self_drops_only_the_query_itself():
+def test_exclude_frame_drops_only_the_query_itself():
     store, x, _ = random_store(n=120)
-    votes = vote_batch(store, x[:15], k=4, exclude_self=True)
+    votes = vote_batch(store, x[:15], k=4, exclude="frame", query_rows=np.arange(15))
     for r, vote in enumerate(votes):
         sims = x @ x[r]
         expect = [i for i in np.argsort(-sims) if i != r][:4]
@@ -128,17 +128,19 @@ def test_prompt_space_votes_see_past_a_dominant_direction():
     assert vote_batch(store, query, k=5, prompt_space=prompts)[0].attributes[ATTR.name].value == A
 
 
-def test_prompt_space_exclude_self_drops_the_query_in_every_attribute():
+def test_prompt_space_exclude_frame_drops_the_query_in_every_attribute():
     store, x, _ = random_store(n=120)
-    votes = vote_batch(store, x[:10], k=4, exclude_self=True, prompt_space=random_prompt_space(x.shape[1]))
+    rows = np.arange(10)
+    votes = vote_batch(store, x[:10], k=4, exclude="frame", query_rows=rows,
+                       prompt_space=random_prompt_space(x.shape[1]))
     for r, vote in enumerate(votes):
         assert r not in [nb.id for nb in vote.neighbors]
         for av in vote.attributes.values():
             assert r not in [nb.id for nb in av.voters]
     first = SCHEMA.names[0]
-    partial = vote_batch(store, x[:10], k=4, exclude_self=True,
+    partial = vote_batch(store, x[:10], k=4, exclude="frame", query_rows=rows,
                          prompt_space={first: random_prompt_space(x.shape[1])[first]})
-    plain = vote_batch(store, x[:10], k=4, exclude_self=True)
+    plain = vote_batch(store, x[:10], k=4, exclude="frame", query_rows=rows)
     for p, v in zip(partial, plain, strict=True):  # only the named attribute leaves the whole embedding
         assert p.attributes[first].neighbors is not None
         assert all(p.attributes[a] == v.attributes[a] for a in SCHEMA.names[1:])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import figures, handlers, state, widgets
+from app import figures, handlers, map_cache, state, widgets
 from core import maps
 
 GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
@@ -28,7 +28,7 @@ def _color_label(opt: str) -> str:
 
 
 bar = st.progress(0.0, text="Loading the map…")
-layout = maps.umap_projection(store, progress=widgets.progress_reporter(bar))
+layout = map_cache.layout(store, progress=widgets.progress_reporter(bar))
 bar.empty()
 
 controls = st.columns([2, 2, 1])

@@ -99,6 +99,7 @@ class IndexStore:
         self.schema = schema or default_schema()
         self._embeddings = embeddings
         self._label_table: np.ndarray | None = None
+        self._paths: np.ndarray | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -134,7 +135,7 @@ class IndexStore:
         missing = [f for f in FILES if not (path / f).is_file()]
         if missing:
             raise IndexStoreError(f"{path}: incomplete index (missing {', '.join(missing)}); rebuild it")
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         if model is not None and model.identity != manifest["model"]:
             raise IndexMismatchError(
                 f"index {path} was built with model {manifest['model']}; loaded model is "
@@ -229,6 +230,12 @@ class IndexStore:
             self._label_table = self.meta[self.schema.names].astype(str).to_numpy()
         return self._label_table
 
+    def paths(self) -> np.ndarray:
+        """(N,) array of frame paths relative to the dataset root (cached: votes look rows up by id)."""
+        if self._paths is None:
+            self._paths = self.meta["path"].astype(str).to_numpy()
+        return self._paths
+
     def abspath(self, i: int) -> Path:
         return resolve_inside(self.data_root, str(self.meta["path"].iat[int(i)]))
 
@@ -237,7 +244,7 @@ class IndexStore:
         return f"IndexStore({self.path}, {len(self)} x {m['dim']}, {m['factory']}, model={m['model']})"
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
