@@ -249,8 +249,10 @@ def test_scene_prompt_space_votes_and_shows_each_attributes_voters(engine: tuple
     assert not at.exception and not at.error
     split = handlers.index_splits(store)[0]
     row = int(store.meta.index[store.meta["split"].astype(str) == split][0])  # the page's first scene
-    expect = vote_batch(store, store.embeddings()[row : row + 1], k=5, exclude_self=True,
-                        prompt_space=class_text_embeddings(model, store.schema))[0]
+    # the Scene page votes an indexed frame as Triage does: other clips' train frames
+    voters = np.flatnonzero(store.meta["split"].astype(str).to_numpy() == "train")
+    expect = vote_batch(store, store.embeddings()[row : row + 1], k=5, exclude="clip", query_rows=[row],
+                        among=voters, prompt_space=class_text_embeddings(model, store.schema))[0]
     votes = _table(at, "Vote")
     assert list(votes["Vote"]) == [a.display_of(expect.attributes[a.name].value) for a in store.schema.attributes]
     assert "Voters per attribute" in [s.value for s in at.subheader]
@@ -377,8 +379,9 @@ def test_train_page_shows_finished_comparison(engine: tuple, tmp_path: Path,
 @pytest.mark.skipif(not navigation.available(navigation.PAGES[5]), reason="fine-tuning engine (core.jobs) absent")
 def test_train_page_starts_and_cancels_a_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              index_env: SmallIndex) -> None:
+    from toy import write_toy_dataset, write_toy_model
+
     from core.jobs import job_status
-    from core.jobs.fixtures import write_toy_dataset, write_toy_model
 
     monkeypatch.setenv("SCENESCOPE_WORKSPACE", str(tmp_path))
     write_toy_dataset(tmp_path / "toy", n=12)

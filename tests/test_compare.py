@@ -118,10 +118,11 @@ def test_procrustes_aligns_a_rotated_mirrored_scaled_map():
 def test_before_after_on_a_known_pair_of_models(tmp_path):
     """Model vs itself: no change anywhere. Two different models: swapping them negates every delta
     and swaps fixed and new failures, and each side's numbers match a direct k-NN evaluation."""
+    from toy import write_toy_dataset, write_toy_model
+
     from core.compare import evaluate_knn
     from core.data import read_manifest
     from core.index import IndexStore
-    from core.jobs.fixtures import write_toy_dataset, write_toy_model
     from core.models import load_model
 
     data = read_manifest(write_toy_dataset(tmp_path / "data", n=24))

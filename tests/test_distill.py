@@ -6,8 +6,8 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
+from toy import TOY_MODEL_CFG
 
-from core.jobs.fixtures import TOY_MODEL_CFG
 from core.tokens.select import spread_scores
 from core.train.distill import DistillConfig, distill_pruned, embed_spread, kept_indices, teacher_embeddings
 

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy import write_toy_dataset, write_toy_model
 
 from core.jobs import (
     JobError,
@@ -24,7 +25,6 @@ from core.jobs import (
     start_job,
     wait_job,
 )
-from core.jobs.fixtures import write_toy_dataset, write_toy_model
 from core.jobs.runner import jobs_dir, process_alive, workspace_lock, write_status
 from core.train.finetune import FinetuneOptions, finetune
 

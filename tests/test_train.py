@@ -9,8 +9,8 @@ import open_clip
 import pytest
 import torch
 from safetensors.torch import load_file
+from toy import TOY_MODEL_CFG, write_toy_dataset, write_toy_model
 
-from core.jobs.fixtures import TOY_MODEL_CFG, write_toy_dataset, write_toy_model
 from core.schema import default_schema
 from core.train.finetune import (
     OPTION_HELP,

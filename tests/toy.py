@@ -1,4 +1,4 @@
-"""A toy dataset and a toy model small enough for tests and smoke runs of fine-tuning jobs.
+"""Test helpers: a toy dataset and a toy model small enough for fine-tuning tests and job smoke runs.
 
 The images encode two attributes (weather as the background colour, road type as a stripe) so a
 few contrastive steps have something to learn; the model is an open_clip ViT a few layers deep.
