@@ -115,12 +115,8 @@ def _finish(
     """Validate, split by clip when the input has no splits, and write the manifest."""
     if not rows:
         raise ManifestError(f"{origin}: no rows")
-    has_split = [bool(r.get("split")) for r in rows]
-    if any(has_split) and not all(has_split):
-        n = numbers[has_split.index(False)]
-        raise ManifestError(f"{origin} row {n}: no split, but other rows have one (give all or none)")
-    frames = validate_rows(rows, root, schema, origin, row_numbers=numbers)
-    if all(has_split):
+    frames = validate_rows(rows, root, schema, origin, row_numbers=numbers)  # splits: all or none
+    if any(r.get("split") for r in rows):
         try:
             check_grouped(frames)
         except SplitError as e:

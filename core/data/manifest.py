@@ -107,10 +107,13 @@ def validate_rows(
     """Check every row and return them as a table; the first bad row raises ManifestError.
 
     ``row_numbers`` gives each row's number in its source file (a CSV header or blank JSONL
-    lines shift it), so the error points at the line the user has to fix.
+    lines shift it), so the error points at the line the user has to fix. This is the one check
+    that both ``import`` and ``index`` apply: besides each row, paths must be unique and either
+    every row gives a split or none does (then all are train, or the importer assigns them).
     """
     out = []
     seen: dict[str, int | str] = {}
+    first_split: tuple[int, bool] | None = None  # (row, whether it gave a split)
     for i, row in enumerate(rows, start=1):
         n = row_numbers[i - 1] if row_numbers is not None else i
         where = f"{origin} row {n}"
@@ -118,6 +121,14 @@ def validate_rows(
             rec = _check_row(row, root, schema, check_files)
         except ManifestError as e:
             raise ManifestError(f"{where}: {e}") from None
+        given = not _missing(row.get("split"))
+        if first_split is None:
+            first_split = (n, given)
+        elif given != first_split[1]:
+            this, other = ("no split", "has one") if first_split[1] else ("a split", "has none")
+            raise ManifestError(
+                f"{where}: {this}, but row {first_split[0]} {other} (give all rows a split or none)"
+            )
         key = str(PurePosixPath(rec["path"]))
         if key in seen:
             raise ManifestError(f"{where}: duplicate path {quote(rec['path'])} (first at row {seen[key]})")
