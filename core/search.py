@@ -3,16 +3,20 @@ frame hits inside clips into time windows ("0:12-0:17 of clip X looks like a sno
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from core.models.scene_model import ImageLike
+    from core.types import IndexStore, SceneModel
 
 HIT_BASE = ("path", "clip_id", "frame_index", "timestamp_s", "split")
 WINDOW_COLUMNS = ("clip_id", "start_s", "end_s", "best_similarity", "n_frames", "best_id", "best_timestamp_s")
 
 
-def search_vector(store: Any, vector: np.ndarray, k: int = 20) -> pd.DataFrame:
+def search_vector(store: IndexStore, vector: np.ndarray, k: int = 20) -> pd.DataFrame:
     """Top-``k`` indexed frames by cosine similarity to one query vector, best first.
 
     Columns: id, similarity, path, clip_id, frame_index, timestamp_s, split, one per attribute.
@@ -32,7 +36,7 @@ def search_vector(store: Any, vector: np.ndarray, k: int = 20) -> pd.DataFrame:
     return df
 
 
-def search_text(model: Any, store: Any, query: str, k: int = 20) -> pd.DataFrame:
+def search_text(model: SceneModel, store: IndexStore, query: str, k: int = 20) -> pd.DataFrame:
     """Frames ranked by similarity to a free-text description (e.g. "snowy night, 5-way intersection")."""
     query = (query or "").strip()
     if not query:
@@ -40,13 +44,13 @@ def search_text(model: Any, store: Any, query: str, k: int = 20) -> pd.DataFrame
     return search_vector(store, model.embed_texts([query])[0], k)
 
 
-def search_image(model: Any, store: Any, image: Any, k: int = 20) -> pd.DataFrame:
+def search_image(model: SceneModel, store: IndexStore, image: ImageLike, k: int = 20) -> pd.DataFrame:
     """Frames ranked by similarity to an example image (PIL image or HxWx3 array)."""
     return search_vector(store, model.embed_images([image])[0], k)
 
 
 def clip_windows(
-    hits: pd.DataFrame, store: Any, gap_s: float = 1.0, min_similarity: float | None = None
+    hits: pd.DataFrame, store: IndexStore, gap_s: float = 1.0, min_similarity: float | None = None
 ) -> pd.DataFrame:
     """Group hits inside clips into time windows, best window first.
 
@@ -100,8 +104,8 @@ def _empty_windows() -> pd.DataFrame:
 
 
 def search_clip_windows(
-    model: Any,
-    store: Any,
+    model: SceneModel,
+    store: IndexStore,
     query: str,
     k: int = 200,
     gap_s: float = 1.0,

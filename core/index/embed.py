@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -12,8 +12,11 @@ from core.data import Dataset
 from core.index.build import encode, load_pixels, prefetch
 from core.index.preprocess import fast_preprocess
 
+if TYPE_CHECKING:
+    from core.types import SceneModel
 
-def embed_dataset(dataset: Dataset, model: Any, batch_size: int = 64, workers: int = 2,
+
+def embed_dataset(dataset: Dataset, model: SceneModel, batch_size: int = 64, workers: int = 2,
                   progress: bool = True, bf16: bool = False) -> np.ndarray:
     """(N, d) L2-normalised embeddings of every frame of ``dataset``, in manifest order."""
     n = len(dataset)

@@ -12,11 +12,14 @@ so the pixels are bit-identical to ``model.preprocess``. Anything else falls bac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    from core.types import SceneModel
 
 Preprocess = Callable[[Image.Image], np.ndarray | torch.Tensor]
 
@@ -41,7 +44,7 @@ def _split_standard(transform: Any) -> tuple[list[Callable], np.ndarray, np.ndar
     return pil_steps, mean, std
 
 
-def fast_preprocess(model: Any) -> Preprocess:
+def fast_preprocess(model: SceneModel) -> Preprocess:
     """A per-image preprocess equal to ``model.preprocess`` that avoids torch ops where it can."""
     split = _split_standard(model.preprocess)
     if split is None:
