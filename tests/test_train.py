@@ -26,6 +26,7 @@ from core.train.finetune import (
     wise_ft,
 )
 from core.train.lora import add_lora, lora_parameter_names, merge_lora
+from core.train.model_defaults import finetune_defaults
 
 FAST = {"epochs": 3, "lr": 1e-3, "batch_size": 8, "workers": 1}
 
@@ -76,6 +77,9 @@ def test_tiny_run_lowers_loss_and_writes_a_registry_model(toy, reference):
     torch.set_num_threads(1)  # load_model takes every core; results depend on the thread count
     assert model.identity.startswith("file:model@") and result.images_per_s > 0
     assert result.peak_rss_mb > 0
+    # the new file: model carries its base's fine-tuning defaults (here the paper's lr, as its base has none)
+    lr, source = finetune_defaults(result.model_name)["lr"]
+    assert lr == 1e-5 and f"from its base model file:{base}" in source and result.model_defaults == {}
 
 
 def test_stopped_run_resumes_to_the_uninterrupted_result(toy, reference, tmp_path):
@@ -249,7 +253,7 @@ def test_options_validation_and_auto_batch():
     bs = auto_batch_size(toy_clip(), n_train=1000)
     assert 2 <= bs <= 128 and bs & (bs - 1) == 0
     assert auto_batch_size(toy_clip(), n_train=20) <= 5
-    assert FinetuneOptions().lr == 1e-5 and FinetuneOptions().epochs == 8
+    assert FinetuneOptions().lr is None and FinetuneOptions().epochs == 8  # lr: the start model's default
     assert math.isclose(FinetuneOptions().weight_decay, 0.1)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-DEFAULT_TARGETS = ("c_fc", "c_proj", "attn")
+from core.train.options import LORA_TARGETS as DEFAULT_TARGETS
 
 
 def add_lora(
