@@ -146,6 +146,14 @@ def cmd_demo_ui(a: argparse.Namespace) -> None:
     launch(host=a.host, port=a.port)
 
 
+def cmd_quantize(a: argparse.Namespace) -> None:
+    from core.quant.export import quantize_to_folder
+
+    out = quantize_to_folder(a.model, bits=a.bits, out=a.out, method=a.method, calibration=a.calibration,
+                             group_size=a.group_size, seed=a.seed, progress=True)
+    print(f"wrote {out} (load it as file:{out})")
+
+
 def _add_vote_space(s: argparse.ArgumentParser) -> None:
     from core.predict import VOTE_SPACES
 
@@ -240,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=7860)
     s.set_defaults(fn=cmd_demo_ui)
+
+    s = sub.add_parser("quantize", help="weight-only INT8/INT4 quantization of a model's vision encoder")
+    s.add_argument("--model", default="scenescope-tiny", help="registry name of the model to quantize")
+    s.add_argument("--bits", type=int, choices=(8, 4), required=True)
+    s.add_argument("--method", choices=("rtn", "gptq"), default="gptq", help="round-to-nearest or GPTQ")
+    s.add_argument("--calibration", type=int, default=200, help="synthetic calibration frames (GPTQ)")
+    s.add_argument("--group-size", type=int, default=128, help="input columns sharing one scale")
+    s.add_argument("--seed", type=int, default=4242, help="calibration data seed")
+    s.add_argument("--out", required=True, help="new folder for the file: model")
+    s.set_defaults(fn=cmd_quantize)
 
     for name in SCHEMA_COMMANDS:
         # Also accepted after the command; SUPPRESS keeps an absent one from hiding a global one.
