@@ -103,6 +103,10 @@ def cmd_finetune(a: argparse.Namespace) -> int:
             "threads": a.threads}
     job_id = start_job(a.workspace, spec)
     print(f"started job {job_id} (workspace {a.workspace})", file=sys.stderr)
+    if a.lr is None:
+        from core.train.model_defaults import describe, finetune_defaults
+
+        print(f"lr: {a.model}'s default, {describe(finetune_defaults(a.model))}", file=sys.stderr)
     if a.detach:
         print(job_id)
         return 0
@@ -161,15 +165,20 @@ def cmd_jobs(a: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``finetune`` and ``jobs`` to the ``scenescope`` command line."""
-    from core.train.finetune import OPTION_HELP as H
-    from core.train.finetune import FinetuneOptions
+    from core.train.model_defaults import describe, finetune_defaults
+    from core.train.options import OPTION_HELP as H
+    from core.train.options import FinetuneOptions
 
     d = FinetuneOptions()
+    # The lr default belongs to the starting model; help shows the one --model's default gets.
+    model = "scenescope-tiny"
+    lr_default = describe(finetune_defaults(model)).replace("%", "%%")
     s = sub.add_parser("finetune", help="fine-tune a model on a dataset (background job) and compare")
     s.add_argument("--data", required=True, help="dataset folder with a manifest (train/val/test splits)")
-    s.add_argument("--model", default="scenescope-tiny", help="registry model to start from")
+    s.add_argument("--model", default=model, help="registry model to start from")
     s.add_argument("--epochs", type=int, default=d.epochs, help=H["epochs"])
-    s.add_argument("--lr", type=float, default=d.lr, help=H["lr"])
+    s.add_argument("--lr", type=float, default=d.lr,
+                   help=f"{H['lr']} Default for --model {model}: {lr_default}")
     s.add_argument("--weight-decay", type=float, default=d.weight_decay)
     s.add_argument("--batch-size", type=int, default=d.batch_size, help=H["batch_size"])
     s.add_argument("--warmup", type=float, default=d.warmup_fraction, help="warmup fraction of the steps")
