@@ -123,7 +123,7 @@ def cmd_train_default(a: argparse.Namespace) -> None:
 
 
 def cmd_model_card(a: argparse.Namespace) -> None:
-    from core.quality import write_model_card
+    from core.model_card import write_model_card
 
     print(write_model_card(a.model_dir, scenes=a.scenes, seed=a.seed))
 

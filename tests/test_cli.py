@@ -126,7 +126,7 @@ def test_the_model_card_reproduce_options_of_a_grown_recipe_parse_back_to_it():
     from dataclasses import asdict
 
     from core.cli import RECIPE_OPTIONS
-    from core.quality import _grow_options
+    from core.model_card import _grow_options
     from core.train.default import DefaultRecipe
 
     recipe = DefaultRecipe(grow_epochs=6, grow_image_size=(144, 256), grow_head_weights=(4, 2, 2, 1, 1, 1))
