@@ -98,9 +98,28 @@ def cmd_models(a: argparse.Namespace) -> None:
 def cmd_import(a: argparse.Namespace) -> None:
     from core.data import importers
 
+    if a.format == "drivelm":
+        if not a.qa or not a.out:
+            raise ValueError("import drivelm needs --qa FILE (DriveLM QA JSON) and --out DIR (the new dataset)")
+        from core.vqa.drivelm import import_drivelm
+
+        print(f"wrote {import_drivelm(Path(a.root), Path(a.qa), Path(a.out), schema=_schema(a))}")
+        return
+    if not a.labels:
+        raise ValueError(f"import {a.format} needs --labels FILE")
     fn = {"table": importers.import_table, "hsd": importers.import_hsd,
           "bdd100k": importers.import_bdd100k}[a.format]
     print(f"wrote {fn(Path(a.root), Path(a.labels), schema=_schema(a))}")
+
+
+def cmd_eval_vqa(a: argparse.Namespace) -> None:
+    from core.vqa.drivelm import read_drivelm, read_predictions
+    from core.vqa.metrics import report_text, score_predictions
+
+    qa = read_drivelm(a.qa).qa if a.qa else None
+    report = score_predictions(read_predictions(a.predictions), qa, challenge_filter=not a.all_questions,
+                               meteor=not a.no_meteor)
+    print(json.dumps(report, indent=2) if a.json else report_text(report))
 
 
 def cmd_leakage(a: argparse.Namespace) -> None:
@@ -214,10 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("import", help="write a manifest for a labelled folder")
-    s.add_argument("format", choices=["table", "hsd", "bdd100k"])
-    s.add_argument("--root", required=True, help="dataset folder (paths are relative to it)")
-    s.add_argument("--labels", required=True, help="CSV/JSONL table, HSD sentences, or BDD100K JSON")
+    s.add_argument("format", choices=["table", "hsd", "bdd100k", "drivelm"])
+    s.add_argument("--root", required=True, help="dataset folder (paths are relative to it); for drivelm "
+                   "the folder holding (somewhere below) nuscenes/samples")
+    s.add_argument("--labels", help="CSV/JSONL table, HSD sentences, or BDD100K JSON")
+    s.add_argument("--qa", help="drivelm: DriveLM-nuScenes QA JSON (e.g. train_sample.json, test_eval.json)")
+    s.add_argument("--out", help="drivelm: new dataset folder (manifest, qa.jsonl, key_frames.jsonl, images)")
     s.set_defaults(fn=cmd_import)
+
+    s = sub.add_parser("eval-vqa", help="score DriveLM-style VQA predictions with the challenge's metrics")
+    s.add_argument("--predictions", required=True,
+                   help="JSON list of {id, question, gt_answer, answer} with optional tag, group, type")
+    s.add_argument("--qa", help="DriveLM QA JSON with tags (test_eval.json): questions, answers, groups, tags")
+    s.add_argument("--all-questions", action="store_true",
+                   help="score every question (skip the challenge's filter on objects the first answer missed)")
+    s.add_argument("--no-meteor", action="store_true", help="skip METEOR (its java start-up takes seconds)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_eval_vqa)
 
     s = sub.add_parser("leakage", help="near-duplicate frames across splits of an index")
     s.add_argument("--index", required=True)
