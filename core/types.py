@@ -9,7 +9,7 @@ test may hand in a small stand-in that has the same members.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -28,6 +28,8 @@ class SceneModel(Protocol):
     name: str
     identity: str  # name + weights checksum; an index records the identity of the model that built it
     clip: Any  # the open_clip module (its towers are read by the token engine and fine-tuning)
+    preprocess: Callable[[Any], torch.Tensor]  # one PIL image -> its (3, H, W) pixels
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
     device: str
 
     @property
