@@ -1,4 +1,6 @@
-"""How long does the Map page take at scale? Times the cached UMAP layout and new-point placement.
+"""Is the Map page responsive at 100k points (issue 4)? `python bench/map_scale.py [--quick]`
+
+Times the cached UMAP layout and new-point placement.
 
 Points are random unit vectors drawn around ``--clusters`` random centres (closer to scene
 embeddings than uniform noise, which has no neighbourhood structure for UMAP to find). For each
@@ -22,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _quick import parse_args  # noqa: E402
 
 import core.maps as maps  # noqa: E402
 from core.index import IndexStore  # noqa: E402
@@ -79,7 +83,7 @@ def bench_size(n: int, n_epochs: int | None, args: argparse.Namespace, folder: P
     timed(f"umap_projection cold  {tag}", lambda: maps.umap_projection(store, progress=stages, n_epochs=n_epochs),
           results)
     print(f"    stages: {stages.summary()}", flush=True)
-    maps._LAYOUTS.clear()  # as in a fresh process: read the disk cache
+    maps.layout._LAYOUTS.clear()  # as in a fresh process: read the disk cache
     layout = timed(f"umap_projection cached {tag}", lambda: maps.umap_projection(store, n_epochs=n_epochs), results)
     q = clustered(args.queries, args.dim, args.clusters, seed=n, draw=1)  # same centres, new points
     timed(f"place_points knn  {args.queries} pts, n={n:,}", lambda: maps.place_points(store, q, layout=layout),
@@ -90,10 +94,10 @@ def bench_size(n: int, n_epochs: int | None, args: argparse.Namespace, folder: P
               lambda: maps.place_points(store, q, method="transform", n_epochs=n_epochs), results)
         timed(f"place_points transform {args.queries} pts (fitted) n={n:,}",
               lambda: maps.place_points(store, q, method="transform", n_epochs=n_epochs), results)
-        maps._fitted_reducer.cache_clear()
+        maps.place._fitted_reducer.cache_clear()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     ap.add_argument("--epochs", type=int, nargs="+", default=[0, 50],
@@ -105,7 +109,7 @@ def main() -> None:
     ap.add_argument("--transform-all", action="store_true",
                     help="time the transform refit at every size (default: the last size only)")
     ap.add_argument("--warmup", action="store_true", help="compile umap's numba code first (not timed)")
-    args = ap.parse_args()
+    args = parse_args(ap, {"sizes": [3000], "epochs": [30], "queries": 20, "no_transform": True}, argv)
     epochs = (args.epochs + args.epochs[-1:] * len(args.sizes))[: len(args.sizes)]
     print(f"cpus={os.cpu_count()} dim={args.dim} clusters={args.clusters}", flush=True)
     results: list[tuple[str, float]] = []

@@ -1,4 +1,4 @@
-"""Synthetic renderer speed: frames per second on one core against the 100 fps/core target.
+"""Does the renderer draw >= 100 frames/s per core (issue 3)? `python bench/synth_speed.py [--quick]`
 
 Renders N frames single-process (labels drawn uniformly per place, as the dataset writer does) and
 reports wall-clock and CPU-time rates; CPU time is the fair number on a shared machine.
@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _quick import parse_args  # noqa: E402
+
 from core.schema import default_schema  # noqa: E402
 from core.synth.clips import attribute_with  # noqa: E402
 from core.synth.render import render_scene  # noqa: E402
@@ -25,12 +27,12 @@ from core.synth.render import render_scene  # noqa: E402
 TARGET_FPS = 100.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--size", default="320x180")
     ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
+    a = parse_args(ap, {"frames": 50}, argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     schema = default_schema()
     place = attribute_with(schema, "feature")

@@ -1,4 +1,4 @@
-"""How well do patch-text relevance maps land on the thing the query names?
+"""Where do patch-text relevance maps land: what share of the top 25% is on the named feature (issue 5; reported, no target)? `python bench/token_localisation.py [--quick]`
 
 For every place value that the renderer draws as a masked feature (construction, intersection,
 zebra, rail, bridge, gores) render ~30 synthetic scenes, score the patches against the value's
@@ -25,6 +25,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _quick import parse_args  # noqa: E402
 
 from core.models import load_model  # noqa: E402
 from core.schema import default_schema  # noqa: E402
@@ -70,7 +72,7 @@ def render_set(schema, attr: str, value: str, n: int, seed0: int):
     return frames, masks, empty
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="scenescope-tiny")
     ap.add_argument("--scenes", type=int, default=30)
@@ -81,7 +83,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--gallery", type=Path, help="PNG: first scene of each place, one heatmap per method")
     ap.add_argument("--gallery-rule", default="max")
-    args = ap.parse_args()
+    args = parse_args(ap, {"scenes": 2}, argv)
     torch.set_num_threads(args.threads)
 
     schema = default_schema()
