@@ -6,8 +6,12 @@ import argparse
 import json
 import os
 import sys
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from core.train.recipe import DefaultRecipe
 
 if TYPE_CHECKING:
     from core.schema import Schema
@@ -22,12 +26,30 @@ def ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(","))
 
 
-# train-default options, all DefaultRecipe fields; not imported from there, which would load torch.
-RECIPE_OPTIONS = {"scenes": int, "clips": int, "data_seed": int, "epochs": int, "lr": float,
-                  "batch_size": int, "seed": int, "attribute_loss": float, "image_size": ints, "refine_epochs": int,
-                  "refine_lr": float, "refine_head_weights": floats,
-                  "grow_epochs": int, "grow_image_size": ints, "grow_lr": float, "grow_head_weights": floats,
-                  "distill_epochs": int, "distill_lr": float}
+# Command-line parsers of the field types an options dataclass may use (a tuple is a comma list).
+_OPTION_TYPES: dict[Any, Any] = {int: int, float: float, str: str, tuple[int, ...]: ints,
+                                 tuple[int, int]: ints, tuple[float, ...]: floats}
+
+
+def add_dataclass_options(s: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--field-name`` option per field of ``cls``, left ``None`` when not given (the field's default
+    applies; :func:`given_options` collects the rest), so the options cannot drift from the dataclass."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kind = _OPTION_TYPES.get(hints[f.name])
+        if kind is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for {hints[f.name]} in _OPTION_TYPES")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        s.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
+                       help=f"default {shown} ({cls.__name__})")
+
+
+def given_options(a: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` given on the command line (see :func:`add_dataclass_options`)."""
+    return {f.name: getattr(a, f.name) for f in fields(cls) if getattr(a, f.name, None) is not None}
+
+
 SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
 
 
@@ -132,11 +154,10 @@ def cmd_leakage(a: argparse.Namespace) -> None:
 
 
 def cmd_train_default(a: argparse.Namespace) -> None:
-    from core.train.default import DefaultRecipe, train_default
+    from core.train.default import train_default
 
     # Options left out keep DefaultRecipe's values, which are the bundled model's.
-    given = {f: getattr(a, f) for f in RECIPE_OPTIONS if getattr(a, f) is not None}
-    recipe = DefaultRecipe(**given)
+    recipe = DefaultRecipe(**given_options(a, DefaultRecipe))
     summary = train_default(recipe, out=a.out, work=a.work, device=a.device)
     print(f"trained in {summary['train_seconds']} s; wrote {a.out}")
 
@@ -261,9 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="assets/scenescope-tiny")
     s.add_argument("--work", default="workspace/train-default")
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every stage trains")
-    for name, kind in RECIPE_OPTIONS.items():
-        s.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
-                       help="default: the bundled model's recipe (core.train.default.DefaultRecipe)")
+    add_dataclass_options(s, DefaultRecipe)
     s.set_defaults(fn=cmd_train_default)
 
     s = sub.add_parser("model-card", help="measure a model on fresh synthetic data and write its card")

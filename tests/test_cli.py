@@ -109,27 +109,50 @@ def test_models_lists_registry(capsys):
 
 
 def test_train_default_options_are_the_recipe_fields():
-    from dataclasses import fields
+    from dataclasses import asdict, fields
 
-    from core.cli import RECIPE_OPTIONS, build_parser
+    from core.cli import build_parser, given_options
     from core.train.default import DefaultRecipe
 
-    recipe = {f.name: f.type for f in fields(DefaultRecipe)}
-    assert set(RECIPE_OPTIONS) <= set(recipe)
     a = build_parser().parse_args(["train-default", "--epochs", "3", "--attribute-loss", "0"])
     assert (a.epochs, a.attribute_loss, a.scenes) == (3, 0.0, None)  # None: the recipe's own value
+    assert DefaultRecipe(**given_options(a, DefaultRecipe)) == DefaultRecipe(epochs=3, attribute_loss=0.0)
     a = build_parser().parse_args(["train-default", "--refine-head-weights", "3,2,2,1,1,1"])
     assert a.refine_head_weights == (3.0, 2.0, 2.0, 1.0, 1.0, 1.0) == DefaultRecipe().refine_head_weights
+
+    # Every field has its option: a recipe with every value changed parses back to itself.
+    def changed(v: object) -> object:
+        return tuple(x * 2 for x in v) if isinstance(v, tuple) else v + 1
+
+    other = DefaultRecipe(**{k: changed(v) for k, v in asdict(DefaultRecipe()).items()})
+    argv = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in asdict(other).items()]
+    a = build_parser().parse_args(["train-default", *argv])
+    assert DefaultRecipe(**given_options(a, DefaultRecipe)) == other
+    assert len(argv) == len(fields(DefaultRecipe))
+
+
+def test_dataclass_options_refuse_a_field_type_they_cannot_parse():
+    import argparse
+    from dataclasses import dataclass, field
+
+    from core.cli import add_dataclass_options
+
+    @dataclass
+    class Odd:
+        table: dict = field(default_factory=dict)
+
+    with pytest.raises(TypeError, match="Odd.table"):
+        add_dataclass_options(argparse.ArgumentParser(), Odd)
 
 
 def test_the_model_card_reproduce_options_of_a_grown_recipe_parse_back_to_it():
     from dataclasses import asdict
 
-    from core.cli import RECIPE_OPTIONS
+    from core.cli import given_options
     from core.model_card import _grow_options
     from core.train.default import DefaultRecipe
 
     recipe = DefaultRecipe(grow_epochs=6, grow_image_size=(144, 256), grow_head_weights=(4, 2, 2, 1, 1, 1))
     a = build_parser().parse_args(["train-default", *_grow_options(asdict(recipe)).split()])
-    given = {f: getattr(a, f) for f in RECIPE_OPTIONS if getattr(a, f) is not None}
-    assert DefaultRecipe(**given) == recipe
+    assert DefaultRecipe(**given_options(a, DefaultRecipe)) == recipe
