@@ -112,7 +112,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
 
 def cmd_models(a: argparse.Namespace) -> None:
-    from core.models import list_models
+    from core.model_names import list_models  # not core.models: listing names needs no torch
 
     print("\n".join(list_models()))
 

@@ -20,25 +20,18 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from core.atomic import recover
+
+# The names live in a module without torch: `scenescope models` lists them without loading any.
+from core.model_names import ASSETS, BUNDLED, CONFIGS, DEFAULT_MODEL, list_models  # noqa: F401 (re-exported)
 from core.models.scene_model import SceneModel
 from core.quant.storage import QUANT_WEIGHTS, is_quantized, load_quantized
 from core.quote import one_line
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-CONFIGS = Path(__file__).with_name("configs")
-DEFAULT_MODEL = "scenescope-tiny"
-BUNDLED = {"scenescope-tiny": ASSETS / "scenescope-tiny"}
 open_clip.add_model_config(CONFIGS)
 
 
 class ModelUnavailableError(RuntimeError):
     """The named model cannot be loaded; the message says how to supply it."""
-
-
-def list_models() -> list[str]:
-    """Names that ``load_model`` accepts, bundled ones first."""
-    tags = [f"openclip:{a}/{t}" for a, t in open_clip.list_pretrained()]
-    return list(BUNDLED) + ["file:<path>"] + tags
 
 
 def _file_digest(path: Path) -> str:
