@@ -180,12 +180,6 @@ def cmd_demo(a: argparse.Namespace) -> None:
         print(result.to_text(store.schema))
 
 
-def cmd_demo_ui(a: argparse.Namespace) -> None:
-    from app.demo import launch
-
-    launch(host=a.host, port=a.port)
-
-
 def cmd_quantize(a: argparse.Namespace) -> None:
     from core.quant.export import quantize_to_folder
 
@@ -295,11 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prepare-only", action="store_true")
     s.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("demo-ui", help="start the Gradio demo (with its API)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=7860)
-    s.set_defaults(fn=cmd_demo_ui)
-
     s = sub.add_parser("quantize", help="weight-only INT8/INT4 quantization of a model's vision encoder")
     s.add_argument("--model", default="scenescope-tiny", help="registry name of the model to quantize")
     s.add_argument("--bits", type=int, choices=(8, 4), required=True)
@@ -313,19 +302,30 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SCHEMA_COMMANDS:
         # Also accepted after the command; SUPPRESS keeps an absent one from hiding a global one.
         sub.choices[name].add_argument("--schema", metavar="PATH", default=argparse.SUPPRESS, help=schema_help)
-    for extra in _extra_commands():
-        extra(sub)
+    from core.jobs.cli import register  # finetune and jobs live beside their feature
+
+    register(sub)
+    for add_command in _plugin_commands():
+        add_command(sub)
     return p
 
 
-def _extra_commands() -> list:
-    """Sub-command registrars that live beside their feature (fine-tuning, jobs)."""
+PLUGIN_GROUP = "scenescope.commands"
+
+
+def _plugin_commands() -> list:
+    """Sub-command registrars declared by installed packages in the ``scenescope.commands`` entry-point
+    group (pyproject.toml), each ``add(subparsers)``. Layers above core add their commands this way
+    (the Gradio demo's ``demo-ui``), so core never imports them; a registrar imports its heavy
+    modules only when its command runs. One that fails to load is reported and left out."""
+    from importlib.metadata import entry_points
+
     out = []
-    try:
-        from core.jobs.cli import register
-        out.append(register)
-    except ImportError:
-        pass
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        try:
+            out.append(ep.load())
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take every command down with it
+            print(f"warning: command {ep.name} ({ep.value}) left out: {type(e).__name__}: {e}", file=sys.stderr)
     return out
 
 
