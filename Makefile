@@ -26,7 +26,8 @@ demo-ui: $(STAMP)
 	$(PY) -m core.cli demo --prepare-only
 	$(PY) -m core.cli demo-ui --host $(HOST)
 
-test: $(STAMP)
+# Installs what the tests need first (the venv, Debian's Chromium), so it passes on a fresh machine.
+test: $(STAMP) browser-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra
 
@@ -38,9 +39,16 @@ bench: $(STAMP)
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/token_pruning.py
 
-# Debian's Chromium for the real-browser test (never a browser downloaded by a tool).
+# Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as
+# root, else through sudo.
+CHROMIUM := /usr/bin/chromium
 browser-deps:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "$(CHROMIUM) is missing; installing Debian's chromium needs root or sudo" >&2; exit 1; fi; \
+	  echo "installing Debian's chromium and chromium-driver for the browser test (apt-get)"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 clean-demo:
 	rm -rf indexes/demo workspace/demo-data
