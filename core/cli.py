@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,11 +189,25 @@ def cmd_quantize(a: argparse.Namespace) -> None:
     print(f"wrote {out} (load it as file:{out})")
 
 
-def _add_vote_space(s: argparse.ArgumentParser) -> None:
-    from core.predict import VOTE_SPACES
+class _VoteSpaces(Sequence):
+    """``core.predict.VOTE_SPACES``, read when argparse first looks at it (to check a value or to
+    write a help text): importing core.predict loads numpy, which building the parser need not."""
 
-    s.add_argument("--vote-space", choices=VOTE_SPACES, default="embedding",
-                   help="neighbours by the whole embedding (default), or per attribute by its value prompts")
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        from core.predict import VOTE_SPACES
+
+        return VOTE_SPACES[i]
+
+    def __len__(self) -> int:
+        from core.predict import VOTE_SPACES
+
+        return len(VOTE_SPACES)
+
+
+def _add_vote_space(s: argparse.ArgumentParser) -> None:
+    # A metavar, else add_argument itself reads the choices to lay out the usage line.
+    s.add_argument("--vote-space", choices=_VoteSpaces(), default="embedding", metavar="SPACE",
+                   help="%(choices)s: neighbours by the whole embedding (default), or per attribute by its value prompts")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,16 +28,32 @@ def test_building_the_parser_and_every_help_loads_nothing_heavy():
     code = f"""
 import contextlib, io, json, sys
 import core.cli
+def heavy(also=()):
+    return [m for m in {HEAVY!r} + tuple(also) if m in sys.modules]
 parser = core.cli.build_parser()
 names = list(parser._subparsers._group_actions[0].choices)
-for argv in [["--help"]] + [[n, "--help"] for n in names]:
+with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+    core.cli.main(["--help"])
+top = heavy(["numpy"])
+for name in names:
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
-        core.cli.main(argv)
-print(json.dumps({{"names": names, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+        core.cli.main([name, "--help"])
+print(json.dumps({{"names": names, "top": top, "heavy": heavy()}}))
 """
     got = _run(code)
     assert {"synth", "index", "train-default", "finetune", "demo-ui"} <= set(got["names"])
+    assert got["top"] == []  # `scenescope --help` does not even load numpy
     assert got["heavy"] == []
+
+
+def test_vote_space_choices_are_checked_when_parsed():
+    from core.cli import build_parser
+    from core.predict import VOTE_SPACES
+
+    for space in VOTE_SPACES:
+        assert build_parser().parse_args(["classify", "x.jpg", "--index", "i", "--vote-space", space]).vote_space == space
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["classify", "x.jpg", "--index", "i", "--vote-space", "pixels"])
 
 
 def test_models_lists_open_clips_tags_without_torch():
