@@ -182,3 +182,18 @@ def test_cli_quantize(micro_model, tmp_path, capsys):
                    "--out", micro_model[5:]])
     err = capsys.readouterr().err
     assert rc == 2 and "already holds a model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ort_int8_encoder_follows_torch(micro_model, tmp_path):
+    from core.quant.ort import OrtEncoder, int8_encoder
+
+    model = load_model(micro_model)
+    pixels = model.preprocess_batch(synthetic_frames(6, seed=5))
+    ref = model.embed_batch(pixels)
+    int8 = int8_encoder(model.clip, model.image_size, tmp_path)
+    fp32 = OrtEncoder(tmp_path / "vision.onnx")
+    np.testing.assert_allclose(fp32.embed_batch(pixels), ref, atol=1e-4)  # the export itself is exact
+    cos = np.sum(int8.embed_batch(pixels) * ref, axis=1)
+    assert cos.min() > 0.98 and cos.max() < 1 - 1e-6  # int8 arithmetic: close, not identical
+    assert (tmp_path / "vision.int8.onnx").stat().st_size < 0.5 * (tmp_path / "vision.onnx").stat().st_size
+    assert int8.embed_batch(pixels[:1]).shape == (1, MICRO["embed_dim"])  # any batch size
