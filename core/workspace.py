@@ -73,7 +73,7 @@ def trained_models() -> list[str]:
 
 def list_models(first: Iterable[str] = ()) -> list[str]:
     """Model names to start from: ``first``, the bundled ones, then models trained in the workspace."""
-    from core.models import BUNDLED  # the registry loads torch: only when a list is asked for
+    from core.model_names import BUNDLED
 
     return list(dict.fromkeys([*first, *BUNDLED, *trained_models()]))
 
