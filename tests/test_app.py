@@ -394,6 +394,10 @@ def test_train_page_starts_and_cancels_a_job(tmp_path: Path, monkeypatch: pytest
     at.get("form_submit_button")[0].click().run()
     assert not at.exception and not at.error
     job_id = at.session_state["train_job"]
+    # lr left empty: the job takes the base model's default, which the field shows with its source
+    lr = at.number_input(key="train_opt_lr")
+    assert lr.value is None and lr.proto.placeholder == "default 1e-05" and "no finetune_defaults.json" in lr.proto.help
+    assert job_status(tmp_path, job_id)["spec"]["options"]["lr"] is None
     at.button(key=f"train_cancel_{job_id}").click().run()
     assert not at.exception
     deadline = time.time() + 30

@@ -36,6 +36,8 @@ def _option_input(f: dataclasses.Field, col: Any) -> Any:
     """One widget per FinetuneOptions field, its default prefilled (types read from the default)."""
     default, key, label = f.default, f"train_opt_{f.name}", f.name.replace("_", " ")
     tip = OPTION_HELP.get(f.name)
+    if f.name == "lr":
+        return _lr_input(col, label, key, tip)
     if isinstance(default, bool):
         return col.checkbox(label, value=default, key=key, help=tip)
     if isinstance(default, int):
@@ -50,6 +52,20 @@ def _option_input(f: dataclasses.Field, col: Any) -> Any:
         items = [t.strip() for t in text.split(",") if t.strip()]
         return tuple(float(t) for t in items) if all(isinstance(x, float) for x in default) else tuple(items)
     return col.text_input(label, value=str(default), key=key, help=tip)
+
+
+def _lr_input(col: Any, label: str, key: str, tip: str | None) -> float | None:
+    """The learning rate, empty by default: the base model's own default applies, shown with its source."""
+    from core.train.model_defaults import finetune_defaults
+
+    base = st.session_state.get("train_base") or eng.model.name
+    try:
+        value, source = finetune_defaults(base)["lr"]
+        shown, why = f"default {value:g}", f"Left empty: {base}'s default {value:g}, {source}."
+    except ValueError as e:  # a base name typed in that the registry does not know
+        shown, why = "the base model's default", str(e)
+    v = col.number_input(label, value=None, format="%g", key=key, placeholder=shown, help=f"{tip}\n\n{why}")
+    return None if v is None else float(v)
 
 
 def _options_form() -> tuple[dict[str, Any], bool]:
