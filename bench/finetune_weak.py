@@ -4,7 +4,8 @@
    own recipe (`train_default` with `epochs=1`, on its 12k-scene data); or, with
    ``--weak-epochs N --weak-exclude weather=fog,snow``, N epochs without the frames of those values.
 2. A fresh synthetic set (another seed) to fine-tune on: train / val / test splits.
-3. ``start_job`` with the default FinetuneOptions (lr 1e-5, 8 epochs, AdamW wd 0.1, cosine, bf16)
+3. ``start_job`` with the default FinetuneOptions (8 epochs, AdamW wd 0.1, cosine, bf16; lr unset, so
+   the weak model's own default: it carries the bundled model's ``finetune_defaults.json``)
    and, for comparison, the same with higher learning rates; each job re-indexes the dataset and
    compares k-NN macro F1 on the test split before and after.
 
@@ -68,6 +69,20 @@ def parse_exclude(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def _lr(text: str) -> float | None:
+    """``--lrs`` item: a number, or ``default`` (lr left unset: the starting model's own default)."""
+    return None if text == "default" else float(text)
+
+
+def weak_defaults(weak_dir: Path) -> None:
+    """The weak start is the bundled recipe cut short, so it carries the bundled model's
+    fine-tuning defaults (``finetune_defaults.json``); jobs that leave lr unset take them."""
+    from core.train.model_defaults import finetune_defaults, write_defaults_file
+
+    write_defaults_file(weak_dir, {k: (v, f"as the bundled scenescope-tiny, whose recipe this model cuts short: {s}")
+                                   for k, (v, s) in finetune_defaults("scenescope-tiny").items()})
+
+
 def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int) -> dict:
     load_before = os.getloadavg()[0]
     t0 = time.time()
@@ -84,6 +99,7 @@ def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int)
             "peak_rss_mb": round(result["peak_rss_mb"]), "val_f1_before": result["val_f1_before"],
             "val_f1_after": result["val_f1_after"], "test_f1_before": cmp["macro_f1_before"],
             "test_f1_after": cmp["macro_f1_after"], "log": result["log"],
+            "model_defaults": result.get("model_defaults") or {},
             "improved": len(cmp["improved"]), "regressed": len(cmp["regressed"]),
             "fixed": len(cmp["fixed"]), "new_failures": len(cmp["new_failures"]),
             "comparison_md": (workspace / "jobs" / job / "comparison.md").read_text()}
@@ -111,7 +127,7 @@ def write_results(path: Path, res: dict) -> None:
         o = r["options"]
         delta = 100 * (r["test_f1_after"] - r["test_f1_before"])
         lines.append(
-            f"| {r['label']} | {o.get('lr', 1e-5):g} | {o.get('epochs', 8)} | {r['test_f1_before']:.3f} | "
+            f"| {r['label']} | {o.get('lr') or r.get('model_defaults', {}).get('lr', [1e-5])[0]:g} | {o.get('epochs', 8)} | {r['test_f1_before']:.3f} | "
             f"{r['test_f1_after']:.3f} | {delta:+.1f} | {r['val_f1_before']:.3f} -> {r['val_f1_after']:.3f} | "
             f"{r['train_s']} | {r['wall_s']} | {r['images_per_s']} | {r['peak_rss_mb']} | "
             f"{r['load_avg'][0]} / {r['load_avg'][1]} |")
@@ -134,7 +150,8 @@ def main() -> None:
     p.add_argument("--weak-exclude", action="append", default=[], metavar="ATTR=V1[,V2]",
                    help="train the weak model without frames having these values (e.g. weather=fog,snow)")
     p.add_argument("--ft-scenes", type=int, default=4000)
-    p.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-4])
+    p.add_argument("--lrs", type=_lr, nargs="+", default=[None],
+                   help="a job per learning rate; 'default' (the default): lr unset, the weak model's own")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="workspace/bench-finetune/RESULTS.md",
@@ -148,6 +165,7 @@ def main() -> None:
     weak_dir = work / ("weak-model" if not exclude and a.weak_epochs == 1 else "weak-" + "-".join(
         [f"{a.weak_epochs}ep", *(f"no-{v}" for vs in exclude.values() for v in vs)]))
     weak = weak_model(weak_dir, a.weak_scenes, a.weak_epochs, a.threads, exclude)
+    weak_defaults(weak_dir)
     if a.prepare_only:
         return
     frames = read_manifest(ft_data).frames
@@ -159,8 +177,8 @@ def main() -> None:
         "runs": [],
     }
     for lr in a.lrs:
-        options = {"lr": lr, "epochs": a.epochs}
-        label = "defaults" if lr == 1e-5 and a.epochs == 8 else f"defaults but lr {lr:g}"
+        options = {"epochs": a.epochs, **({} if lr is None else {"lr": lr})}
+        label = "defaults" + ("" if lr is None else f" but lr {lr:g}") + ("" if a.epochs == 8 else f", {a.epochs} epochs")
         run = run_job(work / "ws", ft_data, f"file:{weak_dir.resolve()}", options, a.threads)
         run["label"] = label
         res["runs"].append(run)
