@@ -165,13 +165,13 @@ def cmd_jobs(a: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``finetune`` and ``jobs`` to the ``scenescope`` command line."""
+    from core.model_names import DEFAULT_MODEL as model
     from core.train.model_defaults import describe, finetune_defaults
     from core.train.options import OPTION_HELP as H
     from core.train.options import FinetuneOptions
 
     d = FinetuneOptions()
     # The lr default belongs to the starting model; help shows the one --model's default gets.
-    model = "scenescope-tiny"
     lr_default = describe(finetune_defaults(model)).replace("%", "%%")
     s = sub.add_parser("finetune", help="fine-tune a model on a dataset (background job) and compare")
     s.add_argument("--data", required=True, help="dataset folder with a manifest (train/val/test splits)")

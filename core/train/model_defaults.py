@@ -18,23 +18,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+from core.model_names import BUNDLED  # the registry's names, without torch
+
 DEFAULTS_FILE = "finetune_defaults.json"
 MODEL_DEFAULTED = ("lr",)  # FinetuneOptions fields whose default comes from the starting model
 PAPER_DEFAULTS: dict[str, tuple[float, str]] = {
     "lr": (1e-5, "the CLIP scene paper's value for adapting a converged pretrained CLIP"),
 }
-# core.models.registry.BUNDLED names the same folders, but importing it loads torch and open_clip;
-# tests/test_model_defaults.py checks that the two agree.
-_ASSETS = Path(__file__).resolve().parents[2] / "assets"
-_BUNDLED_NAMES = ("scenescope-tiny",)
 
 Defaults = dict[str, tuple[float, str]]
 
 
 def model_folder(model_name: str) -> Path | None:
     """The folder of a bundled or ``file:`` model (None for ``openclip:`` ones)."""
-    if model_name in _BUNDLED_NAMES:
-        return _ASSETS / model_name
+    if model_name in BUNDLED:
+        return Path(BUNDLED[model_name])
     if model_name.startswith("file:"):
         path = Path(model_name[5:]).expanduser()
         return path if path.is_dir() else path.parent  # a weights file: its folder, as the registry reads it
