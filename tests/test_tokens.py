@@ -409,7 +409,7 @@ def near_stages() -> tuple[str, list[str]]:
 # near the camera (entering / passing); a patch counts as on the cones when >= 2% of its pixels
 # are masked. Scoring is leave-one-out occlusion with feature surgery against the schema's value
 # phrases: the bundled model's raw patch-text scores are inverted (below chance;
-# bench/RESULTS_tokens.md) while its global embedding aligns with text, and the surgery removes
+# bench/RESULTS.md, section 7) while its global embedding aligns with text, and the surgery removes
 # the drop every text shares. Measured with the bundled model (e0d9880a): 0.60 of the 3 kept tokens
 # on the cones (0.57 without surgery), chance 0.16.
 def test_cones_query_localises_cones():
