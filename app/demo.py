@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import functools  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -23,7 +23,9 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from app import figures, handlers  # noqa: E402
-from core.schema import UNKNOWN  # noqa: E402
+
+if TYPE_CHECKING:
+    from core.types import IndexStore, SceneModel
 
 QUEUE_MAX = 16  # waiting requests beyond this are refused at once instead of piling up
 CONCURRENCY = 1  # one model on a few CPU cores: parallel requests would only slow each other
@@ -39,27 +41,17 @@ def index_dir() -> Path:
     return Path(_INDEX["dir"]) if _INDEX["dir"] else handlers.default_index()
 
 
-def engine() -> tuple[Any, Any]:
+def engine() -> tuple[SceneModel, IndexStore]:
     """(model, store) of the served index (``$SCENESCOPE_INDEX`` or the embedded demo), loaded once."""
     return _open(str(index_dir()))
 
 
 @functools.lru_cache(maxsize=2)
-def _open(path: str) -> tuple[Any, Any]:
-    from core.pipeline import open_index
-
-    p = Path(path)
-    if not (p / "manifest.json").is_file() and handlers.is_demo(p):
-        p = handlers.prepare_demo(progress=True)
-    return open_index(p)
+def _open(path: str) -> tuple[SceneModel, IndexStore]:
+    return handlers.open_engine(path, progress=True)
 
 
-def tokens_available() -> bool:
-    try:
-        from core.tokens import embed_pruned, heatmap_image, select_images  # noqa: F401
-    except ImportError:
-        return False
-    return True
+tokens_available = handlers.tokens_available
 
 
 def _path_of(file: Any) -> Path:
@@ -71,15 +63,8 @@ def _path_of(file: Any) -> Path:
     return Path(str(getattr(file, "name", file)))
 
 
-def _thumb(store: Any, rel: str | None) -> np.ndarray | None:
-    from core.data import resolve_inside
-
-    try:
-        with Image.open(resolve_inside(store.data_root, rel or "")) as im:
-            im.thumbnail((THUMB_WIDTH, THUMB_WIDTH))
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError):
-        return None
+def _thumb(store: IndexStore, rel: str | None) -> np.ndarray | None:
+    return handlers.thumbnail(handlers.frame_file(store, rel=rel), THUMB_WIDTH)
 
 
 def _api_safe(obj: Any) -> Any:
@@ -104,43 +89,23 @@ def classify(file: Any, k: int = 5, vote_space: str = "embedding",
     dataset; for a clip ``frames`` and ``segments``) plus ``display``: the attribute and value
     labels for people.
     """
-    from core.pipeline import InputError, classify_path
-    from core.predict import vote_space as space_of
-    from core.video import VideoError
-
     progress(0.05, desc="Loading model and index")
     model, store = engine()
-    try:
-        prompt_space = space_of(model, vote_space, store.schema)
+    path = _path_of(file)
+    progress(0.2, desc="Sampling and voting")
+    try:  # a bad vote space, an unusable file: one line naming what is wrong
+        out = handlers.classify_file(path, model, store, k=int(k), space=vote_space)
     except ValueError as e:
         raise gr.Error(str(e)) from None
-    path = _path_of(file)
-    problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 0)
-    if problem:
-        raise gr.Error(problem)
-    progress(0.2, desc="Sampling and voting")
-    try:
-        result = classify_path(path, model, store, k=int(k), fps=handlers.CLIP_FPS, prompt_space=prompt_space)
-    except (InputError, VideoError) as e:
-        raise gr.Error(str(e)) from None
-    out = result.to_dict()
-    schema = store.schema
-    out["display"] = {
-        "attributes": {a.name: a.display for a in schema.attributes},
-        "values": {a.name: {v: a.display_of(v) for v in [*a.value_names, UNKNOWN]} for a in schema.attributes},
-    }
-    out["name"] = path.name
     progress(1.0, desc="Done")
     return _api_safe(out)
 
 
 def search(text: str, k: int = 12) -> list[dict[str, Any]]:
     """Indexed scenes ranked by similarity to a text description, best first."""
-    from core.search import search_text
-
     model, store = engine()
     try:
-        hits = search_text(model, store, text, k=int(k))
+        hits = handlers.search_scenes(model, store, text or "", k=int(k))
     except ValueError as e:
         raise gr.Error(str(e)) from None
     return _api_safe(hits.to_dict("records"))
@@ -151,51 +116,32 @@ def heatmap(file: Any, query: str = "", keep_ratio: float = 0.25) -> tuple[Image
     tokens only, beside the full vote. Needs the token engine (core.tokens)."""
     if not tokens_available():
         raise gr.Error("The token engine (core.tokens) is not installed in this build.")
-    from core.pipeline import InputError, load_image
-    from core.predict import vote_batch
-    from core.tokens import embed_pruned, heatmap_image, select_images
-    from core.video import VideoError, sample_frames
-
     model, store = engine()
     path = _path_of(file)
     try:
-        if path.suffix.lower() in handlers.IMAGE_SUFFIXES:
-            image = load_image(path)
-        else:
-            image = Image.fromarray(next(iter(sample_frames(path, fps=1.0, max_frames=1)))[1])
-    except (InputError, VideoError, StopIteration) as e:
-        raise gr.Error(str(e) or f"{path.name}: no frames") from None
+        image = handlers.first_frame(path)
+    except ValueError as e:  # the engine's InputError / VideoError name the file
+        raise gr.Error(str(e)) from None
     query = (query or "").strip() or None
-    sel = select_images(model, [image], query=query, keep_ratio=float(keep_ratio))[0]
-    full = vote_batch(store, model.embed_images([image]), k=5)[0]
-    pruned = vote_batch(store, embed_pruned(model, [image], keep_ratio=float(keep_ratio),
-                                            mode="query" if query else "saliency", query=query), k=5)[0]
-    summary = {"kept_tokens": sel.k, "total_tokens": int(sel.scores.size), "query": query,
-               "full": full.labels(), "pruned": pruned.labels(),
-               "agree": [a for a in full.attributes if full.labels()[a] == pruned.labels()[a]]}
-    return heatmap_image(image, sel, title=query), summary
+    result = handlers.token_votes(model, store, image, k=5, keep_ratio=float(keep_ratio), query=query)
+    return handlers.token_heatmap(image, result.selection, query), handlers.pruned_summary(result, query)
 
 
 # ---- page rendering from the API's answers ---------------------------------------------------------
-def _vote_rows(frame: dict[str, Any], display: dict[str, Any]) -> pd.DataFrame:
-    rows = []
-    for name, v in frame["attributes"].items():
-        vals = display["values"][name]
-        rows.append({"Attribute": display["attributes"][name], "Vote": vals.get(v["value"], v["value"]),
-                     "Share": f"{v['share']:.0%}", "Status": "abstained" if v["abstained"] else "decided"})
-    return pd.DataFrame(rows)
+def _vote_rows(frame: dict[str, Any]) -> pd.DataFrame:
+    _, store = engine()
+    table = handlers.vote_frame(frame, store.schema)
+    return table.assign(Share=[f"{s:.0%}" for s in table["Share"]])
 
 
-def _gallery(frame: dict[str, Any], display: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
+def _gallery(frame: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
     _, store = engine()
     out = []
-    for rank, nb in enumerate(frame["neighbors"], start=1):
-        against = [display["attributes"][a] for a, v in frame["labels"].items()
-                   if v != UNKNOWN and nb["labels"].get(a, UNKNOWN) not in (UNKNOWN, v)]
-        img = _thumb(store, nb.get("scene_path"))
-        note = f" · disagrees: {', '.join(against)}" if against else ""
+    for card in handlers.neighbour_cards(frame):
+        img = _thumb(store, card.path)
+        note = f" · disagrees: {', '.join(store.schema[a].display for a in card.against)}" if card.against else ""
         if img is not None:
-            out.append((img, f"#{rank} · sim {nb['similarity']:.3f}{note}"))
+            out.append((img, f"{card.title}{note}"))
     return out
 
 
@@ -210,17 +156,17 @@ def render(result: dict[str, Any] | None, frame_i: int = 0) -> tuple[Any, Any, A
     _, store = engine()
     frames = _frames(result)
     i = int(min(max(frame_i, 0), len(frames) - 1))
-    frame, display = frames[i], result["display"]
+    frame = frames[i]
     timeline = None
     slider = gr.update(visible=False)
     if result.get("kind") == "clip":
         times = [f["t"] for f in frames]
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 0.5
+        duration = handlers.clip_duration(times, lone_step=1 / handlers.CLIP_FPS)
         segs = [SimpleNamespace(**s) for s in result["segments"]]
-        timeline = figures.timeline_figure(segs, store.schema, times[-1] + step, cursor_s=times[i])
+        timeline = figures.timeline_figure(segs, store.schema, duration, cursor_s=times[i])
         slider = gr.update(visible=True, maximum=len(frames) - 1, value=i,
-                           label=f"Frame ({times[i]:.1f} s of {times[-1] + step:.1f} s)")
-    return _vote_rows(frame, display), _gallery(frame, display), timeline, slider
+                           label=f"Frame ({times[i]:.1f} s of {duration:.1f} s)")
+    return _vote_rows(frame), _gallery(frame), timeline, slider
 
 
 def build(index: str | Path | None = None) -> gr.Blocks:
@@ -296,22 +242,7 @@ def _example_files() -> list[list[str]]:
         _, store = engine()
     except Exception:  # no index yet: the page still works without examples
         return []
-    out: list[list[str]] = []
-    if handlers.is_demo(index_dir()):
-        from core.demo import demo_clip
-
-        clip = demo_clip(store.data_root)
-        if clip.is_file():
-            out.append([str(clip)])
-    meta = store.meta
-    picks = []
-    clips = meta[meta["clip_id"].duplicated(keep=False)]
-    if len(clips):
-        picks.append(int(clips.index[0]))
-    singles = meta[~meta["clip_id"].duplicated(keep=False)]
-    if len(singles):
-        picks.append(int(singles.index[0]))
-    return out + [[str(store.abspath(i))] for i in picks if store.abspath(i).is_file()]
+    return [[str(p)] for p in handlers.example_files(store, index_dir())]
 
 
 def theme() -> gr.themes.Base:

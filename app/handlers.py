@@ -1,35 +1,47 @@
-"""Plain functions behind the pages: upload handling, selections, exports, failure filters.
+"""The one app layer under both front ends: the workbench's pages (``app/views``) and the Gradio
+demo (``app/demo.py``) call these plain functions, and only these, to reach the engine.
 
 Nothing here imports Streamlit or Gradio, so both front ends share it and tests call it directly.
 Each function calls the engine (``core``) and shapes its answer for drawing; errors the user can
-fix come back as one readable string instead of a traceback.
+fix come back as one readable string instead of a traceback. Engine logic (how votes are made,
+where indexes live) stays in ``core``; what is here is shaping and wiring.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from core import pipeline
-from core.models import SceneModel
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
-from core.predict import Vote, vote_batch
+from core.predict import Vote
 from core.schema import UNKNOWN, Schema
 from core.video import VIDEO_SUFFIXES, Segment, VideoError, sample_frames
+from core.workspace import (
+    DEMO_INDEX,
+    ENV_INDEX,
+    ENV_WORKSPACE,
+    INDEX_ROOT,
+    ROOT,
+    default_index,
+    demo_missing,
+    is_demo,
+    list_datasets,
+    list_indexes,
+    list_models,
+    workspace,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-INDEX_ROOT = ROOT / "indexes"
-DEMO_INDEX = INDEX_ROOT / "demo"
-ENV_INDEX = "SCENESCOPE_INDEX"
-ENV_WORKSPACE = "SCENESCOPE_WORKSPACE"
+if TYPE_CHECKING:
+    from core.types import IndexStore, SceneModel
+
 MAX_UPLOAD_MB = 200  # keep equal to server.maxUploadSize in .streamlit/config.toml
 DISPLAY_WIDTH = 640  # frames kept for display are shrunk to this width (memory, not accuracy)
 ACCEPTED_SUFFIXES: tuple[str, ...] = tuple(sorted(IMAGE_SUFFIXES)) + tuple(VIDEO_SUFFIXES)
@@ -52,10 +64,7 @@ class SceneAnalysis:
 
     @property
     def duration(self) -> float:
-        if self.kind != "clip" or not len(self.times):
-            return 0.0
-        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.0
-        return float(self.times[-1]) + step
+        return clip_duration(self.times) if self.kind == "clip" else 0.0
 
 
 def _shrink(frame: np.ndarray | Image.Image, width: int = DISPLAY_WIDTH) -> np.ndarray:
@@ -66,58 +75,72 @@ def _shrink(frame: np.ndarray | Image.Image, width: int = DISPLAY_WIDTH) -> np.n
     return np.asarray(im)
 
 
-def default_index() -> Path:
-    """$SCENESCOPE_INDEX, else the embedded demo index."""
-    env = os.environ.get(ENV_INDEX)
-    return Path(env) if env else DEMO_INDEX
-
-
-def workspace() -> Path:
-    """Where fine-tuning jobs, their models and indexes go: $SCENESCOPE_WORKSPACE or workspace/."""
-    env = os.environ.get(ENV_WORKSPACE)
-    return Path(env) if env else ROOT / "workspace"
-
-
-def list_indexes() -> list[Path]:
-    """The default index, every index under ``indexes/``, then indexes made by training jobs."""
-    found = [default_index()]
-    candidates = sorted(INDEX_ROOT.glob("*/manifest.json")) + sorted(workspace().glob("jobs/*/index/manifest.json"))
-    seen = {found[0].resolve()}
-    for m in candidates:
-        if m.parent.resolve() not in seen:
-            seen.add(m.parent.resolve())
-            found.append(m.parent)
-    return found
-
-
-def list_datasets(extra: Iterable[Path] = ()) -> list[Path]:
-    """Dataset folders (with a manifest) the Train page offers: ``extra`` first, then workspace/*."""
-    out: list[Path] = []
-    for p in [*extra, *sorted(workspace().glob("*/manifest.*"))]:
-        folder = p if p.is_dir() else p.parent
-        if folder.resolve() not in {o.resolve() for o in out} and any(folder.glob("manifest.*")):
-            out.append(folder)
-    return out
-
-
-def list_models(first: Iterable[str] = ()) -> list[str]:
-    """Model names to start from: ``first``, the bundled ones, then models trained in the workspace."""
-    from core.models import BUNDLED
-
-    trained = [f"file:{p.parent}" for p in sorted(workspace().glob("models/*/open_clip_config.json"))]
-    return list(dict.fromkeys([*first, *BUNDLED, *trained]))
-
-
-def is_demo(index_dir: Path) -> bool:
-    return Path(index_dir).resolve() == DEMO_INDEX.resolve()
-
-
+# ---- indexes, models and frames on disk (where they live: core.workspace) -------------------------
 def prepare_demo(progress: bool = False) -> Path:
     """Build the embedded demo dataset and index if missing (the only index made implicitly)."""
     from core.demo import ensure_demo
 
     _, index_dir = ensure_demo(progress=progress)
     return Path(index_dir)
+
+
+def open_engine(index_dir: str | Path, model_name: str | None = None,
+                progress: bool = False) -> tuple[SceneModel, IndexStore]:
+    """(model, store) of an index (with the model that built it, or ``model_name``), building the
+    embedded demo first when it is the one asked for and missing."""
+    if demo_missing(index_dir):
+        prepare_demo(progress=progress)
+    return pipeline.open_index(index_dir, model_name)
+
+
+def example_files(store: IndexStore, index_dir: str | Path) -> list[Path]:
+    """Files to try the app on: the demo's clip (when serving the demo index), a frame of a clip
+    and a still from the index, those that exist."""
+    out: list[Path] = []
+    if is_demo(index_dir):
+        from core.demo import demo_clip
+
+        out.append(demo_clip(store.data_root))
+    meta = store.meta
+    in_clip = meta["clip_id"].duplicated(keep=False)
+    for rows in (meta.index[in_clip], meta.index[~in_clip]):
+        if len(rows):
+            out.append(store.abspath(int(rows[0])))
+    return [p for p in out if p.is_file()]
+
+
+def bundled_models() -> list[str]:
+    """Registry names of the models shipped with SceneScope."""
+    from core.model_names import BUNDLED
+
+    return list(BUNDLED)
+
+
+def frame_file(store: IndexStore, row: int | None = None, rel: str | None = None) -> Path | None:
+    """The image file of index ``row`` (or of the dataset-relative path ``rel``), or None when it
+    cannot be named (no path, or a path escaping the dataset folder, which the engine refuses)."""
+    from core.data import resolve_inside
+
+    try:
+        if row is not None:
+            return store.abspath(int(row))
+        return resolve_inside(store.data_root, rel) if rel else None
+    except ValueError:
+        return None
+
+
+def thumbnail(path: str | Path | None, width: int = 320) -> np.ndarray | None:
+    """A small RGB copy (``width`` wide at most) of an image file, or None when it is gone."""
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (width, width))  # JPEG: decode at reduced scale, much faster
+            im = im.convert("RGB")
+            im.thumbnail((width, width * 2))
+            return np.asarray(im)
+    except (OSError, ValueError):
+        return None
 
 
 VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}  # core.predict.VOTE_SPACES
@@ -136,7 +159,7 @@ def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> str | Non
     return None
 
 
-def analyze_file(path: Path, model: SceneModel, store: Any, k: int = 5,
+def analyze_file(path: Path, model: SceneModel, store: IndexStore, k: int = 5,
                  name: str | None = None, prompt_space: Mapping[str, np.ndarray] | None = None) -> SceneAnalysis:
     """Classify a file on disk; raises the engine's InputError/VideoError for unusable files.
     ``prompt_space``: as ``core.predict.vote_batch``'s (each attribute votes in its prompt space)."""
@@ -153,7 +176,7 @@ def analyze_file(path: Path, model: SceneModel, store: Any, k: int = 5,
     return SceneAnalysis(label, "image", np.zeros(1), [result.vote], [frame])
 
 
-def analyze_upload(name: str, data: bytes, model: SceneModel, store: Any, k: int = 5,
+def analyze_upload(name: str, data: bytes, model: SceneModel, store: IndexStore, k: int = 5,
                    max_mb: int = MAX_UPLOAD_MB, prompt_space: Mapping[str, np.ndarray] | None = None,
                    ) -> tuple[SceneAnalysis | None, str | None]:
     """Classify uploaded bytes: ``(analysis, None)`` or ``(None, error message)``."""
@@ -172,12 +195,14 @@ def analyze_upload(name: str, data: bytes, model: SceneModel, store: Any, k: int
             return None, f"{safe}: cannot be read ({e.__class__.__name__}: {e})"
 
 
-def analyze_index_scene(store: Any, row: int, k: int = 5,
+def analyze_index_scene(store: IndexStore, row: int, k: int = 5,
                         prompt_space: Mapping[str, np.ndarray] | None = None) -> SceneAnalysis:
-    """Vote on a frame already in the index from its stored vector, leaving itself out."""
+    """Vote on a frame already in the index from its stored vector, under the same leave-out rule
+    as Triage and the Map (``core.scoring.vote_rows``: other clips' train frames vote)."""
+    from core.scoring import vote_rows
+
     row = int(row)
-    vote = vote_batch(store, store.embeddings()[row : row + 1], k=k, exclude_self=True,
-                      prompt_space=prompt_space)[0]
+    vote = vote_rows(store, [row], k=k, prompt_space=prompt_space)[0]
     with Image.open(store.abspath(row)) as im:
         frame = _shrink(im)
     return SceneAnalysis(str(store.meta["path"].iat[row]), "image", np.zeros(1), [vote], [frame],
@@ -231,30 +256,134 @@ def upload_frames(name: str, data: bytes, fps: float = CLIP_FPS, max_mb: int = M
     return [f for _, f in pairs], np.asarray([t for t, _ in pairs], dtype=float), None
 
 
+def first_frame(path: str | Path) -> Image.Image:
+    """An image file, or a clip's first frame, at full size; raises InputError/VideoError (both
+    name the file) when it cannot be read."""
+    from core.pipeline import load_image
+
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return load_image(path)
+    for _, frame in sample_frames(path, fps=1.0, max_frames=1):
+        return Image.fromarray(frame)
+    raise InputError(f"{path.name}: no frames could be read")
+
+
+def vote_space_of(model: SceneModel, space: str, schema: Schema) -> dict[str, np.ndarray] | None:
+    """``prompt_space`` for a ``VOTE_SPACE_LABELS`` name (None: the whole embedding); ValueError
+    names the choices when ``space`` is not one."""
+    from core.predict import vote_space
+
+    return vote_space(model, space, schema)
+
+
+def display_names(schema: Schema) -> dict[str, Any]:
+    """Attribute and value labels for people, keyed by their names (the API's ``display``)."""
+    return {
+        "attributes": {a.name: a.display for a in schema.attributes},
+        "values": {a.name: {v: a.display_of(v) for v in [*a.value_names, UNKNOWN]} for a in schema.attributes},
+    }
+
+
+def classify_file(path: str | Path, model: SceneModel, store: IndexStore, k: int = 5,
+                  space: str = "embedding") -> dict[str, Any]:
+    """An image or clip's votes as the demo's API returns them: the engine's result dict (see
+    ``core.pipeline.classify_path``) plus ``display`` (labels for people) and ``name``.
+
+    Raises ValueError with a one-line message for a bad vote space or an unusable file (the
+    engine's InputError and VideoError are ValueErrors)."""
+    path = Path(path)
+    prompt_space = vote_space_of(model, space, store.schema)
+    problem = check_upload(path.name, path.stat().st_size if path.is_file() else 0)
+    if problem:
+        raise InputError(problem)
+    result = classify_path(path, model, store, k=int(k), fps=CLIP_FPS, prompt_space=prompt_space)
+    return {**result.to_dict(), "display": display_names(store.schema), "name": path.name}
+
+
+def clip_duration(times: Sequence[float], lone_step: float = 0.0) -> float:
+    """A sampled clip's length: its last frame's time plus one sampling step (``lone_step`` when
+    only one frame was sampled)."""
+    if not len(times):
+        return 0.0
+    step = float(np.median(np.diff(times))) if len(times) > 1 else lone_step
+    return float(times[-1]) + step
+
+
 # ---- votes and neighbours as tables ------------------------------------------------------------
-def disagreements(vote: Vote, neighbor_labels: Mapping[str, str]) -> list[str]:
+# A vote arrives as a ``Vote`` (the workbench) or as its API dict (``classify_file``'s frames, which
+# the Gradio page draws from): both go through the functions below.
+VoteLike = Vote | Mapping[str, Any]
+
+
+def _decisions(vote: VoteLike) -> dict[str, tuple[str, float, bool, Mapping[str, float] | None]]:
+    """Attribute -> (value, share, abstained, scores) of a vote in either form (the API dict has
+    no per-value scores: None)."""
+    if isinstance(vote, Vote):
+        return {n: (av.value, float(av.share), bool(av.abstained), av.scores) for n, av in vote.attributes.items()}
+    return {n: (v["value"], float(v["share"]), bool(v["abstained"]), v.get("scores"))
+            for n, v in vote["attributes"].items()}
+
+
+def disagreements(vote: VoteLike, neighbor_labels: Mapping[str, str]) -> list[str]:
     """Attributes where a neighbour's label contradicts a decided vote (abstentions never count)."""
     out = []
-    for name, av in vote.attributes.items():
+    for name, (value, *_) in _decisions(vote).items():
         mine = neighbor_labels.get(name, UNKNOWN)
-        if av.value != UNKNOWN and mine != UNKNOWN and mine != av.value:
+        if value != UNKNOWN and mine != UNKNOWN and mine != value:
             out.append(name)
     return out
 
 
-def vote_frame(vote: Vote, schema: Schema, truth: Mapping[str, str] | None = None) -> pd.DataFrame:
+@dataclass
+class NeighbourCard:
+    """One neighbour of a vote as a card shows it."""
+
+    rank: int  # 1 = most similar
+    id: int  # index row
+    similarity: float
+    path: str | None  # relative to the dataset folder
+    labels: dict[str, str]
+    against: list[str]  # attributes whose decided vote this neighbour's label contradicts
+
+    @property
+    def title(self) -> str:
+        return f"#{self.rank} · sim {self.similarity:.3f}"
+
+
+def neighbour_cards(vote: VoteLike) -> list[NeighbourCard]:
+    """The vote's neighbours, most similar first, each with the attributes it disagrees on."""
+    if isinstance(vote, Vote):
+        raw = [(n.id, n.similarity, n.path, n.labels) for n in vote.neighbors]
+    else:  # the API renames ``path`` to ``scene_path`` (see app.demo)
+        raw = [(n.get("id", -1), n["similarity"], n.get("path", n.get("scene_path")), n["labels"])
+               for n in vote["neighbors"]]
+    return [NeighbourCard(rank, int(i), float(sim), path, dict(labels), disagreements(vote, labels))
+            for rank, (i, sim, path, labels) in enumerate(raw, start=1)]
+
+
+def attribute_voters(vote: Vote, attribute: str) -> Vote:
+    """The same vote with its neighbours replaced by the scenes that carried ``attribute``'s vote
+    (in prompt space each attribute has its own), for drawing them as neighbour cards."""
+    return Vote(vote.attributes, vote.attributes[attribute].voters)
+
+
+def vote_frame(vote: VoteLike, schema: Schema, truth: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per attribute: display label, voted value, vote share, status (and truth)."""
     rows = []
+    decisions = _decisions(vote)
     for a in schema.attributes:
-        av = vote.attributes[a.name]
-        leaned = max(av.scores, key=lambda v: av.scores[v]) if av.scores else UNKNOWN
-        status = f"abstained (leaned {a.display_of(leaned)})" if av.abstained else "decided"
-        row = {"Attribute": a.display, "Vote": a.display_of(av.value), "Share": float(av.share),
-               "Status": status}
+        value, share, abstained, scores = decisions[a.name]
+        if abstained and scores is not None:
+            leaned = max(scores, key=lambda v: scores[v]) if scores else UNKNOWN
+            status = f"abstained (leaned {a.display_of(leaned)})"
+        else:
+            status = "abstained" if abstained else "decided"
+        row = {"Attribute": a.display, "Vote": a.display_of(value), "Share": share, "Status": status}
         if truth is not None:
             t = truth.get(a.name, UNKNOWN)
             row["Truth"] = a.display_of(t)
-            row["Correct"] = "—" if t == UNKNOWN else ("✓" if t == av.value else "✗")
+            row["Correct"] = "—" if t == UNKNOWN else ("✓" if t == value else "✗")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -292,16 +421,16 @@ def selected_ids(selection: Mapping[str, Any] | None) -> list[int]:
 PLACE_TRANSFORM_MAX = 50_000  # umap's transform refits in memory; beyond this, place by k-NN
 
 
-def place_upload(name: str, data: bytes, model: SceneModel, store: Any, layout: np.ndarray, k: int = 5,
+def place_upload(name: str, data: bytes, model: SceneModel, store: IndexStore, layout: np.ndarray, k: int = 5,
                  ) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """Map positions of an uploaded image or clip's frames: ``(xy, times, None)`` or an error."""
-    from core.maps import place_points
+    from app import map_cache
 
     analysis, error = analyze_upload(name, data, model, store, k=k)
     if analysis is None:
         return None, None, error
     method = "transform" if len(store) <= PLACE_TRANSFORM_MAX else "knn"
-    xy = place_points(store, model.embed_images(analysis.frames), method=method, layout=layout)
+    xy = map_cache.place(store, model.embed_images(analysis.frames), method=method, layout=layout)
     return xy, analysis.times, None
 
 
@@ -317,7 +446,231 @@ def export_rows(table: pd.DataFrame, fmt: str) -> bytes:
     return export_selection(table, fmt=fmt)
 
 
+# ---- the map ---------------------------------------------------------------------------------------
+def map_layout(store: IndexStore, progress: Callable[[float, str], None] | None = None) -> np.ndarray:
+    """(N, 2) map positions of the index's frames (UMAP, computed once per index however many ask)."""
+    from app import map_cache
+
+    return map_cache.layout(store, progress=progress)
+
+
+def color_options(store: IndexStore) -> list[str]:
+    """What the map can be coloured by (attributes, split, correctness), as option names."""
+    from core import maps
+
+    return maps.color_options(store)
+
+
+def color_label(option: str, schema: Schema) -> str:
+    """A colour option as people read it."""
+    from core import maps
+
+    if option == maps.COLOR_SPLIT:
+        return "Split"
+    if option == maps.COLOR_CORRECT:
+        return "Prediction correctness (all attributes)"
+    if option.startswith(maps.COLOR_CORRECT + ":"):
+        return f"Prediction correctness · {schema[option.split(':', 1)[1]].display}"
+    return schema[option].display
+
+
+def colors_need_votes(option: str) -> bool:
+    """Whether colouring by ``option`` votes every indexed frame first (correctness colours)."""
+    from core import maps
+
+    return option.startswith(maps.COLOR_CORRECT)
+
+
+def map_categories(store: IndexStore, option: str, k: int = 5) -> np.ndarray:
+    """One category per indexed frame for colouring by ``option`` (correctness: its vote's)."""
+    from core import maps
+
+    predictions = maps.loo_predictions(store, k=k) if colors_need_votes(option) else None
+    return np.asarray(maps.color_values(store, option, predictions=predictions))
+
+
+def selection_table(store: IndexStore, ids: Sequence[int]) -> pd.DataFrame:
+    """The picked frames' rows (id, split, path, labels...), in the order picked."""
+    from core import maps
+
+    return maps.selection_table(store, ids)
+
+
+def labelled(table: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """``table`` with its attribute columns and values named for people."""
+    out = table.rename(columns={a.name: a.display for a in schema.attributes})
+    for a in schema.attributes:
+        if a.display in out:
+            out[a.display] = [a.display_of(v) for v in out[a.display]]
+    return out
+
+
+# ---- search ----------------------------------------------------------------------------------------
+SEGMENT_HITS = 200  # frame hits grouped into clip segments (more than shown: segments need runs)
+
+
+def search_scenes(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
+                  k: int = 12) -> pd.DataFrame:
+    """Indexed frames ranked by similarity to a text (``str``) or an example image, best first;
+    ValueError for an empty text."""
+    from core import search
+
+    if isinstance(query, str):
+        return search.search_text(model, store, query, k=int(k))
+    return search.search_image(model, store, query, k=int(k))
+
+
+def search_segments(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
+                    hits: int = SEGMENT_HITS) -> pd.DataFrame:
+    """The top ``hits`` frames for ``query`` merged into time segments inside clips, best first."""
+    from core.search import clip_windows
+
+    return clip_windows(search_scenes(model, store, query, k=hits), store)
+
+
+# ---- tokens ----------------------------------------------------------------------------------------
+def tokens_available() -> bool:
+    """Whether the token engine (``core.tokens``) is part of this build."""
+    try:
+        from core.tokens import embed_pruned, heatmap_image, select_images  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def token_choices() -> dict[str, tuple[str, ...]]:
+    """The token engine's choices: query ``rules``, query-free ``methods``, ``query_methods``."""
+    from core import tokens
+
+    return {"rules": tuple(tokens.RULES), "methods": tuple(tokens.METHODS),
+            "query_methods": tuple(tokens.QUERY_METHODS)}
+
+
+def token_background(model: SceneModel, schema: Schema) -> np.ndarray:
+    """The schema's value phrases embedded, for feature surgery (see ``core.tokens.score_patches``)."""
+    from core.tokens import schema_background
+
+    return schema_background(model, schema)
+
+
+def token_votes(model: SceneModel, store: IndexStore, image: Image.Image | np.ndarray, k: int = 5,
+                keep_ratio: float = 0.25, query: str | None = None, **options: Any) -> Any:
+    """The image's kept patches and its votes from the full and from the pruned encoding
+    (``core.tokens.vote.PrunedVote``; ``options``: rule, method, background, read_in)."""
+    from core.tokens.vote import vote_full_and_pruned
+
+    return vote_full_and_pruned(model, store, image, k=int(k), keep_ratio=float(keep_ratio),
+                                query=(query or "").strip() or None, **options)
+
+
+def token_heatmap(image: Image.Image | np.ndarray, selection: Any, query: str | None = None) -> Image.Image:
+    """The image under its patches' relevance colours, kept patches outlined (titled by ``query``)."""
+    from core.tokens import heatmap_image
+
+    return heatmap_image(image, selection, title=query or None)
+
+
+def token_kept(image: Image.Image | np.ndarray, selection: Any) -> Image.Image:
+    """The image with the patches the selection dropped dimmed."""
+    from core.tokens import heatmap_image
+
+    return heatmap_image(image, selection, alpha=0.0, dim_pruned=0.85, colorbar=False)
+
+
+def pruned_summary(result: Any, query: str | None = None) -> dict[str, Any]:
+    """A ``PrunedVote`` as the demo's API returns it: tokens kept, both votes, where they agree."""
+    sel = result.selection
+    return {"kept_tokens": sel.k, "total_tokens": int(sel.scores.size), "query": query or None,
+            "full": result.full.labels(), "pruned": result.pruned.labels(), "agree": result.agree}
+
+
+# ---- fine-tuning jobs (in the workspace) -------------------------------------------------------------
+def job_errors() -> tuple[type[Exception], ...]:
+    """Errors a job action reports in one line (a held lock, a missing job, a bad option)."""
+    from core.jobs import JobError
+
+    return (JobError, OSError, ValueError)
+
+
+def finetune_fields() -> tuple[list[Any], dict[str, str]]:
+    """The fine-tuning options with defaults (dataclass fields, in order) and their help texts."""
+    import dataclasses
+
+    from core.train.finetune import OPTION_HELP, FinetuneOptions
+
+    fields = [f for f in dataclasses.fields(FinetuneOptions) if f.default is not dataclasses.MISSING]
+    return fields, dict(OPTION_HELP)
+
+
+def finetune_defaults(base_model: str) -> dict[str, tuple[float, str]]:
+    """Option -> (default, where it comes from) for the options whose default belongs to the
+    starting model (the learning rate); ValueError for a model name the registry does not know."""
+    from core.train.model_defaults import finetune_defaults as defaults
+
+    return defaults(base_model)
+
+
+def start_job(spec: Mapping[str, Any]) -> str:
+    from core.jobs import start_job as start
+
+    return start(workspace(), dict(spec))
+
+
+def list_jobs() -> list[dict[str, Any]]:
+    from core.jobs import list_jobs as jobs
+
+    return jobs(workspace())
+
+
+def job_status(job_id: str) -> dict[str, Any]:
+    from core.jobs import job_status as status
+
+    return status(workspace(), job_id)
+
+
+def cancel_job(job_id: str) -> Any:
+    from core.jobs import cancel_job as cancel
+
+    return cancel(workspace(), job_id)
+
+
+def resume_job(job_id: str) -> Any:
+    from core.jobs import resume_job as resume
+
+    return resume(workspace(), job_id)
+
+
+def job_comparison(job_id: str) -> Any:
+    """The finished job's before/after ``core.compare.Comparison``, or None when it has none."""
+    from core.compare import Comparison
+    from core.jobs import read_comparison
+
+    raw = read_comparison(workspace(), job_id)
+    return Comparison.from_dict(raw) if raw else None
+
+
+def job_index_meta(job_id: str) -> pd.DataFrame | None:
+    """The frame table of the index a job built (for colouring its maps), or None when it is gone."""
+    from core.index import IndexStore as Store
+
+    try:
+        return Store.load(workspace() / "jobs" / job_id / "index").meta
+    except Exception:  # the job's index is gone or unreadable: its maps are drawn uncoloured
+        return None
+
+
 # ---- triage --------------------------------------------------------------------------------------
+def leakage_pairs(store: IndexStore, threshold: float = 0.97) -> pd.DataFrame:
+    """Near-duplicate frames in different splits (``core.data.find_leakage``), with both paths."""
+    from core.data import find_leakage
+
+    pairs = find_leakage(np.asarray(store.embeddings()), store.meta["split"].astype(str).to_numpy(),
+                         threshold=threshold)
+    paths = store.meta["path"].to_numpy()
+    i, j = (pairs[c].to_numpy(np.int64) for c in ("i", "j"))
+    return pairs.assign(path_i=paths[i], path_j=paths[j])
+
+
 def focus_values(schema: Schema, fragments: Iterable[str] = ("intersection", "construction")) -> dict[str, list[str]]:
     """Values the failure list opens on (junctions and road works), found by name in the schema.
 
@@ -380,7 +733,7 @@ def per_class_table(report: Mapping[str, Any], schema: Schema, attribute: str) -
                           "F1": c["f1"], "Support": c["support"]} for v, c in per.items()])
 
 
-def index_splits(store: Any) -> list[str]:
+def index_splits(store: IndexStore) -> list[str]:
     """Splits present in the index, in the usual order."""
     from core.data import SPLITS
 
@@ -388,18 +741,26 @@ def index_splits(store: Any) -> list[str]:
     return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
-def evaluate_index_split(store: Any, split: str, k: int = 5, progress: Any = None,
+def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: Any = None,
                          prompt_space: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Triage metrics for ``split``: see ``core.pipeline.evaluate_index_split`` for the protocol."""
-    return pipeline.evaluate_index_split(store, split, k=k, progress=progress, prompt_space=prompt_space)
+    """Triage metrics for ``split``: see ``core.scoring.score_index`` for the protocol."""
+    from core.scoring import score_index
+
+    return score_index(store, split, k=k, progress=progress, prompt_space=prompt_space)
 
 
 __all__ = [
-    "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "VOTE_SPACE_LABELS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX",
-    "ENV_WORKSPACE", "EXPORT_FORMATS", "INDEX_ROOT", "MAX_UPLOAD_MB", "ROOT", "SceneAnalysis",
-    "analyze_file", "analyze_index_scene", "analyze_upload", "check_upload", "class_key",
-    "default_index", "disagreements", "evaluate_index_split", "export_rows", "failure_table",
-    "focus_classes", "focus_values", "index_splits", "is_demo", "list_datasets", "list_indexes",
-    "list_models", "load_query_image", "metrics_table", "per_class_table", "place_upload",
-    "PLACE_TRANSFORM_MAX", "prepare_demo", "selected_ids", "upload_frames", "vote_frame", "workspace",
+    "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX", "ENV_WORKSPACE",
+    "EXPORT_FORMATS", "INDEX_ROOT", "IMAGE_SUFFIXES", "MAX_UPLOAD_MB", "NeighbourCard", "PLACE_TRANSFORM_MAX", "ROOT",
+    "SEGMENT_HITS", "SceneAnalysis", "UNKNOWN", "VOTE_SPACE_LABELS", "analyze_file", "analyze_index_scene",
+    "analyze_upload", "attribute_voters", "bundled_models", "cancel_job", "check_upload", "class_key",
+    "classify_file", "clip_duration", "color_label", "color_options", "colors_need_votes", "default_index",
+    "demo_missing", "disagreements", "display_names", "evaluate_index_split", "example_files", "export_rows", "failure_table",
+    "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "index_splits", "is_demo",
+    "job_comparison", "job_errors", "job_index_meta", "job_status", "labelled", "leakage_pairs", "list_datasets",
+    "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout",
+    "metrics_table", "neighbour_cards", "open_engine", "per_class_table", "place_upload", "prepare_demo",
+    "pruned_summary", "resume_job", "search_scenes", "search_segments", "selected_ids", "selection_table",
+    "start_job", "thumbnail", "token_background", "token_choices", "token_heatmap", "token_kept", "token_votes",
+    "tokens_available", "upload_frames", "vote_frame", "vote_space_of", "workspace",
 ]

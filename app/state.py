@@ -11,14 +11,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
-from app.handlers import default_index, is_demo, list_indexes, prepare_demo  # noqa: F401 (list_indexes re-exported)
-from core.index import IndexStore
-from core.models import SceneModel
+from app import handlers
+from app.handlers import default_index, list_indexes  # noqa: F401 (list_indexes re-exported for the sidebar)
+
+if TYPE_CHECKING:
+    from core.schema import Schema
+    from core.types import IndexStore, SceneModel
 
 DEFAULT_K = 5
 INDEX_MODEL = "(index's own model)"  # sidebar choice: load whatever model built the index
@@ -37,7 +40,7 @@ class Engine:
     k: int
 
     @property
-    def schema(self) -> Any:
+    def schema(self) -> Schema:
         return self.store.schema
 
     @property
@@ -48,21 +51,19 @@ class Engine:
 
 def ensure_index(index_dir: Path) -> None:
     """Build the embedded demo on first use (the only index the app makes by itself)."""
-    if (index_dir / "manifest.json").is_file() or not is_demo(index_dir):
+    if not handlers.demo_missing(index_dir):
         return
     with st.status("Preparing the demo dataset and index (first start only)…", expanded=True) as status:
         st.write("Rendering the synthetic demo scenes and clips, then embedding them with the bundled "
                  "model. `make run` does this before the server starts; here it takes a few minutes.")
         with st.spinner("Working…", show_time=True):
-            prepare_demo(progress=False)
+            handlers.prepare_demo(progress=False)
         status.update(label="Demo ready", state="complete", expanded=False)
 
 
 @st.cache_resource(show_spinner="Loading model and index…", max_entries=4)
 def _open(index_dir: str, model_name: str | None, stamp: float) -> tuple[SceneModel, IndexStore]:
-    from core.pipeline import open_index
-
-    return open_index(index_dir, model_name)
+    return handlers.open_engine(index_dir, model_name)
 
 
 def _stamp(index_dir: Path) -> float:
@@ -102,35 +103,18 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 # ---- cached engine results --------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=2000)
 def thumbnail(path: str, width: int = 320) -> np.ndarray | None:
-    """A small RGB copy of a dataset frame, or None when the file is gone."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (width, width))  # JPEG: decode at reduced scale, much faster
-            im = im.convert("RGB")
-            im.thumbnail((width, width * 2))
-            return np.asarray(im)
-    except (OSError, ValueError):
-        return None
+    """``handlers.thumbnail``, cached per file and width across reruns and sessions."""
+    return handlers.thumbnail(path, width)
 
 
 def thumb_of(store: IndexStore, row: int, width: int = 320) -> np.ndarray | None:
-    try:
-        return thumbnail(str(store.abspath(int(row))), width)
-    except ValueError:  # a manifest path escaping the dataset root is refused by the engine
-        return None
+    path = handlers.frame_file(store, row=row)
+    return thumbnail(str(path), width) if path else None
 
 
 def thumb_of_path(store: IndexStore, rel: str | None, width: int = 320) -> np.ndarray | None:
-    from core.data import resolve_inside
-
-    if not rel:
-        return None
-    try:
-        return thumbnail(str(resolve_inside(store.data_root, rel)), width)
-    except ValueError:
-        return None
+    path = handlers.frame_file(store, rel=rel)
+    return thumbnail(str(path), width) if path else None
 
 
 # Slow engine results keyed by index contents: module-level (shared by sessions, survives reruns)

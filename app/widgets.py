@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,12 @@ from app.figures import (  # noqa: F401  (re-exported for the pages)
     timeline_figure,
     value_colors,
 )
-from core.predict import Vote, vote_space
-from core.schema import UNKNOWN, Schema
+from core.schema import UNKNOWN
+
+if TYPE_CHECKING:
+    from core.predict import Vote
+    from core.schema import Schema
+    from core.types import IndexStore
 
 
 def manifest_caption(manifest: Mapping[str, Any]) -> str:
@@ -64,7 +68,7 @@ class Thumb:
 VOTE_SPACE_SHORT = {"embedding": "Embedding", "prompts": "Prompts"}  # for narrow columns
 
 
-def vote_space_picker(eng: Any, key: str, short: bool = False) -> tuple[str, dict[str, np.ndarray] | None]:
+def vote_space_picker(eng: state.Engine, key: str, short: bool = False) -> tuple[str, dict[str, np.ndarray] | None]:
     """A "Voters found by" control: the chosen space's name and ``vote_batch``'s ``prompt_space``."""
     name = st.segmented_control(
         "Voters found by", list(handlers.VOTE_SPACE_LABELS), default="embedding", key=key,
@@ -72,7 +76,7 @@ def vote_space_picker(eng: Any, key: str, short: bool = False) -> tuple[str, dic
         help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
              "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
              "nearest by their similarity to that attribute's value prompts.") or "embedding"
-    return name, vote_space(eng.model, name, eng.schema)
+    return name, handlers.vote_space_of(eng.model, name, eng.schema)
 
 
 def image(where: Any, img: np.ndarray | None) -> None:
@@ -96,18 +100,16 @@ def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = N
                         st.caption("  \n".join(item.lines))
 
 
-def neighbor_thumbs(vote: Vote, schema: Schema, store: Any) -> list[Thumb]:
+def neighbor_thumbs(vote: Vote, schema: Schema, store: IndexStore) -> list[Thumb]:
     """One card per neighbour: similarity, its labels, disagreements with the vote in red."""
     out = []
-    for rank, nb in enumerate(vote.neighbors, start=1):
-        against = set(handlers.disagreements(vote, nb.labels))
+    for card in handlers.neighbour_cards(vote):
         lines = []
         for a in schema.attributes:
-            text = f"{a.display}: {a.display_of(nb.labels.get(a.name, UNKNOWN))}"
-            lines.append(f":red[**{text}**]" if a.name in against else text)
-        flag = f"disagrees on {len(against)}" if against else None
-        out.append(Thumb(state.thumb_of_path(store, nb.path), f"#{rank} · sim {nb.similarity:.3f}",
-                         lines, flag))
+            text = f"{a.display}: {a.display_of(card.labels.get(a.name, UNKNOWN))}"
+            lines.append(f":red[**{text}**]" if a.name in card.against else text)
+        flag = f"disagrees on {len(card.against)}" if card.against else None
+        out.append(Thumb(state.thumb_of_path(store, card.path), card.title, lines, flag))
     return out
 
 
@@ -117,7 +119,7 @@ def compact_labels(meta: pd.DataFrame, schema: Schema) -> np.ndarray:
     return pd.concat(cols, axis=1).agg(" · ".join, axis=1).to_numpy()
 
 
-def failure_card(f: Any, store: Any, schema: Schema, k: int) -> None:
+def failure_card(f: Any, store: IndexStore, schema: Schema, k: int) -> None:
     """One failure: the scene, truth vs prediction, and the neighbours that out-voted the truth."""
     with st.container(border=True):
         c_scene, c_nb = st.columns([1, 4], gap="medium")

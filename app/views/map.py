@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+
 import streamlit as st
 
-from app import figures, handlers, map_cache, state, widgets
-from core import maps
+from app import figures, handlers, state, widgets
 
 GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
 HOVER_TEXT_MAX = 20_000  # above this, per-point hover text costs more to ship than it helps
@@ -17,31 +17,21 @@ eng = state.engine()
 store, schema = eng.store, eng.schema
 
 
-def _color_label(opt: str) -> str:
-    if opt == maps.COLOR_SPLIT:
-        return "Split"
-    if opt == maps.COLOR_CORRECT:
-        return "Prediction correctness (all attributes)"
-    if opt.startswith(maps.COLOR_CORRECT + ":"):
-        return f"Prediction correctness · {schema[opt.split(':', 1)[1]].display}"
-    return schema[opt].display
-
-
 bar = st.progress(0.0, text="Loading the map…")
-layout = map_cache.layout(store, progress=widgets.progress_reporter(bar))
+layout = handlers.map_layout(store, progress=widgets.progress_reporter(bar))
 bar.empty()
 
 controls = st.columns([2, 2, 1])
-by = controls[0].selectbox("Colour by", maps.color_options(store), format_func=_color_label, key="map_color")
+by = controls[0].selectbox("Colour by", handlers.color_options(store), key="map_color",
+                          format_func=lambda opt: handlers.color_label(opt, schema))
 place = controls[1].file_uploader("Place an image or clip on the map", type=handlers.ACCEPTED_TYPES,
                                   key="map_upload", max_upload_size=handlers.MAX_UPLOAD_MB)
 size = controls[2].slider("Point size", 1.0, 12.0, 6.0 if len(store) < 5000 else 3.0, 0.5, key="map_size")
 
-predictions = None
-if by.startswith(maps.COLOR_CORRECT):
-    with st.spinner(f"Voting every indexed frame with k={eng.k} (leave-one-out)…", show_time=True):
-        predictions = maps.loo_predictions(store, k=eng.k)
-categories = np.asarray(maps.color_values(store, by, predictions=predictions))
+voting = handlers.colors_need_votes(by)  # correctness colours vote every indexed frame first
+with st.spinner(f"Voting every indexed frame with k={eng.k} (leave-one-out)…", show_time=True) if voting \
+        else contextlib.nullcontext():
+    categories = handlers.map_categories(store, by, k=eng.k)
 
 hover = widgets.compact_labels(store.meta, schema) if len(store) <= HOVER_TEXT_MAX else None
 fig = figures.map_figure(layout, categories, figures.category_style(schema, by, categories), hover=hover,
@@ -72,7 +62,7 @@ if not picked:
             icon=":material/select:")
     st.stop()
 
-table = maps.selection_table(store, picked)
+table = handlers.selection_table(store, picked)
 st.subheader(f"Selection · {len(table):,} scenes")
 dl = st.columns([1, 1, 6])
 for col, fmt in zip(dl, handlers.EXPORT_FORMATS, strict=False):
@@ -87,7 +77,4 @@ widgets.thumbnail_grid(
 )
 if len(table) > GRID_MAX:
     st.caption(f"Showing the first {GRID_MAX} of {len(table):,}; the table and the exports hold all of them.")
-display = table.rename(columns={a.name: a.display for a in schema.attributes})
-for a in schema.attributes:
-    display[a.display] = [a.display_of(v) for v in display[a.display]]
-st.dataframe(display, hide_index=True, width="stretch", key="map_selection_table")
+st.dataframe(handlers.labelled(table, schema), hide_index=True, width="stretch", key="map_selection_table")

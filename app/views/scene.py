@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app import handlers, state, widgets
-from core.predict import Vote
 
 RESULT_KEY = "scene_result"  # (signature, analysis or None, error or None)
 
@@ -94,6 +93,6 @@ if prompt_space is not None:
     st.subheader("Voters per attribute")
     st.caption("The scenes that carried each attribute's vote, nearest in that attribute's prompt space.")
     name = st.selectbox("Attribute", schema.names, format_func=lambda n: schema[n].display, key="scene_voter_attr")
-    voters = Vote(vote.attributes, vote.attributes[name].voters)
+    voters = handlers.attribute_voters(vote, name)
     widgets.thumbnail_grid(widgets.neighbor_thumbs(voters, schema, eng.store), columns=min(5, max(1, eng.k)),
                            key="voters-grid")

@@ -8,9 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from app import handlers, state, widgets
-from core import search
-
-WINDOW_HITS = 200  # frame hits grouped into clip segments (more than shown: segments need runs)
 
 widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
                     "cosine similarity, and hits inside clips are merged into time segments.")
@@ -38,8 +35,8 @@ if mode == "Text":
              help="Label combinations drawn from the schema")
     if query:
         with st.spinner("Searching…"):
-            hits = search.search_text(eng.model, store, query, k=n_results)
-            windows = search.clip_windows(search.search_text(eng.model, store, query, k=WINDOW_HITS), store)
+            hits = handlers.search_scenes(eng.model, store, query, k=n_results)
+            windows = handlers.search_segments(eng.model, store, query)
 else:
     up = top[0].file_uploader("Example image", type=sorted(s.lstrip(".") for s in handlers.IMAGE_SUFFIXES),
                               key="search_image", max_upload_size=handlers.MAX_UPLOAD_MB)
@@ -50,8 +47,8 @@ else:
             st.stop()
         st.image(image, caption=up.name, width=240)
         with st.spinner("Searching…"):
-            hits = search.search_image(eng.model, store, image, k=n_results)
-            windows = search.clip_windows(search.search_image(eng.model, store, image, k=WINDOW_HITS), store)
+            hits = handlers.search_scenes(eng.model, store, image, k=n_results)
+            windows = handlers.search_segments(eng.model, store, image)
 
 if hits is None:
     st.info("Type a description or upload an image to rank the index.", icon=":material/search:")

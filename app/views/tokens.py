@@ -5,8 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from app import handlers, state, widgets
-from core import tokens
-from core.predict import vote_batch
 
 FRAMES_KEY = "tokens_frames"  # (signature, frames, times, error)
 
@@ -50,11 +48,12 @@ if len(frames) > 1:
     i = st.select_slider("Frame", options=list(range(len(frames))), key="tokens_frame",
                          format_func=lambda j: f"{times[j]:.1f} s")
 q = query.strip() or None
+choices = handlers.token_choices()
 with st.expander("Scoring details"):
     d1, d2, d3 = st.columns(3)
-    rule = d1.selectbox("Query rule", tokens.RULES, key="tokens_rule",
+    rule = d1.selectbox("Query rule", choices["rules"], key="tokens_rule",
                         help="pooled: the query's sentence embedding; max/mean: over its words")
-    method = d2.selectbox("Patch scores", tokens.QUERY_METHODS if q else tokens.METHODS,
+    method = d2.selectbox("Patch scores", choices["query_methods"] if q else choices["methods"],
                           key="tokens_method_query" if q else "tokens_method",
                           help="How patch features are read from the last block; occlusion: how much "
                                "leaving each patch out lowers the image's match to the query (one "
@@ -66,20 +65,16 @@ with st.expander("Scoring details"):
                           help="The kept tokens attend once to every patch (block 1) before the rest "
                                "are dropped; the bundled model is distilled for this. Off: the "
                                "pruned vote never sees the dropped patches")
-background = tokens.schema_background(eng.model, schema) if q and surgery else None
+background = handlers.token_background(eng.model, schema) if q and surgery else None
 
 frame = frames[i]
 with st.spinner("Scoring patches and encoding…"):
-    sel = tokens.select_images(eng.model, [frame], query=q, keep_ratio=keep, rule=rule, method=method,
-                               background=background)[0]
-    heat = tokens.heatmap_image(frame, sel, title=q)
-    kept = tokens.heatmap_image(frame, sel, alpha=0.0, dim_pruned=0.85, colorbar=False)
-    full_vote = vote_batch(store, eng.model.embed_images([frame]), k=eng.k)[0]
-    pruned_vote = vote_batch(store, tokens.embed_pruned(
-        eng.model, [frame], keep_ratio=keep, mode="query" if q else "saliency", query=q, rule=rule,
-        method=method, background=background, read_in=read_in), k=eng.k)[0]
+    result = handlers.token_votes(eng.model, store, frame, k=eng.k, keep_ratio=keep, query=q, rule=rule,
+                                  method=method, background=background, read_in=read_in)
+    sel, full_vote, pruned_vote = result.selection, result.full, result.pruned
+    heat, kept = handlers.token_heatmap(frame, sel, q), handlers.token_kept(frame, sel)
 
-agree = sum(full_vote.attributes[a].value == pruned_vote.attributes[a].value for a in schema.names)
+agree = len(result.agree)
 m = st.columns(3)
 m[0].metric("Kept tokens", f"{sel.k} / {sel.scores.size}", help="Patch tokens kept (+ the class token)")
 m[1].metric("Keep ratio", f"{sel.keep_ratio:.0%}")

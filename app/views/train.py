@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,11 +12,9 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import handlers, state, widgets
-from core.compare import Comparison
-from core.jobs import JobError, cancel_job, job_status, list_jobs, read_comparison, resume_job, start_job
-from core.train.finetune import OPTION_HELP, FinetuneOptions
 
-WORKSPACE = handlers.workspace()
+FIELDS, OPTION_HELP = handlers.finetune_fields()  # the fine-tuning options that have defaults, in order
+JOB_ERRORS = handlers.job_errors()
 MAIN_OPTIONS = 4  # the first FinetuneOptions fields (epochs, lr, ...) are shown; the rest fold away
 ACTIVE = ("queued", "running")
 # Material icons come with Streamlit's bundled font (emoji need a system emoji font).
@@ -56,11 +53,9 @@ def _option_input(f: dataclasses.Field, col: Any) -> Any:
 
 def _lr_input(col: Any, label: str, key: str, tip: str | None) -> float | None:
     """The learning rate, empty by default: the base model's own default applies, shown with its source."""
-    from core.train.model_defaults import finetune_defaults
-
     base = st.session_state.get("train_base") or eng.model.name
     try:
-        value, source = finetune_defaults(base)["lr"]
+        value, source = handlers.finetune_defaults(base)["lr"]
         shown, why = f"default {value:g}", f"Left empty: {base}'s default {value:g}, {source}."
     except ValueError as e:  # a base name typed in that the registry does not know
         shown, why = "the base model's default", str(e)
@@ -69,7 +64,7 @@ def _lr_input(col: Any, label: str, key: str, tip: str | None) -> float | None:
 
 
 def _options_form() -> tuple[dict[str, Any], bool]:
-    fields = [f for f in dataclasses.fields(FinetuneOptions) if f.default is not dataclasses.MISSING]
+    fields = FIELDS
     datasets = handlers.list_datasets([eng.store.data_root])
     with st.form("train_form", border=True):
         c1, c2, c3 = st.columns([3, 2, 1])
@@ -121,7 +116,7 @@ def _progress(s: dict[str, Any]) -> float:
 
 
 def _status_panel(job_id: str) -> None:
-    s = job_status(WORKSPACE, job_id)
+    s = handlers.job_status(job_id)
     icon = STATE_ICON.get(s["state"], "")
     st.markdown(f"#### {icon} `{job_id}` · {s['state']} · {s.get('phase') or ''}")
     st.progress(_progress(s), text=f"epoch {s.get('epoch') or 0} of {s.get('epochs') or '?'}")
@@ -137,10 +132,10 @@ def _status_panel(job_id: str) -> None:
         st.error(s["error"], icon=":material/error:")
     b1, b2, _ = st.columns([1, 1, 4])
     if s["state"] in ACTIVE and b1.button("Cancel", key=f"train_cancel_{job_id}", icon=":material/stop:"):
-        _act(lambda: cancel_job(WORKSPACE, job_id), "Cancel requested; the job stops at its next step.")
+        _act(lambda: handlers.cancel_job(job_id), "Cancel requested; the job stops at its next step.")
     if s["state"] in ("interrupted", "cancelled", "failed") and b2.button(
             "Resume", key=f"train_resume_{job_id}", icon=":material/replay:"):
-        _act(lambda: resume_job(WORKSPACE, job_id), "Resumed from the last epoch checkpoint.")
+        _act(lambda: handlers.resume_job(job_id), "Resumed from the last epoch checkpoint.")
     spec = s.get("spec") or {}
     st.caption(f"dataset `{spec.get('data_dir')}` · base `{spec.get('base_model')}` · "
                f"out `{spec.get('out_dir')}`")
@@ -150,21 +145,16 @@ def _act(fn: Any, done: str) -> None:
     try:
         fn()
         st.toast(done)
-    except (JobError, OSError, ValueError) as e:
+    except JOB_ERRORS as e:
         st.error(str(e), icon=":material/error:")
 
 
-def _maps(cmp: Comparison, job_dir: Path) -> None:
-    from core.index import IndexStore
-
+def _maps(cmp: Any, job_id: str) -> None:
     before, after = cmp.maps.get("before"), cmp.maps.get("after")
     if before is None or after is None:
         st.caption("No maps in this comparison.")
         return
-    try:
-        meta = IndexStore.load(job_dir / "index").meta
-    except Exception:  # the job's index is gone: draw the maps uncoloured
-        meta = None
+    meta = handlers.job_index_meta(job_id)  # None: the job's index is gone, the maps are drawn uncoloured
     by = st.selectbox("Colour both maps by", schema.names, format_func=lambda a: schema[a].display,
                       key="train_map_color")
     values = meta[by].astype(str).to_numpy() if meta is not None and len(meta) == len(before) \
@@ -187,10 +177,9 @@ def _maps(cmp: Comparison, job_dir: Path) -> None:
 
 
 def _comparison(job_id: str) -> None:
-    raw = read_comparison(WORKSPACE, job_id)
-    if not raw:
+    cmp = handlers.job_comparison(job_id)
+    if cmp is None:
         return
-    cmp = Comparison.from_dict(raw)
     st.subheader("Before / after")
     m = st.columns(3)
     m[0].metric("Macro F1 before", f"{cmp.macro_f1_before:.3f}")
@@ -231,18 +220,18 @@ def _comparison(job_id: str) -> None:
     c2.markdown(f"**New failures** ({len(cmp.new_failures)})")
     c2.dataframe(failures(cmp.new_failures, "Now"), hide_index=True, width="stretch", key="train_new")
     st.subheader("Maps, side by side")
-    _maps(cmp, WORKSPACE / "jobs" / job_id)
+    _maps(cmp, job_id)
 
 
 spec, started = _options_form()
 if started:
     try:
-        st.session_state["train_job"] = start_job(WORKSPACE, spec)
+        st.session_state["train_job"] = handlers.start_job(spec)
         st.toast(f"Started {st.session_state['train_job']}")
-    except (JobError, ValueError, OSError) as e:
+    except JOB_ERRORS as e:
         st.error(str(e), icon=":material/error:")
 
-jobs = list_jobs(WORKSPACE)
+jobs = handlers.list_jobs()
 if not jobs:
     st.info("No fine-tuning jobs yet in workspace/. Pick a dataset and start one above.",
             icon=":material/model_training:")
@@ -257,7 +246,7 @@ job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids els
 @st.fragment(run_every=POLL_S if by_id[job_id]["state"] in ACTIVE else None)
 def live() -> None:
     _status_panel(job_id)
-    now = job_status(WORKSPACE, job_id)["state"]
+    now = handlers.job_status(job_id)["state"]
     if by_id[job_id]["state"] in ACTIVE and now not in ACTIVE:
         st.rerun(scope="app")  # the job ended: redraw once without polling
     if now == "finished":

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from app import handlers, state, widgets
-from core.data import find_leakage
 
 PAGE_SIZE = 8
 LEAK_PAIRS_SHOWN = 6
@@ -85,8 +83,7 @@ with tab_leak:
     st.caption("Pairs of frames in different splits that are near-duplicates: a k-NN vote can copy the "
                "answer from one to the other, which inflates the scores above.")
     threshold = st.slider("Cosine similarity at least", 0.80, 1.0, 0.97, 0.005, key="triage_leak_threshold")
-    pairs = state.memo(("leak", eng.key, threshold), lambda: find_leakage(
-        np.asarray(store.embeddings()), store.meta["split"].astype(str).to_numpy(), threshold=threshold))
+    pairs = state.memo(("leak", eng.key, threshold), lambda: handlers.leakage_pairs(store, threshold))
     st.metric("Cross-split near-duplicates", f"{len(pairs):,}")
     if len(pairs):
         for r in pairs.head(LEAK_PAIRS_SHOWN).itertuples():
@@ -96,6 +93,4 @@ with tab_leak:
                     widgets.image(col, state.thumb_of(store, i, 240))
                     col.caption(f"#{i} · {sp} · {store.meta['clip_id'].iat[i]}")
                 cols[2].metric("Similarity", f"{r.similarity:.4f}")
-        pairs_view = pairs.assign(path_i=store.meta["path"].to_numpy()[pairs["i"]],
-                                  path_j=store.meta["path"].to_numpy()[pairs["j"]])
-        st.dataframe(pairs_view, hide_index=True, width="stretch", key="triage_leak_table")
+        st.dataframe(pairs, hide_index=True, width="stretch", key="triage_leak_table")
