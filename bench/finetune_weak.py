@@ -1,4 +1,6 @@
-"""Bench: fine-tuning a deliberately weak model on the synthetic world, through the job runner.
+"""Does fine-tuning with default settings lift a weak model by >= 5 points of k-NN macro F1 in <= 10 min (issue 6)? `python bench/finetune_weak.py [--quick]`
+
+Fine-tuning a deliberately weak model on the synthetic world, through the job runner.
 
 1. The weak model: ``scenescope-tiny`` trained from scratch for ONE epoch with the bundled model's
    own recipe (`train_default` with `epochs=1`, on its 12k-scene data); or, with
@@ -9,7 +11,9 @@
    and, for comparison, the same with higher learning rates; each job re-indexes the dataset and
    compares k-NN macro F1 on the test split before and after.
 
-Writes ``<work>/results.json`` and ``<work>/RESULTS.md`` (curated into ``bench/RESULTS_train.md``).
+Writes ``<work>/results.json`` and ``<work>/RESULTS.md`` (curated into ``bench/RESULTS.md``).
+``--quick`` makes a tiny weak model and fine-tunes it for one epoch in its own work folder: it
+checks that the bench runs, its figures mean nothing.
 
     .venv/bin/python bench/finetune_weak.py [--work workspace/bench-finetune] [--lrs 1e-5 5e-4]
     .venv/bin/python bench/finetune_weak.py --weak-epochs 12 --weak-exclude weather=fog,snow --lrs 1e-5
@@ -21,12 +25,14 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import torch
+from _quick import parse_args
 
 from core.data import read_manifest
 from core.jobs import read_comparison, start_job
@@ -42,15 +48,17 @@ def synth(out: Path, scenes: int, seed: int) -> Path:
     return ensure_synth_dataset(out, scenes, 0, seed)
 
 
-def weak_model(out: Path, scenes: int, epochs: int, threads: int, exclude: dict[str, list[str]]) -> dict:
+def weak_model(out: Path, scenes: int, clips: int, epochs: int, threads: int, exclude: dict[str, list[str]],
+               data_work: Path = LEAD_WORK) -> dict:
     """The bundled recipe (``scenescope train-default``) cut to ``epochs`` epoch(s) of its first
     stage, without the refine, grow and token-pruning distillation stages, and trained without the frames that have the ``exclude`` values:
     a weak start."""
     if (out / "weak.json").is_file():
         return json.loads((out / "weak.json").read_text())
     torch.set_num_threads(threads)
-    recipe = DefaultRecipe(epochs=epochs, scenes=scenes, refine_epochs=0, grow_epochs=0, distill_epochs=0)
-    summary = train_default(recipe, out=out, work=LEAD_WORK, exclude=exclude)
+    recipe = DefaultRecipe(epochs=epochs, scenes=scenes, clips=clips, refine_epochs=0, grow_epochs=0,
+                           distill_epochs=0)
+    summary = train_default(recipe, out=out, work=data_work, exclude=exclude)
     info = {"recipe": asdict(recipe), "excluded": exclude, "train_frames": summary["train_frames"],
             "epochs": epochs, "lr": recipe.lr, "batch_size": recipe.batch_size,
             "seconds": summary["train_seconds"], "log": summary["log"]}
@@ -83,11 +91,11 @@ def weak_defaults(weak_dir: Path) -> None:
                                    for k, (v, s) in finetune_defaults("scenescope-tiny").items()})
 
 
-def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int) -> dict:
+def run_job(workspace: Path, data: Path, base: str, options: dict, threads: int, maps: bool = True) -> dict:
     load_before = os.getloadavg()[0]
     t0 = time.time()
     job = start_job(workspace, {"data_dir": str(data), "base_model": base, "options": options,
-                                "threads": threads, "maps": True})
+                                "threads": threads, "maps": maps})
     status = follow(str(workspace), job)
     wall = time.time() - t0
     if status["state"] != "finished":
@@ -141,11 +149,14 @@ def write_results(path: Path, res: dict) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="workspace/bench-finetune")
     p.add_argument("--weak-scenes", type=int, default=DefaultRecipe.scenes,
                    help="scenes of the weak model's training set (the bundled recipe's by default)")
+    p.add_argument("--weak-clips", type=int, default=DefaultRecipe.clips)
+    p.add_argument("--data-work", default=str(LEAD_WORK),
+                   help="where the weak model's training data is made or reused (train-default's work folder)")
     p.add_argument("--weak-epochs", type=int, default=1)
     p.add_argument("--weak-exclude", action="append", default=[], metavar="ATTR=V1[,V2]",
                    help="train the weak model without frames having these values (e.g. weather=fog,snow)")
@@ -155,16 +166,21 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="workspace/bench-finetune/RESULTS.md",
-                   help="generated report (bench/RESULTS_train.md is the curated copy)")
+                   help="generated report (bench/RESULTS.md holds the curated copy)")
+    p.add_argument("--no-maps", action="store_true", help="jobs skip the before/after UMAP maps")
     p.add_argument("--prepare-only", action="store_true", help="make the data and the weak model, then stop")
-    a = p.parse_args()
+    quick = "workspace/bench-finetune-quick"
+    a = parse_args(p, {"work": quick, "data_work": quick, "out": f"{quick}/RESULTS.md", "weak_scenes": 300,
+                       "weak_clips": 4, "ft_scenes": 200, "epochs": 1, "no_maps": True}, argv)
 
     work = Path(a.work)
+    if a.quick and work.resolve() == Path(quick).resolve():
+        shutil.rmtree(work, ignore_errors=True)  # a check that it runs must not reuse an old run's model
     ft_data = synth(work / f"synth-ft-{a.ft_scenes}", a.ft_scenes, 202)
     exclude = parse_exclude(a.weak_exclude)
     weak_dir = work / ("weak-model" if not exclude and a.weak_epochs == 1 else "weak-" + "-".join(
         [f"{a.weak_epochs}ep", *(f"no-{v}" for vs in exclude.values() for v in vs)]))
-    weak = weak_model(weak_dir, a.weak_scenes, a.weak_epochs, a.threads, exclude)
+    weak = weak_model(weak_dir, a.weak_scenes, a.weak_clips, a.weak_epochs, a.threads, exclude, Path(a.data_work))
     weak_defaults(weak_dir)
     if a.prepare_only:
         return
@@ -178,8 +194,9 @@ def main() -> None:
     }
     for lr in a.lrs:
         options = {"epochs": a.epochs, **({} if lr is None else {"lr": lr})}
-        label = "defaults" + ("" if lr is None else f" but lr {lr:g}") + ("" if a.epochs == 8 else f", {a.epochs} epochs")
-        run = run_job(work / "ws", ft_data, f"file:{weak_dir.resolve()}", options, a.threads)
+        changed = [f"lr {lr:g}"] * (lr is not None) + [f"{a.epochs} epochs"] * (a.epochs != 8)
+        label = "defaults" + (f" but {', '.join(changed)}" if changed else "")
+        run = run_job(work / "ws", ft_data, f"file:{weak_dir.resolve()}", options, a.threads, not a.no_maps)
         run["label"] = label
         res["runs"].append(run)
         (work / "results.json").write_text(json.dumps(res, indent=2))

@@ -1,4 +1,6 @@
-"""Token-pruned encoding: accuracy and speed at 100/50/25/16% of patch tokens kept.
+"""At 25% of the tokens kept, is the encoder >= 2.5x faster for <= 3 points of k-NN macro F1 lost (issue 5)? `python bench/token_pruning.py [--quick]`
+
+Token-pruned encoding: accuracy and speed at 100/50/25/16% of patch tokens kept.
 
 Renders a fresh synthetic set in memory (train + test scenes), indexes the train scenes with the
 full encoder, encodes the test scenes from a share of their patch tokens chosen by
@@ -17,8 +19,9 @@ full encoder, encodes the test scenes from a share of their patch tokens chosen 
 - evit-L<l>: pruned inside the encoder after block l by the class token's attention there, the
   pruned tokens fused into one (EViT); its scoring costs no extra pass,
 
-and reports k-NN vote macro F1 (core.predict.knn_vote + core.eval.evaluate), text-to-image
-recall@5 (schema captions of the test scenes; a hit is any top-5 image with the same caption) and
+and reports k-NN vote macro F1 (the project's one scoring path, core.scoring.score_queries, over
+an index of the train scenes), text-to-image recall@5 (schema captions of the test scenes, searched
+with core.neighbours; a hit is any top-5 image with the same caption) and
 encoder CPU time per image relative to the full encoder in the same run (1 torch thread, process
 time, best of interleaved repeats). Query / saliency scores need
 a dense pass over all tokens first; its cost is reported separately ("end-to-end" column).
@@ -41,10 +44,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.eval import evaluate  # noqa: E402
+from _quick import parse_args  # noqa: E402
+
+from core.index import IndexStore  # noqa: E402
 from core.models import load_model  # noqa: E402
-from core.predict import knn_vote  # noqa: E402
+from core.neighbours import neighbours  # noqa: E402
 from core.schema import default_schema  # noqa: E402
+from core.scoring import score_queries  # noqa: E402
 from core.tokens import batch_scores, encode_early_pruned, encode_pruned, keep_indices  # noqa: E402
 
 MODES = ("query", "query-attr", "saliency-cls", "saliency-rollout", "random", "spread", "query+spread",
@@ -82,29 +88,32 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def knn_f1(train_emb, train_labels, test_emb_for, test_labels, schema, k: int) -> dict:
-    """Macro F1 of k-NN votes; ``test_emb_for(attr)`` gives the test embeddings voting on ``attr``."""
-    preds: list[dict] = [{} for _ in test_labels]
-    cache: dict[int, list[dict]] = {}
+def knn_f1(store: IndexStore, test_emb_for, test_labels, schema, k: int) -> dict:
+    """Macro F1 of k-NN votes among ``store`` (core.scoring.score_queries); ``test_emb_for(attr)``
+    gives the test embeddings voting on ``attr``, so an attribute takes its F1 from the report of
+    its own embeddings."""
+    reports: dict[int, dict] = {}
+    f1 = {}
     for attr in schema.names:
         emb = test_emb_for(attr)
-        if id(emb) not in cache:
-            sims = emb @ train_emb.T
-            nn = np.argsort(-sims, axis=1)[:, :k]
-            cache[id(emb)] = [knn_vote(sims[i, nn[i]], [train_labels[j] for j in nn[i]], schema).labels()
-                              for i in range(len(emb))]
-        for p, v in zip(preds, cache[id(emb)], strict=True):
-            p[attr] = v[attr]
-    report = evaluate(test_labels, preds, schema)
-    return {"macro_f1": report["macro_f1"], "f1": {a: r["f1"] for a, r in report["attributes"].items()}}
+        if id(emb) not in reports:
+            reports[id(emb)] = score_queries(store, emb, test_labels, k=k)
+        f1[attr] = reports[id(emb)]["attributes"][attr]["f1"]
+    # One report: its macro F1. Several (one embedding per attribute): the same rule as
+    # core.eval.evaluate's, the mean over attributes of each attribute's macro F1.
+    macro = next(iter(reports.values()))["macro_f1"] if len(reports) == 1 else float(np.mean(list(f1.values())))
+    return {"macro_f1": macro, "f1": f1}
 
 
-def recall_at(text_emb: np.ndarray, img_emb: np.ndarray, captions: list[str], k: int = 5) -> float:
-    top = np.argsort(-(text_emb @ img_emb.T), axis=1)[:, :k]
-    return float(np.mean([any(captions[j] == captions[i] for j in row) for i, row in enumerate(top)]))
+def recall_at(text_emb: np.ndarray, img_emb: np.ndarray, labels: list[dict], captions: list[str],
+              k: int = 5) -> float:
+    """Share of the test captions with an image of the same caption among their ``k`` nearest."""
+    images = IndexStore.from_embeddings(img_emb, labels, model="bench-recall")
+    _, top = neighbours(images, text_emb, k)
+    return float(np.mean([any(j >= 0 and captions[j] == captions[i] for j in row) for i, row in enumerate(top)]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="scenescope-tiny")
     ap.add_argument("--train", type=int, default=1500)
@@ -117,7 +126,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=50_000)
     ap.add_argument("--png", type=Path, default=Path("bench/token_pruning.png"))
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    # Quick: two ratios, one timing repeat and no plot (the committed plot is the full run's).
+    args = parse_args(ap, {"train": 150, "test": 60, "ratios": "1,0.25", "repeats": 1, "png": None}, argv)
     ratios = [float(r) for r in args.ratios.split(",")]
 
     schema = default_schema()
@@ -133,6 +143,7 @@ def main() -> None:
         train_emb = np.concatenate([e.numpy() for e in batched(
             lambda p: model.clip.encode_image(p, normalize=True), train_px, bs)])
     captions = [schema.caption(lab) for lab in test_labels]
+    train_index = IndexStore.from_embeddings(train_emb, train_labels, model=model.identity)
     text_emb = model.embed_texts(captions)
     n_patch = model.grid_size[0] * model.grid_size[1]
 
@@ -199,12 +210,12 @@ def main() -> None:
         for r in ratios:
             if mode == "query-attr":
                 embs = {a: pruned_emb(scores[mode][a], r) for a in attr_queries}
-                acc = knn_f1(train_emb, train_labels, lambda a, embs=embs: embs[a], test_labels, schema, args.k)
+                acc = knn_f1(train_index, lambda a, embs=embs: embs[a], test_labels, schema, args.k)
                 rec = None
             else:
                 emb = pruned_emb(scores[mode], r, coverage.get(mode, 0.0), read_in=read_in)
-                acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
-                rec = recall_at(text_emb, emb, captions)
+                acc = knn_f1(train_index, lambda a, emb=emb: emb, test_labels, schema, args.k)
+                rec = recall_at(text_emb, emb, test_labels, captions)
             n_q = len(attr_queries) if mode == "query-attr" else 1
             enc = timing[(r, read_in)] * n_q
             e2e = (0.0 if r >= 1 else score_time[mode]) + enc
@@ -221,18 +232,19 @@ def main() -> None:
                 continue
             emb = np.concatenate([e.numpy() for e in batched(
                 lambda p, r=r, layer=layer: encode_early_pruned(model, p, r, layer=layer), test_px, bs)])
-            acc = knn_f1(train_emb, train_labels, lambda a, emb=emb: emb, test_labels, schema, args.k)
+            acc = knn_f1(train_index, lambda a, emb=emb: emb, test_labels, schema, args.k)
             k_kept = int(keep_indices(np.zeros((1, n_patch)), r).shape[1])
             t = timing[("evit", layer, r)]
             rows.append({"mode": f"evit-L{layer}", "keep": r, "tokens": k_kept, "macro_f1": acc["macro_f1"],
-                         "f1": acc["f1"], "recall5": recall_at(text_emb, emb, captions), "enc_ms": t * 1e3,
+                         "f1": acc["f1"], "recall5": recall_at(text_emb, emb, test_labels, captions), "enc_ms": t * 1e3,
                          "speedup": timing["full"] / t, "e2e_speedup": timing["full"] / t})
 
     meta = {"model": model.identity, "train": args.train, "test": args.test, "k": args.k, "threads": args.threads,
             "batch": bs, "full_ms": timing["full"] * 1e3, "query": generic,
             "score_ms": {m: t * 1e3 for m, t in score_time.items()}}
     print(markdown(rows, meta, schema))
-    draw_plot(rows, meta, args.png)
+    if args.png:
+        draw_plot(rows, meta, args.png)
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
