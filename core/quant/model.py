@@ -189,6 +189,8 @@ def quantize_module(
     for stage in stages.values():
         hess = _calibrate_stage(root, run, stage, batches)
         for t in stage:
+            if hess[t.key].n == 0:
+                raise ValueError(f"{t.key}: no calibration input reached this layer")
             codes, scales = quantize_gptq(t.tensor, hess[t.key].matrix(), bits, group_size)
             out[t.key] = QuantizedWeight(codes, scales, group_size)
             _set(t, out[t.key].weight())
