@@ -40,6 +40,7 @@ class AttributeVote:
     scores: dict[str, float]  # every value of the attribute -> its share of the votes
     # the neighbours this attribute voted among when they are not the Vote's (prompt-space votes)
     neighbors: list[Neighbor] | None = None
+    reason: str | None = None  # why it abstained, when not for a split vote (e.g. "unlike this index")
 
     def pool(self, vote: Vote) -> list[Neighbor]:
         """The neighbours this attribute voted among."""
@@ -50,6 +51,12 @@ class AttributeVote:
 class Vote:
     attributes: dict[str, AttributeVote]
     neighbors: list[Neighbor] = field(default_factory=list)
+    familiarity: float | None = None  # core.familiarity: how well the index knows this query (0-1)
+
+    def abstain(self, reason: str) -> None:
+        """Every attribute abstains for ``reason``; shares and voters still say what it leaned to."""
+        self.attributes = {a: replace(v, value=UNKNOWN, abstained=True, reason=reason)
+                           for a, v in self.attributes.items()}
 
     def labels(self) -> dict[str, str]:
         return {a: v.value for a, v in self.attributes.items()}

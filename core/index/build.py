@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_path, atomic_write_text, crash_point
 from core.data.manifest import Dataset, check_frame_numbers
+from core.familiarity import calibrate
+from core.images import ImageError, open_image
 from core.index.errors import IndexBusyError, IndexStoreError
 from core.index.factory import DEFAULT_FACTORY, check_trainable, make_index, normalize, parse_factory
 from core.index.folder import CHUNKS_DIR, building_path, is_index_folder, lock_path, recover, swap_into_place
@@ -33,12 +35,15 @@ from core.index.preprocess import Preprocess, fast_preprocess, stack
 from core.index.store import IndexStore, make_manifest, meta_table
 from core.locks import exclusive_lock
 
+if TYPE_CHECKING:
+    from core.types import SceneModel
+
 STATE_FILE = "build.json"
 
 
 def build_index(
     dataset: Dataset,
-    model: Any,
+    model: SceneModel,
     out: str | Path,
     split: str | None = "train",
     factory: str = DEFAULT_FACTORY,
@@ -87,6 +92,7 @@ def build_index(
         )
         store = IndexStore(make_index(factory, emb), meta_table(ds.frames, dataset.schema), manifest,
                            embeddings=emb, schema=dataset.schema)
+        store.manifest["familiarity"] = calibrate(store)  # where its own frames' look-alikes lie
         store.write_files(building)
         swap_into_place(building, out)
         # The chunks stayed in the building folder up to the swap so that a crash before it could
@@ -121,7 +127,7 @@ def build_lock(out: str | Path) -> contextlib.AbstractContextManager[int]:
 
 
 # ---- resumable state ----------------------------------------------------------------------
-def _fingerprint(ds: Dataset, model: Any, bf16: bool) -> str:
+def _fingerprint(ds: Dataset, model: SceneModel, bf16: bool) -> str:
     """What the chunks depend on: model, precision, dataset root and the exact frame list."""
     h = hashlib.sha256()
     for part in (model.identity, str(bf16), str(Path(ds.root).resolve()), *ds.frames["path"].astype(str)):
@@ -172,10 +178,9 @@ def _load_chunk(path: Path, rows: int, dim: int | None) -> np.ndarray | None:
 def read_image(path: Path, label: str) -> Image.Image:
     """Open and decode one image as RGB; any failure names the file."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise IndexStoreError(f"cannot read image {label} ({path}): {e}") from None
+        return open_image(path, label)  # size-checked before decoding (decompression bombs)
+    except ImageError as e:
+        raise IndexStoreError(f"cannot read image {e} ({path})") from None
 
 
 def load_pixels(ds: Dataset, preprocess: Preprocess, start: int, stop: int) -> torch.Tensor:
@@ -184,7 +189,7 @@ def load_pixels(ds: Dataset, preprocess: Preprocess, start: int, stop: int) -> t
     return stack([preprocess(read_image(ds.abspath(r), r)) for r in rels])
 
 
-def encode(model: Any, pixels: torch.Tensor, bf16: bool = False) -> np.ndarray:
+def encode(model: SceneModel, pixels: torch.Tensor, bf16: bool = False) -> np.ndarray:
     """Unit-length float32 embeddings of preprocessed pixels, optionally under bf16 autocast."""
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.inference_mode(), ctx:
@@ -217,7 +222,7 @@ def prefetch(jobs: list[int], load: Callable[[int], Any], workers: int) -> Itera
 
 
 def _embed_chunks(
-    ds: Dataset, model: Any, chunks: Path, chunk_rows: int, workers: int, progress: bool, bf16: bool,
+    ds: Dataset, model: SceneModel, chunks: Path, chunk_rows: int, workers: int, progress: bool, bf16: bool,
     split: str | None,
 ) -> np.ndarray:
     n = len(ds)
