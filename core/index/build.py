@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_path, atomic_write_text, crash_point
 from core.data.manifest import Dataset, check_frame_numbers
+from core.familiarity import calibrate
 from core.images import ImageError, open_image
 from core.index.errors import IndexBusyError, IndexStoreError
 from core.index.factory import DEFAULT_FACTORY, check_trainable, make_index, normalize, parse_factory
@@ -91,6 +92,7 @@ def build_index(
         )
         store = IndexStore(make_index(factory, emb), meta_table(ds.frames, dataset.schema), manifest,
                            embeddings=emb, schema=dataset.schema)
+        store.manifest["familiarity"] = calibrate(store)  # where its own frames' look-alikes lie
         store.write_files(building)
         swap_into_place(building, out)
         # The chunks stayed in the building folder up to the swap so that a crash before it could
