@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from core.atomic import atomic_folder, atomic_path, atomic_write_text
+
+
+def _save_tensors(state: dict, path: Path) -> None:
+    """safetensors' save_file, whose I/O failures (disk full) become OSErrors like any other write."""
+    try:
+        save_file(state, path)
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError":
+            raise
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise OSError(errno.EIO, f"safetensors: {str(e).splitlines()[0]}") from None
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from None
 
 
 def save_model_dir(
@@ -27,7 +43,7 @@ def save_model_dir(
     # Built in <out>.partial, fsynced and swapped in by core.atomic's renames; a kill at any point
     # leaves the previous model loadable (the registry runs recover() before loading).
     with atomic_folder(out) as tmp:
-        save_file(state, tmp / "open_clip_model.safetensors")
+        _save_tensors(state, tmp / "open_clip_model.safetensors")
         (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
         if card is not None:
             (tmp / "MODEL_CARD.md").write_text(card)
@@ -46,7 +62,7 @@ def save_state(path: str | Path, clip: torch.nn.Module, optimizer: torch.optim.O
     path.mkdir(parents=True, exist_ok=True)
     weights, optim = f"weights-e{epoch:03d}.safetensors", f"optim-e{epoch:03d}.pt"
     with atomic_path(path / weights) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in clip.state_dict().items()}, tmp)
+        _save_tensors({k: v.detach().contiguous() for k, v in clip.state_dict().items()}, tmp)
     with atomic_path(path / optim) as tmp:
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
     atomic_write_text(path / "state.json",
