@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train-default", help="reproduce the bundled model from scratch")
     s.add_argument("--out", default="assets/scenescope-tiny")
-    s.add_argument("--work", default="workspace/train-default")
+    s.add_argument("--work", default=None, help="stage checkpoints and data (default: <workspace>/train-default)")
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every stage trains")
     add_dataclass_options(s, DefaultRecipe)
     s.set_defaults(fn=cmd_train_default)

@@ -158,14 +158,17 @@ def render_model_card(model_dir: str | Path, m: dict, training: dict, cfg: dict,
 
 
 def write_model_card(model_dir: str | Path, scenes: int = 3000, seed: int = 1001,
-                     work: str | Path = "workspace") -> Path:
+                     work: str | Path | None = None) -> Path:
     """Measure the model in ``model_dir`` on a fresh dataset (``seed``) and write MODEL_CARD.md."""
     from core.models import load_model
     from core.quality import measure
     from core.synth import ensure_synth_dataset
 
     model_dir = Path(model_dir)
-    data = read_manifest(ensure_synth_dataset(Path(work) / f"quality-{scenes}-s{seed}", scenes, 0, seed))
+    from core.workspace import workspace
+
+    work = Path(work) if work is not None else workspace()
+    data = read_manifest(ensure_synth_dataset(work / f"quality-{scenes}-s{seed}", scenes, 0, seed))
     model = load_model(f"file:{model_dir}")
     t0 = time.perf_counter()
     load_model(f"file:{model_dir}")

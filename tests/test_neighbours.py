@@ -44,12 +44,12 @@ def test_leave_out_rules_match_brute_force(exclude):
     rule = {"nothing": lambda r, j: True, "frame": lambda r, j: j != rows[r],
             "clip": lambda r, j: clips[j] != clips[rows[r]]}[exclude]
     for among in (None, train):
-        ok = (lambda r, j: rule(r, j)) if among is None else (lambda r, j: rule(r, j) and among[j])
-        D, I = neighbours(store, x[rows], 5, exclude=exclude, query_rows=rows if exclude != "nothing" else None,
+        ok = rule if among is None else (lambda r, j, mask=among: rule(r, j) and mask[j])
+        sims, ids = neighbours(store, x[rows], 5, exclude=exclude, query_rows=rows if exclude != "nothing" else None,
                           among=among)
-        bD, bI = brute(x, x[rows], 5, ok)
-        np.testing.assert_array_equal(I, bI)
-        np.testing.assert_allclose(D, bD, atol=1e-5)
+        bsims, bids = brute(x, x[rows], 5, ok)
+        np.testing.assert_array_equal(ids, bids)
+        np.testing.assert_allclose(sims, bsims, atol=1e-5)
 
 
 def test_prompt_space_search_and_padding():
@@ -58,21 +58,21 @@ def test_prompt_space_search_and_padding():
     px = prompt_coordinates(x, space)
     rows = np.arange(5)
     clips = store.meta["clip_id"].to_numpy()
-    D, I = neighbours(store, x[rows], 4, exclude="clip", query_rows=rows, space=space)
-    bD, bI = brute(px, px[rows], 4, lambda r, j: clips[j] != clips[rows[r]])
-    np.testing.assert_array_equal(I, bI)
+    sims, ids = neighbours(store, x[rows], 4, exclude="clip", query_rows=rows, space=space)
+    bsims, bids = brute(px, px[rows], 4, lambda r, j: clips[j] != clips[rows[r]])
+    np.testing.assert_array_equal(ids, bids)
     # more neighbours asked for than may answer: -1 ids, -inf similarities
     only = np.zeros(30, bool)
     only[[10, 20]] = True
-    D, I = neighbours(store, x[:1], 4, among=only)
-    assert I[0].tolist()[2:] == [-1, -1] and set(I[0, :2].tolist()) == {10, 20} and np.all(np.isinf(D[0, 2:]))
+    sims, ids = neighbours(store, x[:1], 4, among=only)
+    assert ids[0].tolist()[2:] == [-1, -1] and set(ids[0, :2].tolist()) == {10, 20} and np.all(np.isinf(sims[0, 2:]))
 
 
 def test_plain_search_is_the_index_own_and_errors_are_clear():
     store, x = store_of(factory="HNSW32")
-    D, I = neighbours(store, x[:3], 4)
-    sD, sI = store.search(x[:3], 4)
-    np.testing.assert_array_equal(I, sI)
+    sims, ids = neighbours(store, x[:3], 4)
+    ssims, sids = store.search(x[:3], 4)
+    np.testing.assert_array_equal(ids, sids)
     with pytest.raises(ValueError, match="query_rows"):
         neighbours(store, x[:3], 4, exclude="clip")
     with pytest.raises(ValueError, match="choose one of"):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_WORKSPACE = os.environ.get("SCENESCOPE_WORKSPACE", "workspace")
+from core.workspace import workspace
+
+DEFAULT_WORKSPACE = str(workspace())  # core.workspace: $SCENESCOPE_WORKSPACE or the repository's workspace/
 
 
 def _fmt_eta(s: float | None) -> str:

@@ -37,7 +37,7 @@ KNN_PLACE_TEMPERATURE = 0.02
 class _ReducerKey:
     """lru_cache key for a refit: equal for the same index contents and parameters, carries the store."""
 
-    store: Any = field(compare=False)
+    store: IndexStore = field(compare=False)
     key: str
 
     def __hash__(self) -> int:

@@ -51,7 +51,7 @@ def _stage_key(*parts: object) -> str:
 def train_default(
     recipe: DefaultRecipe | None = None,
     out: str | Path = BUNDLED[ARCH],
-    work: str | Path = "workspace/train-default",
+    work: str | Path | None = None,
     progress: bool = True,
     exclude: Mapping[str, Sequence[str]] | None = None,
     device: str = "cpu",
@@ -68,7 +68,9 @@ def train_default(
     image_size = _checked_size("image_size", recipe.image_size, patch)
     grow_size = _checked_size("grow_image_size", recipe.grow_image_size, patch)
     model_cfg["vision_cfg"]["image_size"] = list(grow_size if recipe.grow_epochs > 0 else image_size)
-    work = Path(work)
+    from core.workspace import workspace
+
+    work = Path(work) if work is not None else workspace() / "train-default"
     schema = default_schema()
     data_dir = ensure_synth_dataset(work / f"synth-{recipe.scenes}-{recipe.clips}-s{recipe.data_seed}",
                              recipe.scenes, recipe.clips, recipe.data_seed, progress)
