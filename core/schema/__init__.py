@@ -35,6 +35,57 @@ class Value:
     only_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Parameters the synthetic renderer draws this value with (it reads nothing else).
     render: Mapping[str, object] = field(default_factory=dict)
+    # Question forms (core.vqa): the value in a free-form answer and in its yes/no question;
+    # `yes_no` False: never asked about; `named`/`will`/`does`: place and stage in clip questions.
+    answer: str = ""
+    yes_no: bool = True
+    named: str | None = None
+    will: str | None = None
+    does: str | None = None
+
+
+@dataclass(frozen=True)
+class Facet:
+    """A question whose answer follows from an attribute's value, asked only for the values listed."""
+
+    questions: tuple[str, ...]
+    answers: Mapping[str, str]  # value name -> answer
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A planning rule: ``action`` when every attribute in ``when`` has one of its listed values."""
+
+    when: Mapping[str, tuple[str, ...]]
+    action: str
+
+    def matches(self, labels: Labels) -> bool:
+        return all(labels.get(a, UNKNOWN) in allowed for a, allowed in self.when.items())
+
+
+@dataclass(frozen=True)
+class QuestionForms:
+    """The schema's ``questions`` block: answer words, planning rules and clip question templates."""
+
+    yes: str = "Yes"
+    no: str = "No"
+    no_answer: str = "No definite answer"
+    choose: str = "Please select the correct answer from the following options:"
+    planning_questions: tuple[str, ...] = ()
+    planning_answers: tuple[str, ...] = ("{}",)
+    rules: tuple[Rule, ...] = ()
+    prediction_questions: tuple[str, ...] = ()
+    behavior_questions: tuple[str, ...] = ()
+    behavior_answers: tuple[str, ...] = ()
+
+    def action(self, labels: Labels) -> str | None:
+        """The first matching rule's action, or None when no rule matches."""
+        return next((r.action for r in self.rules if r.matches(labels)), None)
+
+    @property
+    def actions(self) -> list[str]:
+        """Every distinct action, in rule order."""
+        return list(dict.fromkeys(r.action for r in self.rules))
 
 
 @dataclass(frozen=True)
@@ -44,6 +95,12 @@ class Attribute:
     values: tuple[Value, ...]
     templates: tuple[str, ...]
     sources: Mapping[str, str] = field(default_factory=dict)
+    # Question forms (core.vqa): paraphrases asking for the value, free-form answer templates
+    # ({} = a value's `answer`), the yes/no template, and facets.
+    questions: tuple[str, ...] = ()
+    answers: tuple[str, ...] = ("{}",)
+    yes_no: str | None = None
+    facets: tuple[Facet, ...] = ()
 
     @property
     def value_names(self) -> list[str]:
@@ -80,8 +137,10 @@ class Attribute:
 class Schema:
     """An ordered set of attributes plus the rules that tie their values together."""
 
-    def __init__(self, name: str, attributes: list[Attribute], sentence: str, caption_order: list[str]):
+    def __init__(self, name: str, attributes: list[Attribute], sentence: str, caption_order: list[str],
+                 qa: QuestionForms | None = None):
         self.name = name
+        self.qa = qa or QuestionForms()
         self.attributes = tuple(attributes)
         self._by_name = {a.name: a for a in attributes}
         self.sentence_template = sentence
@@ -237,6 +296,11 @@ def _parse(raw: dict, origin: str) -> Schema:
                     aliases={k: tuple(x) for k, x in (v.get("aliases") or {}).items()},
                     only_with={k: tuple(x) for k, x in (v.get("only_with") or {}).items()},
                     render=dict(v.get("render") or {}),
+                    answer=str(v.get("answer") or v.get("display", v["name"]).lower()),
+                    yes_no=v.get("yes_no", True) is not False,
+                    named=v.get("named"),
+                    will=v.get("will"),
+                    does=v.get("does"),
                 )
                 for v in a["values"]
             )
@@ -249,12 +313,19 @@ def _parse(raw: dict, origin: str) -> Schema:
                     values=values,
                     templates=tuple(a.get("templates") or ["{}"]),
                     sources=dict(a.get("sources") or {}),
+                    questions=tuple(a.get("question") or [f"What is the {a.get('display', a['name']).lower()}?"]),
+                    answers=tuple(a.get("answer") or ["{}"]),
+                    yes_no=a.get("yes_no"),
+                    facets=tuple(Facet(tuple(f["question"]), {str(k): str(x) for k, x in f["answers"].items()})
+                                 for f in a.get("facets") or []),
                 )
             )
         names = [a.name for a in attrs]
         _check_references(attrs)
+        qa = _question_forms(raw.get("questions") or {})
+        _check_question_forms(attrs, qa)
         sentence = raw.get("sentence") or " ".join("{" + n + "}" for n in names)
-        return Schema(raw.get("name", origin), attrs, sentence, raw.get("caption_order") or names)
+        return Schema(raw.get("name", origin), attrs, sentence, raw.get("caption_order") or names, qa)
     except (KeyError, TypeError) as e:
         raise SchemaError(f"{origin}: malformed schema ({e!r})") from None
     except AttributeError as e:
@@ -282,6 +353,41 @@ def _check_references(attrs: list[Attribute]) -> None:
                     raise SchemaError(f"{a.name}={v.name}: only_with names unknown {other} values {sorted(missing)}")
 
 
+def _question_forms(raw: dict) -> QuestionForms:
+    plan, pred, beh = raw.get("planning") or {}, raw.get("prediction") or {}, raw.get("behavior") or {}
+    yes, no = raw.get("yes_no") or ("Yes", "No")
+    default = QuestionForms()
+    return QuestionForms(
+        yes=str(yes), no=str(no),
+        no_answer=str(raw.get("no_answer") or default.no_answer),
+        choose=str(raw.get("choose") or default.choose),
+        planning_questions=tuple(plan.get("question") or ()),
+        planning_answers=tuple(plan.get("answer") or ("{}",)),
+        rules=tuple(Rule({k: tuple(x) for k, x in (r.get("when") or {}).items()}, str(r["do"]))
+                    for r in plan.get("rules") or []),
+        prediction_questions=tuple(pred.get("question") or ()),
+        behavior_questions=tuple(beh.get("question") or ()),
+        behavior_answers=tuple(beh.get("answer") or ()),
+    )
+
+
+def _check_question_forms(attrs: list[Attribute], qa: QuestionForms) -> None:
+    """Refuse facets and planning rules that name unknown attributes or values (they would never apply)."""
+    by_name = {a.name: a for a in attrs}
+    for a in attrs:
+        for f in a.facets:
+            missing = set(f.answers) - set(a.value_names)
+            if missing:
+                raise SchemaError(f"attribute {a.name!r}: a facet names unknown values {sorted(missing)}")
+    for n, r in enumerate(qa.rules, start=1):
+        for other, allowed in r.when.items():
+            if other not in by_name:
+                raise SchemaError(f"planning rule {n}: names unknown attribute {other!r}")
+            missing = set(allowed) - set(by_name[other].value_names)
+            if missing:
+                raise SchemaError(f"planning rule {n}: names unknown {other} values {sorted(missing)}")
+
+
 def load_schema(path: str | Path | None = None) -> Schema:
     """Load a schema from YAML; ``None`` gives the default HSD schema."""
     if path is None:
@@ -300,4 +406,5 @@ def default_schema() -> Schema:
     return _parse(yaml.safe_load(DEFAULT_SCHEMA_PATH.read_text()), str(DEFAULT_SCHEMA_PATH))
 
 
-__all__ = ["UNKNOWN", "Attribute", "Schema", "SchemaError", "Value", "default_schema", "load_schema"]
+__all__ = ["UNKNOWN", "Attribute", "Facet", "QuestionForms", "Rule", "Schema", "SchemaError", "Value", "default_schema",
+           "load_schema"]
