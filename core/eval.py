@@ -41,7 +41,7 @@ def evaluate(
         keep = [i for i, t in enumerate(truth) if t.get(attr.name, UNKNOWN) != UNKNOWN]
         y_true = [str(truth[i][attr.name]) for i in keep]
         y_pred = [str(pred[i].get(attr.name, UNKNOWN)) for i in keep]
-        attributes[attr.name] = _score_attribute(attr.name, attr.display, attr.value_names, y_true, y_pred)
+        attributes[attr.name] = score_attribute(attr.name, attr.display, attr.value_names, y_true, y_pred)
         for i, t, p in zip(keep, y_true, y_pred, strict=True):
             if t != p:
                 failures.append(_failure(i, attr.name, t, p, votes, rows))
@@ -55,7 +55,7 @@ def evaluate(
     }
 
 
-def _score_attribute(
+def score_attribute(
     name: str, display: str, values: list[str], y_true: list[str], y_pred: list[str]
 ) -> dict[str, Any]:
     seen = set(y_true) | set(y_pred)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.neighbours import clip_codes, neighbours
+from core.vectors import normalize
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -143,8 +144,6 @@ def familiarity(calibration: dict[str, Any], sims: np.ndarray, fit: np.ndarray |
 
 def measure(store: IndexStore, embeddings: np.ndarray) -> np.ndarray:
     """Familiarity of outside queries against ``store``."""
-    from core.index.factory import normalize
-
     calibration = calibration_of(store)
     q = normalize(np.atleast_2d(np.asarray(embeddings, dtype=np.float32)))  # as the stored vectors are
     sims, _ = neighbours(store, q, int(calibration["k"]))

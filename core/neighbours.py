@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.vectors import normalize
+
 if TYPE_CHECKING:
     import faiss
 
@@ -50,8 +52,6 @@ def neighbours(
     Both are (n, k); where fewer than ``k`` frames may answer, ids are -1 and similarities -inf.
     ``query_rows`` (the queries' own rows in ``store``) is needed by ``exclude="frame"|"clip"``.
     """
-    from core.index.factory import normalize
-
     if exclude not in LEAVE_OUT:
         raise ValueError(f"exclude={exclude!r}: choose one of {', '.join(LEAVE_OUT)}")
     q = normalize(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
@@ -139,8 +139,6 @@ def _in_space(x: np.ndarray, space: np.ndarray | None) -> np.ndarray:
 
 def prompt_coordinates(x: np.ndarray, prompts: np.ndarray) -> np.ndarray:
     """Each row of ``x`` as its unit-length vector of cosines to ``prompts`` (values, d)."""
-    from core.index.factory import normalize
-
     return normalize(np.asarray(x, np.float32) @ np.asarray(prompts, np.float32).T)
 
 

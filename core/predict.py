@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from core.index import IndexStore
     from core.models import SceneModel
 
+# A value is decided only when more than half of the voters that voted on the attribute chose it
+# (3 of 5 at k=5); below that the vote abstains and says what it leaned to. Five neighbours holding
+# five different places are not a decision, whatever the plurality says.
+DECIDE_SHARE = 0.5
+
 
 @dataclass
 class Neighbor:
@@ -41,6 +46,7 @@ class AttributeVote:
     # the neighbours this attribute voted among when they are not the Vote's (prompt-space votes)
     neighbors: list[Neighbor] | None = None
     reason: str | None = None  # why it abstained, when not for a split vote (e.g. "unlike this index")
+    lean: str = UNKNOWN  # the value the voters leaned to, decided or not (the plurality vote)
 
     def pool(self, vote: Vote) -> list[Neighbor]:
         """The neighbours this attribute voted among."""
@@ -59,7 +65,12 @@ class Vote:
                            for a, v in self.attributes.items()}
 
     def labels(self) -> dict[str, str]:
+        """The decided values (UNKNOWN where the vote abstained)."""
         return {a: v.value for a, v in self.attributes.items()}
+
+    def leaning(self) -> dict[str, str]:
+        """The plurality value of every attribute, decided or not (the CLIP scene paper's vote)."""
+        return {a: v.lean for a, v in self.attributes.items()}
 
 
 def knn_vote(
@@ -70,13 +81,15 @@ def knn_vote(
     abstain_margin: float = 0.0,
     neighbor_ids: Sequence[int] | None = None,
     neighbor_paths: Sequence[str | None] | None = None,
+    decide_share: float = DECIDE_SHARE,
 ) -> Vote:
     """Majority vote per attribute among the given neighbours (nearest first).
 
     Neighbours labelled UNKNOWN for an attribute do not vote on it. Equal tallies go to the value
     whose voters have the larger summed similarity, then to the earlier value in the schema.
     ``weighted`` weighs each vote by its (non-negative) similarity. The vote abstains when the
-    winner's share minus the runner-up's is below ``abstain_margin``.
+    winner's share is not above ``decide_share`` or exceeds the runner-up's by less than
+    ``abstain_margin``; it still records what it leaned to (``AttributeVote.lean``).
     """
     schema = schema or default_schema()
     sims = np.asarray(similarities, dtype=np.float64).reshape(-1)
@@ -88,12 +101,13 @@ def knn_vote(
         Neighbor(int(i), float(s), p, {a: str(lab.get(a, UNKNOWN)) for a in schema.names})
         for i, s, p, lab in zip(ids, sims, paths, neighbor_labels, strict=True)
     ]
-    return Vote({a.name: _vote_one(a.name, a.value_names, neighbors, weighted, abstain_margin)
+    return Vote({a.name: _vote_one(a.name, a.value_names, neighbors, weighted, abstain_margin, decide_share)
                  for a in schema.attributes}, neighbors)
 
 
 def _vote_one(
-    attr: str, values: list[str], neighbors: list[Neighbor], weighted: bool, margin: float
+    attr: str, values: list[str], neighbors: list[Neighbor], weighted: bool, margin: float,
+    decide_share: float = DECIDE_SHARE,
 ) -> AttributeVote:
     voting = [nb for nb in neighbors if nb.labels[attr] != UNKNOWN]
     # Negative cosine similarity means "unrelated", not "anti-vote": clip weights at zero, and
@@ -115,9 +129,10 @@ def _vote_one(
     ranked = sorted(order, key=lambda v: (-tally[v], -simsum[v], order.index(v)))
     winner = ranked[0]
     runner_share = scores[ranked[1]] if len(ranked) > 1 else 0.0
-    abstained = scores[winner] - runner_share < margin
+    abstained = scores[winner] <= decide_share or scores[winner] - runner_share < margin
     voters = [nb for nb in voting if nb.labels[attr] == winner]
-    return AttributeVote(attr, UNKNOWN if abstained else winner, scores[winner], abstained, voters, scores)
+    return AttributeVote(attr, UNKNOWN if abstained else winner, scores[winner], abstained, voters, scores,
+                         lean=winner)
 
 
 def vote_batch(
@@ -131,6 +146,7 @@ def vote_batch(
     exclude: str = "nothing",
     query_rows: np.ndarray | None = None,
     among: np.ndarray | None = None,
+    decide_share: float = DECIDE_SHARE,
 ) -> list[Vote]:
     """Vote on each row of ``embeddings`` with its ``k`` nearest stored frames.
 
@@ -157,10 +173,11 @@ def vote_batch(
     for r in range(len(q)):
         found = neighbors_of(sims[r], ids[r], paths, table, schema.names)
         vote = knn_vote([n.similarity for n in found], [n.labels for n in found], schema, weighted,
-                        abstain_margin, neighbor_ids=[n.id for n in found], neighbor_paths=[n.path for n in found])
+                        abstain_margin, neighbor_ids=[n.id for n in found], neighbor_paths=[n.path for n in found],
+                        decide_share=decide_share)
         for a, (s_a, i_a) in spaced.items():
             vote_among(vote, a, neighbors_of(s_a[r], i_a[r], paths, table, schema.names), schema, weighted,
-                       abstain_margin)
+                       abstain_margin, decide_share)
         votes.append(vote)
     return votes
 
@@ -173,9 +190,9 @@ def neighbors_of(sims: np.ndarray, ids: np.ndarray, paths: np.ndarray, table: np
 
 
 def vote_among(vote: Vote, attribute: str, neighbors: list[Neighbor], schema: Schema, weighted: bool = False,
-               abstain_margin: float = 0.0) -> None:
+               abstain_margin: float = 0.0, decide_share: float = DECIDE_SHARE) -> None:
     """Decide ``attribute`` of ``vote`` among its own ``neighbors`` instead of the vote's."""
-    decided = _vote_one(attribute, schema[attribute].value_names, neighbors, weighted, abstain_margin)
+    decided = _vote_one(attribute, schema[attribute].value_names, neighbors, weighted, abstain_margin, decide_share)
     vote.attributes[attribute] = replace(decided, neighbors=neighbors)
 
 
@@ -224,6 +241,6 @@ def zero_shot(model: SceneModel, embeddings: np.ndarray, schema: Schema | None =
 
 
 __all__ = [
-    "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "neighbors_of", "prompt_coordinates",
+    "DECIDE_SHARE", "VOTE_SPACES", "AttributeVote", "Neighbor", "Vote", "class_text_embeddings", "knn_vote", "neighbors_of", "prompt_coordinates",
     "vote_among", "vote_batch", "vote_space", "zero_shot",
 ]

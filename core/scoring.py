@@ -55,7 +55,38 @@ def score_queries(
     """k-NN vote outside queries against ``store`` and score them against ``truth`` (row-aligned)."""
     schema = schema or store.schema
     votes = vote_batch(store, embeddings, k=k, prompt_space=prompt_space, schema=schema, **vote_kw)
-    return evaluate(truth, [v.labels() for v in votes], schema, votes=votes, meta=meta)
+    return score_votes(truth, votes, schema, meta=meta)
+
+
+def score_votes(truth: Sequence[Mapping[str, str]], votes: Sequence[Vote], schema: Schema,
+                meta: pd.DataFrame | Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The report of ``votes`` against ``truth``: every number scores the plurality vote (the
+    CLIP scene paper's k-NN vote, ``Vote.leaning``), and ``decided`` adds, per attribute, the share
+    of frames the vote decided (``coverage``) and the macro F1 on those frames alone. Each failure
+    says whether its vote was decided."""
+    report = evaluate(truth, [v.leaning() for v in votes], schema, votes=votes, meta=meta)
+    for f in report["failures"]:
+        f["decided"] = not votes[f["row"]].attributes[f["attribute"]].abstained
+    report["decided"] = decided_scores(truth, votes, schema)
+    return report
+
+
+def decided_scores(truth: Sequence[Mapping[str, str]], votes: Sequence[Vote], schema: Schema) -> dict[str, Any]:
+    """Coverage against accuracy: per attribute the share of labelled frames decided and the
+    macro F1 on them; overall their means."""
+    from core.eval import score_attribute
+    from core.schema import UNKNOWN
+
+    per = {}
+    for a in schema.attributes:
+        rows = [i for i, t in enumerate(truth) if t.get(a.name, UNKNOWN) != UNKNOWN]
+        kept = [i for i in rows if not votes[i].attributes[a.name].abstained]
+        scored = score_attribute(a.name, a.display, a.value_names, [str(truth[i][a.name]) for i in kept],
+                                 [votes[i].attributes[a.name].value for i in kept])
+        per[a.name] = {"coverage": len(kept) / len(rows) if rows else 0.0, "f1": scored["f1"], "n": len(kept)}
+    judged = [p for p in per.values() if p["n"]]
+    return {"coverage": float(np.mean([p["coverage"] for p in per.values()])) if per else 0.0,
+            "macro_f1": float(np.mean([p["f1"] for p in judged])) if judged else 0.0, "attributes": per}
 
 
 def score_dataset(
@@ -127,7 +158,7 @@ def score_index(
     votes = vote_rows(store, rows, k=k, prompt_space=prompt_space, progress=progress)
     truth = [store.labels(int(i)) for i in rows]
     meta = store.meta.iloc[rows].reset_index(drop=True)
-    report = evaluate(truth, [v.labels() for v in votes], store.schema, votes=votes, meta=meta)
+    report = score_votes(truth, votes, store.schema, meta=meta)
     for f in report["failures"]:
         f["id"] = int(rows[f["row"]])
     report.update(split=split, k=int(k), leave_out=LEAVE_OUT, voters=VOTER_SPLIT)
@@ -136,5 +167,5 @@ def score_index(
 
 __all__ = [
     "DEFAULT_K", "LEAVE_OUT", "VOTER_SPLIT", "index_voters", "index_votes", "neighbours", "score_dataset",
-    "score_index", "score_queries", "split_rows", "vote_rows",
+    "decided_scores", "score_index", "score_queries", "score_votes", "split_rows", "vote_rows",
 ]

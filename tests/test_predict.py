@@ -63,7 +63,8 @@ def test_vote_batch_matches_bruteforce_knn_and_hand_vote():
             labels = [rows[i][a.name] for i in top]
             expect = hand_vote(sims[top], labels, a.value_names)
             got = vote.attributes[a.name]
-            assert got.value == expect, (r, a.name)
+            assert got.lean == expect, (r, a.name)
+            assert got.value == (expect if got.share > 0.5 else UNKNOWN)
             assert [nb.id for nb in got.voters] == [i for i in top if rows[i][a.name] == expect] \
                 if expect != UNKNOWN else got.voters == []
             counts = sorted((labels.count(v) for v in set(labels) - {UNKNOWN}), reverse=True)
@@ -104,11 +105,12 @@ def test_prompt_space_votes_match_bruteforce_in_each_attributes_prompt_cosines()
             top = np.argsort(-sims, kind="stable")[:k]
             expect = hand_vote(sims[top], [rows[i][a.name] for i in top], a.value_names)
             got = vote.attributes[a.name]
-            assert got.value == expect, (r, a.name)
+            assert got.lean == expect, (r, a.name)
+            assert got.value == (expect if got.share > 0.5 else UNKNOWN)
             assert {nb.id for nb in got.voters} <= set(top.tolist())
             np.testing.assert_allclose(sorted(nb.similarity for nb in got.voters),
                                        sorted(sims[[nb.id for nb in got.voters]]), atol=1e-5)
-            differ += got.value != plain[r].attributes[a.name].value
+            differ += got.lean != plain[r].attributes[a.name].lean
     assert differ > 20  # the prompt space really picks other voters than the whole embedding
 
 
@@ -152,11 +154,11 @@ def test_tie_broken_by_summed_similarity():
     labels = [{ATTR.name: v} for v in (A, B, B, A)]
     # 2 votes each; B's voters sum to 1.3 > A's 1.1, although the nearest neighbour says A.
     vote = knn_vote([0.9, 0.7, 0.6, 0.2], labels, SCHEMA).attributes[ATTR.name]
-    assert vote.value == B and not vote.abstained
+    assert vote.lean == B and vote.abstained and vote.value == UNKNOWN  # a tie is no majority
     assert [nb.id for nb in vote.voters] == [1, 2]
     assert vote.scores[A] == vote.scores[B] == 0.5
     vote = knn_vote([0.9, 0.5, 0.4, 0.3], labels, SCHEMA).attributes[ATTR.name]
-    assert vote.value == A
+    assert vote.lean == A
 
 
 def test_weighted_votes_follow_similarity():
@@ -174,15 +176,26 @@ def test_weighted_votes_follow_similarity():
 def test_abstention_margin():
     sims = [0.9, 0.8, 0.7, 0.6, 0.5]
     split = [{ATTR.name: v} for v in (A, A, B, B, C)]  # shares .4 .4 .2: margin 0
-    vote = knn_vote(sims, split, SCHEMA, abstain_margin=0.1).attributes[ATTR.name]
-    assert vote.abstained and vote.value == UNKNOWN
+    vote = knn_vote(sims, split, SCHEMA, abstain_margin=0.1, decide_share=0.0).attributes[ATTR.name]
+    assert vote.abstained and vote.value == UNKNOWN and vote.lean == A
     assert vote.share == pytest.approx(0.4)
     clear = [{ATTR.name: v} for v in (A, A, A, B, C)]  # .6 - .2 = .4
     assert knn_vote(sims, clear, SCHEMA, abstain_margin=0.5).attributes[ATTR.name].value == UNKNOWN
     kept = knn_vote(sims, clear, SCHEMA, abstain_margin=0.3).attributes[ATTR.name]
     assert kept.value == A and not kept.abstained and kept.share == pytest.approx(0.6)
-    # margin 0 never abstains, even on an exact tie
-    assert not knn_vote(sims, split, SCHEMA).attributes[ATTR.name].abstained
+    # margin 0 and no majority needed: never abstains, even on an exact tie
+    assert not knn_vote(sims, split, SCHEMA, decide_share=0.0).attributes[ATTR.name].abstained
+
+
+def test_default_rule_decides_only_a_majority():
+    sims = [0.9, 0.8, 0.7, 0.6, 0.5]
+    spread = [{ATTR.name: v} for v in ATTR.value_names[:5]]  # five voters, five values: 20% is no decision
+    vote = knn_vote(sims, spread, SCHEMA).attributes[ATTR.name]
+    assert vote.abstained and vote.value == UNKNOWN and vote.lean == ATTR.value_names[0] and vote.share == 0.2
+    plurality = knn_vote(sims, [{ATTR.name: v} for v in (A, A, B, C, C)], SCHEMA).attributes[ATTR.name]
+    assert plurality.abstained and plurality.share == pytest.approx(0.4)
+    three = knn_vote(sims, [{ATTR.name: v} for v in (A, B, A, C, A)], SCHEMA).attributes[ATTR.name]
+    assert three.value == A and not three.abstained and three.share == pytest.approx(0.6)
 
 
 def test_unknown_neighbours_do_not_vote():

@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 
 from core.index.errors import IndexStoreError
+from core.vectors import normalize  # noqa: F401  (re-exported: the index's callers use it from here)
 
 DEFAULT_FACTORY = "Flat"
 DEFAULT_NPROBE = 16  # IVF lists probed per query: good recall at a small fraction of a Flat scan
@@ -85,8 +86,3 @@ def make_index(factory: str, vectors: np.ndarray) -> faiss.Index:
     return tune(index)
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation (a copy, float32); zero rows stay zero."""
-    x = np.array(np.atleast_2d(x), dtype=np.float32, copy=True)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
