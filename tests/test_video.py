@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.schema import UNKNOWN, default_schema
@@ -252,3 +255,181 @@ def test_describe_uses_display_names():
         assert text == f"{v.display}, 2.0-4.5 s"
     attr = SCHEMA.attributes[0]
     assert describe(Segment(attr.name, UNKNOWN, 0.0, 1.3), SCHEMA) == f"{UNKNOWN}, 0.0-1.3 s"
+
+
+# ---- limits, decode reports and names (issue 18) ----------------------------------------------
+def write_clip(path: Path, frames: int, rate: float = 10, size: tuple[int, int] = (64, 48), *,
+               fmt: str | None = None, options: dict | None = None) -> Path:
+    """An mpeg4 clip whose frame i is a flat grey of level 8 * i (mod 256)."""
+    import av
+
+    w, h = size
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), (i * 8) % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _reference_sampling(times: list[float], step: float) -> list[int]:
+    """Brute force: for each target n * step up to the last time, the nearest of all items (ties
+    and near-ties to the earlier one), each item once, in order."""
+    eps = 1e-6
+    picked: list[int] = []
+    if not times:
+        return picked
+    n = 0
+    while n * step <= times[-1] + eps:
+        target = n * step
+        best = min(abs(t - target) for t in times)
+        i = next(i for i, t in enumerate(times) if abs(t - target) <= best + eps)
+        if not picked or picked[-1] != i:
+            picked.append(i)
+        n += 1
+    return picked
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 600), max_size=40, unique=True), st.sampled_from([1, 2, 3, 5, 10, 30]),
+       st.sampled_from([0.5, 0.25, 1.0, 2.0, 1 / 3]))
+def test_sampling_matches_brute_force(ticks, per_second, step):
+    from core.video import _nearest_per_target
+
+    # Strictly increasing, as decoding guarantees (it drops frames whose time does not advance).
+    times = sorted(t / per_second for t in ticks)
+    got = [i for _, i in _nearest_per_target(((t, i) for i, t in enumerate(times)), step)]
+    assert got == _reference_sampling(times, step)
+
+
+def test_sampling_jumps_over_a_huge_timestamp():
+    from core.video import _nearest_per_target
+
+    # A damaged timestamp 30,000 years in: no turn per skipped target (this once took forever).
+    items = [(0.0, "a"), (0.5, "b"), (1e12, "c"), (1e12 + 0.5, "d")]
+    assert list(_nearest_per_target(items, 0.5)) == items
+
+
+def test_complete_clip_has_a_complete_report(tmp_path):
+    frames = sample_frames(write_clip(tmp_path / "ok.mp4", 20), fps=2.0)
+    got = list(frames)
+    assert [round(t, 2) for t, _ in got] == [0.0, 0.5, 1.0, 1.5]
+    assert frames.report.to_dict() == {"frames_expected": 20, "frames_decoded": 20, "frames_corrupt": 0,
+                                       "errors": 0, "gaps": [], "truncated": False, "complete": True}
+    assert frames.report.summary() == ""
+
+
+def test_truncated_clip_reports_what_is_missing(tmp_path):
+    # faststart: the frame index comes first, so a cut file still opens and declares 40 frames.
+    clip = write_clip(tmp_path / "full.mp4", 40, options={"movflags": "faststart"})
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    frames = sample_frames(cut, fps=2.0)
+    got = list(frames)
+    rep = frames.report
+    assert 0 < rep.frames_decoded < 40 and rep.frames_expected == 40
+    assert len(got) < 8 and rep.truncated and not rep.complete
+    # One gap, from the end of the last decoded frame (frame i lasts from 0.1 i to 0.1 (i + 1))
+    # to the declared end, 4.0 s.
+    (a, b), = rep.gaps
+    assert a == pytest.approx(0.1 * rep.frames_decoded) and b == pytest.approx(4.0)
+    d = rep.to_dict()
+    assert d["complete"] is False and d["gaps"] == [[round(a, 3), round(b, 3)]]
+    assert f"{rep.frames_decoded} of 40 frames decoded" in rep.summary()
+
+
+def test_bit_flipped_clip_is_not_reported_complete(tmp_path):
+    data = bytearray(write_clip(tmp_path / "full.mp4", 40).read_bytes())
+    rng = random.Random(1)
+    for _ in range(30):  # flips in the frame data (the header is in the first bytes)
+        i = rng.randrange(len(data) // 4, len(data) * 3 // 4)
+        data[i] ^= 1 << rng.randrange(8)
+    bad = tmp_path / "flipped.mp4"
+    bad.write_bytes(bytes(data))
+    frames = sample_frames(bad, fps=2.0)
+    list(frames)
+    rep = frames.report
+    assert rep.finished and not rep.complete
+    assert rep.frames_corrupt + rep.errors > 0
+    assert "damaged clip" in rep.summary()
+
+
+def test_clip_limits_refuse_long_clips_with_the_limit_named(tmp_path, monkeypatch):
+    from core.video import ENV_MAX_SAMPLES, ENV_MAX_SECONDS, ClipLimits
+
+    clip = write_clip(tmp_path / "long.mp4", 30, rate=2)  # 15 s
+    with pytest.raises(VideoError, match=rf"long.mp4: 15.0 s is longer than the 10 s limit.*{ENV_MAX_SECONDS}"):
+        sample_frames(clip, limits=ClipLimits(max_seconds=10))
+    monkeypatch.setenv(ENV_MAX_SECONDS, "12")
+    with pytest.raises(VideoError, match="the 12 s limit"):
+        sample_frames(clip)
+    monkeypatch.delenv(ENV_MAX_SECONDS)
+    monkeypatch.setenv(ENV_MAX_SAMPLES, "20")
+    with pytest.raises(VideoError, match=rf"sampling at 2 fps gives more than 20 frames.*{ENV_MAX_SAMPLES}"):
+        sample_frames(clip, fps=2.0)
+    assert len(list(sample_frames(clip, fps=1.0))) == 15  # 15 samples: within the limit
+    monkeypatch.setenv(ENV_MAX_SAMPLES, "lots")
+    with pytest.raises(VideoError, match=f"{ENV_MAX_SAMPLES}='lots' is not a number"):
+        sample_frames(clip)
+    monkeypatch.delenv(ENV_MAX_SAMPLES)
+    assert ClipLimits.from_env() == ClipLimits(600.0, 1200)
+
+
+def test_clip_without_declared_duration_is_stopped_at_the_limit(tmp_path):
+    from core.video import ClipLimits
+
+    # A live Matroska stream declares no duration: only decoding finds how long it runs.
+    clip = write_clip(tmp_path / "live.mkv", 60, rate=4, fmt="matroska", options={"live": "1"})
+    frames = sample_frames(clip, fps=1.0, limits=ClipLimits(max_seconds=5))
+    with pytest.raises(VideoError, match="live.mkv: the clip runs past the 5 s limit"):
+        list(frames)
+    with pytest.raises(VideoError, match="more than 6 frames"):
+        list(sample_frames(clip, fps=2.0, limits=ClipLimits(max_frames=6)))
+
+
+def test_folder_limits(tmp_path):
+    from core.video import ClipLimits
+
+    for i in range(12):
+        _solid(i * 20).save(tmp_path / f"frame_{i}.png")
+    with pytest.raises(VideoError, match="more than 5 frames"):
+        sample_frames(tmp_path, limits=ClipLimits(max_frames=5))
+    with pytest.raises(VideoError, match="5.5 s is longer than the 3 s limit"):
+        sample_frames(tmp_path, limits=ClipLimits(max_seconds=3))
+    frames = sample_frames(tmp_path, max_frames=5)
+    assert len(list(frames)) == 5 and frames.report.complete
+
+
+def test_video_frame_size_limit(tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "big.mp4", 4)
+    monkeypatch.setenv("SCENESCOPE_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(VideoError, match=r"big.mp4: 64x48 = 3,072 pixels is over the 1,000-pixel limit"):
+        sample_frames(clip)
+
+
+def test_names_and_special_files_get_accurate_messages(tmp_path):
+    clip = write_clip(tmp_path / "x.mp4", 4).read_bytes()
+    (tmp_path / ".mp4").write_bytes(clip)
+    with pytest.raises(VideoError, match=r"'.mp4': the name is only an extension"):
+        sample_frames(tmp_path / ".mp4")
+    (tmp_path / "clip.mp4 ").write_bytes(clip)
+    with pytest.raises(VideoError, match=r"'clip.mp4 ': the file name ends with a space"):
+        sample_frames(tmp_path / "clip.mp4 ")
+    (tmp_path / "noext").write_bytes(clip)
+    with pytest.raises(VideoError, match="'noext': the file name has no extension"):
+        sample_frames(tmp_path / "noext")
+    (tmp_path / "zero.mp4").symlink_to("/dev/zero")
+    with pytest.raises(VideoError, match=r"zero.mp4: not a regular file \(a character device\)"):
+        sample_frames(tmp_path / "zero.mp4")
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it would block forever
+    with pytest.raises(VideoError, match=r"pipe.mp4: not a regular file \(a FIFO\)"):
+        sample_frames(tmp_path / "pipe.mp4")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    with pytest.raises(VideoError, match="gone.mp4: broken link"):
+        sample_frames(tmp_path / "gone.mp4")
