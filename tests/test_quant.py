@@ -17,6 +17,7 @@ from core.quant import QUANT_WEIGHTS, pack_int4, quantize_gptq, quantize_module,
 from core.quant.export import quantize_to_folder, synthetic_frames
 from core.quant.gptq import Hessian, dequantize
 from core.quant.model import _unrolled
+from core.quant.storage import read_metadata
 from core.schema import default_schema
 
 # A micro open_clip ViT (2 blocks of width 64, 32x48 input) keeps GPTQ over a whole tower fast.
@@ -165,7 +166,12 @@ def test_int8_rtn_card_and_size(micro_model, tmp_path):
         key = "visual.transformer.resblocks.0.mlp.c_fc.weight"
         assert f.get_tensor(f"{key}.qcodes").dtype == torch.int8
         assert f.get_tensor(f"{key}.qscales").shape == (256, 1)
-        assert f.metadata()["bits"] == "8" and f.metadata()["method"] == "rtn"
+    meta = read_metadata(out / QUANT_WEIGHTS)
+    assert meta["bits"] == 8 and meta["method"] == "rtn" and meta["group_size"] == 128
+    # the same quantization saved again is the same file, so the model keeps its identity
+    again = quantize_to_folder(micro_model, bits=8, out=tmp_path / "again" / "int8", method="rtn")
+    assert (again / QUANT_WEIGHTS).read_bytes() == (out / QUANT_WEIGHTS).read_bytes()
+    assert load_model(f"file:{again}").identity == q.identity
 
 
 def test_cli_quantize(micro_model, tmp_path, capsys):

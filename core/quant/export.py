@@ -110,7 +110,7 @@ def quantize_to_folder(
     }
     out.mkdir(parents=True, exist_ok=True)
     weights = save_quantized(out / QUANT_WEIGHTS, model.clip.state_dict(), quantized, bits, method,
-                             extra={"source": model.identity, "calibration": str(info["calibration size"])})
+                             extra={"source": model.identity, "calibration": info["calibration size"]})
     info["file size"] = f"{weights.stat().st_size / 1e6:.2f} MB"
     atomic_write_text(out / "open_clip_config.json", json.dumps(source_config(model_name, model), indent=2))
     atomic_write_text(out / "MODEL_CARD.md", _card(info))

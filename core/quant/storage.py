@@ -2,8 +2,10 @@
 
 For each quantized weight ``K`` the file holds ``K.qcodes`` (int8 codes, or for 4 bits uint8 with
 two codes per byte, see ``core.quant.gptq.pack_int4``) and ``K.qscales`` (float16, one per output
-row and group); its header metadata names the format, bits, group size, method and each quantized
-key's shape. Every other state-dict tensor is stored as it is, in float16 where that is exact
+row and group); its header metadata, one JSON entry (safetensors stores metadata in a hash map, so
+several entries would be written in a varying order and the same weights would get a new digest,
+i.e. a new model identity, on every save), names the format, bits, group size, method and each
+quantized key's shape. Every other state-dict tensor is stored as it is, in float16 where that is exact
 (the bundled model is stored in float16) and float32 otherwise. The loader rebuilds float32
 weights (codes x scales) and loads the full state dict strictly into the open_clip model.
 """
@@ -25,6 +27,7 @@ from core.quant.model import QuantizedWeight
 QUANT_WEIGHTS = "open_clip_quantized.safetensors"
 FORMAT = "scenescope-quant"
 VERSION = "1"
+META_KEY = "scenescope_quant"
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:
@@ -57,31 +60,36 @@ def save_quantized(path: str | Path, state: Mapping[str, torch.Tensor], quantize
         tensors[f"{k}.qcodes"] = pack_int4(codes).contiguous() if bits == 4 else codes.contiguous()
         tensors[f"{k}.qscales"] = q.scales.to(torch.float16).cpu().contiguous()
         shapes[k] = list(v.shape)
-    meta = {"format": FORMAT, "version": VERSION, "bits": str(bits), "method": method,
-            "group_size": str(group_sizes.pop()), "quantized": json.dumps(shapes), **(extra or {})}
+    meta = {"format": FORMAT, "version": VERSION, "bits": bits, "method": method,
+            "group_size": group_sizes.pop(), "quantized": shapes, **(extra or {})}
     path = Path(path)
     with atomic_path(path, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors header metadata ({} for a file without any, or not safetensors)."""
+def read_metadata(path: str | Path) -> dict:
+    """The quantization metadata of a weights file ({} for any other file)."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return {}
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            raw = (f.metadata() or {}).get(META_KEY)
     except Exception:  # not a safetensors file: let the normal loader say what is wrong
         return {}
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        raise ValueError(f"{path}: unreadable {META_KEY} metadata") from None
+    return meta if isinstance(meta, dict) else {}
 
 
 def is_quantized(path: str | Path) -> bool:
     return read_metadata(path).get("format") == FORMAT
 
 
-def load_quantized_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_quantized_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Float32 state dict (quantized weights dequantized) and the file's metadata."""
     path = Path(path)
     meta = read_metadata(path)
@@ -91,8 +99,8 @@ def load_quantized_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dic
         raise ValueError(f"{path}: {FORMAT} version {meta.get('version')!r}, this code reads {VERSION}")
     try:
         bits, group = int(meta["bits"]), int(meta["group_size"])
-        shapes = json.loads(meta["quantized"])
-    except (KeyError, ValueError) as e:
+        shapes = dict(meta["quantized"])
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad quantization metadata ({e})") from None
     if bits not in BITS:
         raise ValueError(f"{path}: {bits}-bit weights; this code reads {BITS}")
@@ -115,7 +123,7 @@ def load_quantized_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dic
     return state, meta
 
 
-def load_quantized(model: torch.nn.Module, path: str | Path, device: str = "cpu") -> dict[str, str]:
+def load_quantized(model: torch.nn.Module, path: str | Path, device: str = "cpu") -> dict:
     """Load a quantized file into an open_clip model (strict); returns the file's metadata."""
     state, meta = load_quantized_state(path)
     try:
