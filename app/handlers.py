@@ -20,10 +20,11 @@ import pandas as pd
 from PIL import Image
 
 from core import pipeline
+from core.images import open_image
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
 from core.predict import Vote
 from core.schema import UNKNOWN, Schema
-from core.video import VIDEO_SUFFIXES, Segment, VideoError, sample_frames
+from core.video import VIDEO_SUFFIXES, DecodeReport, Segment, VideoError, sample_frames
 from core.workspace import (
     DEMO_INDEX,
     ENV_INDEX,
@@ -61,6 +62,7 @@ class SceneAnalysis:
     segments: list[Segment] = field(default_factory=list)
     truth: dict[str, str] | None = None  # ground truth when the scene comes from the index
     index_id: int | None = None
+    decode: DecodeReport | None = None  # a clip's decode report (frames that did not decode)
 
     @property
     def duration(self) -> float:
@@ -134,11 +136,9 @@ def thumbnail(path: str | Path | None, width: int = 320) -> np.ndarray | None:
     if path is None:
         return None
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (width, width))  # JPEG: decode at reduced scale, much faster
-            im = im.convert("RGB")
-            im.thumbnail((width, width * 2))
-            return np.asarray(im)
+        im = open_image(path, draft=(width, width))  # JPEG: decode at reduced scale, much faster
+        im.thumbnail((width, width * 2))
+        return np.asarray(im)
     except (OSError, ValueError):
         return None
 
@@ -170,9 +170,8 @@ def analyze_file(path: Path, model: SceneModel, store: IndexStore, k: int = 5,
         # The engine returns votes, not pixels: decode once more (same timestamps) for the scrubber.
         frames = [_shrink(f) for _, f in sample_frames(path, fps=CLIP_FPS)][: len(result.votes)]
         return SceneAnalysis(label, "clip", np.asarray(result.times, dtype=float), list(result.votes),
-                             frames, list(result.segments))
-    with Image.open(path) as im:
-        frame = _shrink(im)
+                             frames, list(result.segments), decode=result.decode)
+    frame = _shrink(pipeline.load_image(path))
     return SceneAnalysis(label, "image", np.zeros(1), [result.vote], [frame])
 
 
@@ -203,8 +202,7 @@ def analyze_index_scene(store: IndexStore, row: int, k: int = 5,
 
     row = int(row)
     vote = vote_rows(store, [row], k=k, prompt_space=prompt_space)[0]
-    with Image.open(store.abspath(row)) as im:
-        frame = _shrink(im)
+    frame = _shrink(open_image(store.abspath(row), str(store.meta["path"].iat[row])))
     return SceneAnalysis(str(store.meta["path"].iat[row]), "image", np.zeros(1), [vote], [frame],
                          truth=store.labels(row), index_id=row)
 

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from core.data import Dataset
 from core.eval import evaluate, report_markdown
+from core.images import ImageError, open_image, regular_file_problem
 from core.index import IndexStore
 from core.models import SceneModel, load_model
 from core.predict import Vote, vote_batch
 from core.schema import Schema
-from core.video import Segment, sample_frames, timeline
+from core.video import (
+    VIDEO_SUFFIXES,
+    ClipLimits,
+    DecodeReport,
+    Segment,
+    name_problem,
+    sample_frames,
+    timeline,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Frames embedded together. A clip holds at most this many preprocessed frames (3 x 224 x 224
+# floats each, whatever the clip's resolution) plus the one being decoded. 64 is
+# SceneModel.embed_images's batch, so a clip embeds as it did when all its frames were held.
+EMBED_BATCH = 64
 
 
 class InputError(ValueError):
@@ -64,16 +77,22 @@ class ClipResult:
     times: np.ndarray
     votes: list[Vote]
     segments: list[Segment] = field(default_factory=list)
+    decode: DecodeReport | None = None  # what decoding found (frames declared, decoded, gaps)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "kind": "clip",
             "frames": [{"t": float(t), **_vote_dict(v)} for t, v in zip(self.times, self.votes, strict=False)],
             "segments": [s.__dict__ for s in self.segments],
         }
+        if self.decode is not None:
+            out["decode"] = self.decode.to_dict()
+        return out
 
     def to_text(self, schema: Schema) -> str:
         lines = [f"{len(self.votes)} frames sampled, {self.times[-1]:.1f} s" if len(self.times) else "no frames"]
+        if self.decode is not None and not self.decode.complete:
+            lines.append(f"warning: {self.decode.summary()}")
         for a in schema.attributes:
             segs = [s for s in self.segments if s.attribute == a.name]
             lines.append(f"  {a.display}: " + "; ".join(
@@ -96,36 +115,87 @@ def open_index(
 
 
 def load_image(path: str | Path) -> Image.Image:
+    """An image file as RGB (core.images.open_image: size-checked before decoding)."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"{Path(path).name}: not a readable image ({e.__class__.__name__})") from None
+        return open_image(path)
+    except ImageError as e:
+        raise InputError(str(e)) from None
+
+
+def _preprocessor(model: SceneModel) -> Callable[[Image.Image | np.ndarray], object]:
+    """PIL image or HxWx3 uint8 array -> model-ready pixels, bit-identical to model.preprocess
+    (core.index.preprocess.fast_preprocess, which skips per-image torch ops)."""
+    from core.index.preprocess import fast_preprocess
+
+    preprocess = fast_preprocess(model)
+    return lambda im: preprocess(im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, np.uint8)))
+
+
+def _encode(model: SceneModel, pixels: list) -> np.ndarray:
+    from core.index.preprocess import stack
+
+    return np.asarray(model.embed_batch(stack(pixels)), dtype=np.float32)
 
 
 def classify_images(images: list, model: SceneModel, store: IndexStore, k: int = 5, **vote_kw: object) -> list[Vote]:
     if not images:
         return []
-    return vote_batch(store, model.embed_images(images), k=k, **vote_kw)
+    prep = _preprocessor(model)
+    emb = np.concatenate([_encode(model, [prep(im) for im in images[i : i + EMBED_BATCH]])
+                          for i in range(0, len(images), EMBED_BATCH)])
+    return vote_batch(store, emb, k=k, **vote_kw)
+
+
+def _input_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be classified before reading it (missing, a device, a bad name), or None."""
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if is_dir:
+        return None
+    problem = regular_file_problem(path)
+    if problem:
+        return f"{path.name or path}: {problem}"
+    return name_problem(path, (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))
 
 
 def classify_path(path: Path, model: SceneModel, store: IndexStore, k: int = 5, fps: float = 2.0,
-                  smoothing: int = 1, **vote_kw: object) -> ImageResult | ClipResult:
-    """Classify an image, a clip or a folder of frames."""
+                  smoothing: int = 1, limits: ClipLimits | None = None, **vote_kw: object) -> ImageResult | ClipResult:
+    """Classify an image, a clip or a folder of frames.
+
+    A clip is decoded, preprocessed and embedded ``EMBED_BATCH`` frames at a time (each frame's
+    pixels are dropped once embedded), so memory does not grow with its length; ``limits`` caps
+    its duration and frame count (default: core.video.ClipLimits.from_env()). The result's
+    ``decode`` reports frames the clip declares but that did not decode.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+    problem = _input_problem(path)
+    if problem:
+        raise InputError(problem)
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageResult(classify_images([load_image(path)], model, store, k, **vote_kw)[0])
-    times, frames = [], []
-    for t, frame in sample_frames(path, fps=fps):
-        times.append(t)
-        frames.append(frame)
-    if not frames:
+    frames = sample_frames(path, fps=fps, limits=limits)
+    prep = _preprocessor(model)
+    times: list[float] = []
+    embedded: list[np.ndarray] = []
+    batch: list = []
+    try:
+        for t, frame in frames:
+            times.append(t)
+            batch.append(prep(frame))  # the decoded frame is dropped at the next turn
+            if len(batch) == EMBED_BATCH:
+                embedded.append(_encode(model, batch))
+                batch = []
+        if batch:
+            embedded.append(_encode(model, batch))
+    finally:
+        frames.close()
+    if not times:
         raise InputError(f"{path.name}: no frames could be read")
-    votes = classify_images(frames, model, store, k, **vote_kw)
+    votes = vote_batch(store, np.concatenate(embedded), k=k, **vote_kw)
     segments = timeline(np.asarray(times), [v.labels() for v in votes], store.schema, smoothing=smoothing)
-    return ClipResult(np.asarray(times), votes, segments)
+    return ClipResult(np.asarray(times), votes, segments, decode=frames.report)
 
 
 def evaluate_split(dataset: Dataset, split: str, model: SceneModel, store: IndexStore, k: int = 5,

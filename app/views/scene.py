@@ -61,6 +61,9 @@ if error:
 frame_i = 0
 if analysis.kind == "clip":
     st.subheader(f"Timeline · {analysis.name}")
+    if analysis.decode is not None and not analysis.decode.complete:
+        st.warning(f"{analysis.name}: {analysis.decode.summary()}; its votes come from the frames that decoded.",
+                   icon=":material/warning:")
     n = len(analysis.votes)
     frame_i = st.select_slider(
         "Frame", options=list(range(n)), key="scene_frame",

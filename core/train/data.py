@@ -11,6 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.data import Dataset
+from core.images import open_image
 from core.schema import UNKNOWN, Schema
 
 
@@ -25,8 +26,7 @@ def load_pixels(
     paths = [dataset.abspath(p) for p in dataset.frames["path"]]
 
     def one(p):  # noqa: ANN001, ANN202
-        with Image.open(p) as im:
-            return preprocess(im.convert("RGB")).to(torch.float16)
+        return preprocess(open_image(p)).to(torch.float16)  # size-checked, one-line errors
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         items = list(tqdm(pool.map(one, paths), total=len(paths), desc="decode", disable=not progress))
