@@ -24,7 +24,7 @@ from core.images import open_image
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
 from core.predict import Vote
 from core.schema import UNKNOWN, Schema
-from core.video import VIDEO_SUFFIXES, DecodeReport, Segment, VideoError, sample_frames
+from core.video import VIDEO_SUFFIXES, DecodeReport, Segment, VideoError, name_problem, sample_frames
 from core.workspace import (
     DEMO_INDEX,
     ENV_INDEX,
@@ -148,6 +148,9 @@ VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute'
 
 def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> str | None:
     """Why an upload cannot be used before reading it (type, emptiness, size), or None."""
+    problem = name_problem(Path(name), ACCEPTED_SUFFIXES)  # ".jpg", "clip.mp4 ", no extension
+    if problem:
+        return problem
     suffix = Path(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
         return (f"{Path(name).name}: unsupported file type {suffix or '(none)'}; upload an image "
@@ -713,14 +716,19 @@ def failure_table(report: Mapping[str, Any], schema: Schema, attributes: Sequenc
 
 
 def metrics_table(report: Mapping[str, Any], schema: Schema) -> pd.DataFrame:
-    """Per-attribute precision / recall / F1 in schema order."""
+    """Per-attribute precision / recall / F1 of the plurality vote in schema order, then coverage
+    against accuracy: the share of frames the vote decided (a majority of voters agreed) and the
+    F1 on those frames alone."""
     rows = []
+    decided = (report.get("decided") or {}).get("attributes", {})
     for a in schema.attributes:
         m = report["attributes"].get(a.name)
         if not m:
             continue
+        d = decided.get(a.name, {})
         rows.append({"Attribute": a.display, "Precision": m["precision"], "Recall": m["recall"],
-                     "F1": m["f1"], "Accuracy": m["accuracy"], "N": m["n"], "Abstained": m["abstained"]})
+                     "F1": m["f1"], "Accuracy": m["accuracy"], "Frames": m["n"],
+                     "Decided": d.get("coverage"), "F1 when decided": d.get("f1")})
     return pd.DataFrame(rows)
 
 

@@ -33,11 +33,16 @@ def _evaluate() -> dict:
 
 report = state.memo(("triage", eng.key, split, eng.k, space), _evaluate)
 failures_total = len(report["failures"])
-m = head[1].columns(4)
+decided = report.get("decided", {})
+m = head[1].columns(5)
 m[0].metric("Frames", f"{report['rows']:,}")
-m[1].metric("Macro F1", f"{report['macro_f1']:.3f}", help="Mean over attributes of each attribute's macro F1")
-m[2].metric("Failures", f"{failures_total:,}", help="One per wrong attribute of a frame")
-m[3].metric("k", eng.k)
+m[1].metric("Macro F1", f"{report['macro_f1']:.3f}",
+            help="Mean over attributes of each attribute's macro F1, every frame scored by its plurality vote")
+m[2].metric("Decided", f"{decided.get('coverage', 0):.0%}",
+            help="Share of frames whose vote was decided: more than half of the voters agreed")
+m[3].metric("F1 when decided", f"{decided.get('macro_f1', 0):.3f}",
+            help="Macro F1 on the decided frames alone: coverage against accuracy")
+m[4].metric("Failures", f"{failures_total:,}", help="One per wrong attribute of a frame")
 
 tab_metrics, tab_failures, tab_leak = st.tabs(["Metrics", f"Failures ({failures_total:,})", "Leakage"])
 
