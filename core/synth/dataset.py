@@ -82,11 +82,13 @@ def write_synth_dataset(
     progress: bool = True,
     schema: Schema | None = None,
     clip_seconds: tuple[float, float] = (6.0, 10.0),
+    qa: bool = False,
 ) -> Path:
     """Render ``scenes`` single frames and ``clips`` clips into ``out``; returns the dataset root.
 
     ``out/images/*.jpg`` plus ``out/manifest.jsonl`` (written by ``write_manifest``, so it is
-    validated against the schema and replaced atomically).
+    validated against the schema and replaced atomically). ``qa``: also the question bank,
+    ``out/qa.jsonl`` (core.vqa.questions, from the labels the frames were rendered with).
     """
     schema = schema or default_schema()
     root = Path(out)
@@ -119,6 +121,10 @@ def write_synth_dataset(
     bar.close()
     rows.sort(key=lambda r: r["path"])
     write_manifest(root, rows, schema)
+    if qa:
+        from core.vqa.questions import write_question_bank
+
+        write_question_bank(root, schema, seed)
     atomic_write_text(root / STAMP, json.dumps(_stamp(scenes, clips, seed, size, fps, splits)))
     return root
 
