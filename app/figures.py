@@ -27,8 +27,9 @@ def value_colors(schema: Schema, attribute: str) -> dict[str, str]:
 
 # ---- clip timeline ----------------------------------------------------------------------------
 def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
-                    cursor_s: float | None = None) -> go.Figure:
-    """Predicted segments as one horizontal lane per attribute, a line at the scrubbed frame."""
+                    cursor_s: float | None = None, unfamiliar: Sequence[tuple[float, float]] = ()) -> go.Figure:
+    """Predicted segments as one horizontal lane per attribute, a line at the scrubbed frame, and
+    the ``unfamiliar`` stretches (unlike the index: their votes abstain) shaded."""
     fig = go.Figure()
     lanes = [a.display for a in schema.attributes]
     for seg in segments:
@@ -42,6 +43,10 @@ def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
             hovertemplate=f"{a.display}: {label}<br>{seg.start_s:.1f}–{seg.end_s:.1f} s<extra></extra>",
             showlegend=False, name=label,
         )
+    for start, end in unfamiliar:
+        fig.add_vrect(x0=start, x1=max(end, start + 0.05), fillcolor="#d62728", opacity=0.12, line_width=0,
+                      annotation_text="unlike this index", annotation_position="top left",
+                      annotation_font={"size": 10, "color": "#a01010"})
     if cursor_s is not None:
         fig.add_vline(x=cursor_s, line_width=2, line_color="#222", line_dash="dot")
     fig.update_layout(

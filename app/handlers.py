@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from core import pipeline
+from core.familiarity import UNFAMILIAR_REASON
 from core.images import open_image
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
 from core.predict import Vote
@@ -67,6 +68,35 @@ class SceneAnalysis:
     @property
     def duration(self) -> float:
         return clip_duration(self.times) if self.kind == "clip" else 0.0
+
+    @property
+    def unfamiliar(self) -> list[int]:
+        """Frames unlike the index (core.familiarity): their votes abstain."""
+        return [i for i, v in enumerate(self.votes) if any(a.reason == UNFAMILIAR_REASON for a in v.attributes.values())]
+
+    def unfamiliar_stretches(self) -> list[tuple[float, float]]:
+        """The unfamiliar frames as time stretches (each frame covers up to the next one)."""
+        out: list[tuple[float, float]] = []
+        for i in self.unfamiliar:
+            start = float(self.times[i])
+            end = float(self.times[i + 1]) if i + 1 < len(self.times) else max(self.duration, start)
+            if out and abs(out[-1][1] - start) < 1e-6:
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((start, end))
+        return out
+
+    def familiarity_banner(self) -> str | None:
+        """A warning when the index does not know this footage, else None."""
+        bad = self.unfamiliar
+        if not bad:
+            return None
+        known = [v.familiarity for v in self.votes if v.familiarity is not None]
+        median = f" (familiarity {float(np.median(known)):.2f})" if known else ""
+        what = "This image is" if self.kind == "image" else (
+            "This clip is" if len(bad) == len(self.votes) else f"{len(bad)} of {len(self.votes)} frames are")
+        return (f"{what} {UNFAMILIAR_REASON}{median}: nothing indexed looks like it, so its votes abstain. "
+                "Index footage like it, or adapt the model to it, before trusting votes here.")
 
 
 def _shrink(frame: np.ndarray | Image.Image, width: int = DISPLAY_WIDTH) -> np.ndarray:

@@ -240,6 +240,34 @@ def test_scene_clip_has_timeline_and_scrubber(engine: tuple) -> None:
     assert not at.exception and "1.5 s" in scrubber.format_func(scrubber.value)
 
 
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
+def test_scene_warns_when_the_clip_is_unlike_the_index(index_env: SmallIndex, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from core.familiarity import UNFAMILIAR_REASON, calibrate
+    from core.index import IndexStore
+    from core.schema import default_schema
+
+    # A copy of the test index whose threshold sits above every frame of the real clip: the small
+    # test index is too sparse to flag it by itself (bench/familiarity.py measures the detector on
+    # the demo index); here the page's wiring is under test: banner, abstentions, timeline marks.
+    index = tmp_path / "strict"
+    shutil.copytree(index_env.index, index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["familiarity"] = {**calibrate(IndexStore.load(index)), "flag_below": 0.999}
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("SCENESCOPE_INDEX", str(index))
+    at = _app()
+    at.file_uploader(key="scene_upload").set_value((CLIP.name, CLIP.read_bytes(), "video/mp4")).run()
+    assert not at.exception and not at.error
+    assert at.warning and UNFAMILIAR_REASON in at.warning[0].value
+    votes = _table(at, "Vote")
+    assert len(votes) == len(default_schema().names)
+    chart = next(c for c in at.get("plotly_chart"))
+    assert "unlike this index" in chart.proto.spec
+
+
 def test_scene_from_index_shows_truth(engine: tuple) -> None:
     at = _app()
     at.segmented_control(key="scene_source").set_value("From the index").run()

@@ -58,6 +58,10 @@ if error:
     st.error(error, icon=":material/error:")
     st.stop()
 
+banner = analysis.familiarity_banner()
+if banner:
+    st.warning(banner, icon=":material/help:")
+
 frame_i = 0
 if analysis.kind == "clip":
     st.subheader(f"Timeline · {analysis.name}")
@@ -71,7 +75,7 @@ if analysis.kind == "clip":
         help=f"{n} frames sampled at {handlers.CLIP_FPS:g} per second",
     ) if n > 1 else 0
     st.plotly_chart(widgets.timeline_figure(analysis.segments, schema, analysis.duration,
-                                            float(analysis.times[frame_i])),
+                                            float(analysis.times[frame_i]), analysis.unfamiliar_stretches()),
                     width="stretch", config={"displayModeBar": False}, key="scene_timeline")
 
 vote = analysis.votes[frame_i]
