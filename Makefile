@@ -16,8 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 run: $(STAMP)
 	$(PY) -m core.cli demo --prepare-only
-	$(VENV)/bin/streamlit run app/workbench.py --server.address $(HOST) --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false
+	$(PY) -m core.cli workbench --host $(HOST) --port $(PORT)
 
 demo: $(STAMP)
 	$(PY) -m core.cli demo

@@ -1,10 +1,13 @@
 """The app layer's ``scenescope`` commands, found by ``core.cli`` through the ``scenescope.commands``
-entry-point group (pyproject.toml), so that core never imports app. Light to import: gradio loads
-only when the command runs."""
+entry-point group (pyproject.toml), so that core never imports app. Light to import: each front end
+(gradio, streamlit) loads only when its command runs."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+WORKBENCH = Path(__file__).resolve().parent / "workbench.py"
 
 
 def add_demo_ui(sub: argparse._SubParsersAction) -> None:
@@ -19,3 +22,28 @@ def run_demo_ui(a: argparse.Namespace) -> None:
     from app.demo import launch
 
     launch(host=a.host, port=a.port)
+
+
+def add_workbench(sub: argparse._SubParsersAction) -> None:
+    """``scenescope workbench``: the Streamlit workbench, on loopback and without usage statistics."""
+    s = sub.add_parser("workbench", help="start the Streamlit workbench (127.0.0.1, no usage statistics)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8501)
+    s.set_defaults(fn=run_workbench)
+
+
+def workbench_argv(host: str, port: int) -> list[str]:
+    """``streamlit run`` arguments for the workbench. Command-line flags outrank every config file
+    and STREAMLIT_* variable, so these hold whatever folder it is started from (`streamlit run` alone
+    reads .streamlit/config.toml from the working directory; app/.streamlit/config.toml covers that
+    way too). A set address and headless mode also keep Streamlit from looking up an external IP."""
+    return ["run", str(WORKBENCH), "--server.address", host, "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+
+
+def run_workbench(a: argparse.Namespace) -> None:
+    from streamlit.web import cli as streamlit_cli
+
+    # In this process (not a child): stopping the command stops the server. standalone_mode=False
+    # lets a bad flag reach core.cli's one-line error instead of click's own exit.
+    streamlit_cli.main.main(args=workbench_argv(a.host, a.port), prog_name="streamlit", standalone_mode=False)

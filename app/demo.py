@@ -255,10 +255,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, index: str | Path | None =
     """Serve the demo on ``host:port`` with a bounded queue (``block=False`` returns at once)."""
     demo = build(index)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=CONCURRENCY)
-    try:  # the demo's example files live in the dataset folder: let the page serve them
-        allowed = [str(engine()[1].data_root)]
-    except Exception:  # no index yet: examples are off anyway
-        allowed = []
+    # Gradio serves whatever allowed_paths hold, so name the example files one by one: allowing the
+    # dataset folder served every file under it (manifest included). Thumbnails and galleries need
+    # nothing here: they are arrays, which Gradio writes to its own cache.
+    allowed = [row[0] for row in _example_files()]
     demo.launch(server_name=host, server_port=int(port), share=False, show_error=True, quiet=True,
                 prevent_thread_lock=not block, theme=theme(), footer_links=["api"], allowed_paths=allowed,
                 max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", enable_monitoring=False, ssr_mode=False,

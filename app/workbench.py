@@ -1,4 +1,6 @@
-"""SceneScope workbench: `streamlit run app/workbench.py` (or `make run`).
+"""SceneScope workbench: `scenescope workbench` (or `make run`). A plain `streamlit run app/workbench.py`
+works too, from any folder: app/.streamlit/config.toml (Streamlit's script-level config, read
+wherever it is started) keeps it on 127.0.0.1 without usage statistics, as the command's flags do.
 
 This entry script runs on every interaction: it draws the shared sidebar (index, model, k and the
 index's manifest), then hands over to the page picked in the navigation.
