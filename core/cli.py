@@ -70,7 +70,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
     from core.synth import write_synth_dataset
 
     path = write_synth_dataset(Path(a.out), scenes=a.scenes, clips=a.clips, seed=a.seed,
-                               size=_size(a.size), fps=a.fps, schema=_schema(a))
+                               size=_size(a.size), fps=a.fps, schema=_schema(a), qa=a.qa)
     print(f"wrote {path}")
 
 
@@ -135,10 +135,51 @@ def cmd_import(a: argparse.Namespace) -> None:
     print(f"wrote {fn(Path(a.root), Path(a.labels), schema=_schema(a))}")
 
 
+def _answerer_index(a: argparse.Namespace) -> tuple:
+    """The model and index a retrieval answerer votes with: --index, else the default index."""
+    from core.pipeline import open_index
+    from core.workspace import default_index, demo_missing
+
+    index = Path(a.index) if a.index else default_index()
+    if demo_missing(index):
+        from core.demo import ensure_demo
+
+        ensure_demo()
+    return open_index(index, getattr(a, "model", None))
+
+
+def cmd_ask(a: argparse.Namespace) -> None:
+    from core.vqa.answer import DEFAULT_THRESHOLD, RetrievalAnswerer, check_question
+
+    check_question(a.question)  # a bad question fails before the model loads
+    model, store = _answerer_index(a)
+    threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
+    ans = RetrievalAnswerer(model, store, k=a.k, threshold=threshold).answer(a.question, a.path, a.option)
+    out = ans.to_dict()
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return
+    letter = f"{out['letter']}. " if out["letter"] else ""
+    print(f"{letter}{ans.text}  (confidence {ans.confidence:.2f}"
+          + (f"; {ans.reason})" if ans.reason else f"; {len(ans.evidence)} voters)"))
+
+
 def cmd_eval_vqa(a: argparse.Namespace) -> None:
     from core.vqa.drivelm import read_drivelm, read_predictions
     from core.vqa.metrics import report_text, score_predictions
 
+    if bool(a.data) == bool(a.predictions):
+        raise ValueError("eval-vqa needs either --predictions FILE or --data DIR")
+    if a.data:
+        from core.vqa.answer import DEFAULT_THRESHOLD
+        from core.vqa.evaluate import evaluate_dataset
+
+        model, store = _answerer_index(a)
+        threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
+        report = evaluate_dataset(a.data, model, store, split=a.split, k=a.k, threshold=threshold,
+                                  meteor=not a.no_meteor, limit=a.limit)
+        print(json.dumps(report, indent=2) if a.json else report_text(report))
+        return
     qa = read_drivelm(a.qa).qa if a.qa else None
     report = score_predictions(read_predictions(a.predictions), qa, challenge_filter=not a.all_questions,
                                meteor=not a.no_meteor)
@@ -175,6 +216,11 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
     data, index = ensure_demo()
     print(f"demo dataset: {data}\ndemo index:   {index}")
+    if a.write_asset:
+        from core.demo import write_demo_asset
+
+        print(f"start-up asset: {write_demo_asset(index_dir=index, data_dir=data)}")
+        return
     if not a.prepare_only:
         model, store = open_index(index, None)
         result = classify_path(demo_clip(data), model, store)
@@ -187,6 +233,15 @@ def cmd_quantize(a: argparse.Namespace) -> None:
     out = quantize_to_folder(a.model, bits=a.bits, out=a.out, method=a.method, calibration=a.calibration,
                              group_size=a.group_size, seed=a.seed, progress=True)
     print(f"wrote {out} (load it as file:{out})")
+
+
+def cmd_eval_retrieval(a: argparse.Namespace) -> None:
+    from core.models import load_model
+    from core.retrieval.evaluate import evaluate_retrieval, report_text
+
+    report = evaluate_retrieval(a.data, load_model(a.model), split=a.split, method=a.method,
+                                moments=not a.no_moments)
+    print(json.dumps(report, indent=2) if a.json else report_text(report))
 
 
 class _VoteSpaces(Sequence):
@@ -224,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", default="320x180", help="frame size WxH")
     s.add_argument("--fps", type=float, default=2.0, help="clip frame rate")
+    s.add_argument("--qa", action="store_true", help="also write the question bank qa.jsonl beside the manifest")
     s.set_defaults(fn=cmd_synth)
 
     s = sub.add_parser("index", help="embed a dataset split into a FAISS index")
@@ -271,9 +327,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="drivelm: new dataset folder (manifest, qa.jsonl, key_frames.jsonl, images)")
     s.set_defaults(fn=cmd_import)
 
-    s = sub.add_parser("eval-vqa", help="score DriveLM-style VQA predictions with the challenge's metrics")
-    s.add_argument("--predictions", required=True,
+    s = sub.add_parser("ask", help="answer a question about an image or clip from its k-NN votes")
+    s.add_argument("path", help="image, video or folder of frames")
+    s.add_argument("question", help="e.g. \"Is the road surface wet?\" (at most 512 characters)")
+    s.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
+    s.add_argument("--index", help="index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
+    s.add_argument("--answerer", choices=["retrieval"], default="retrieval")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--threshold", type=float, default=None,
+                   help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_ask)
+
+    s = sub.add_parser("eval-vqa", help="score DriveLM-style VQA predictions with the challenge's metrics, "
+                       "or answer and score a dataset's qa.jsonl (--data)")
+    s.add_argument("--predictions",
                    help="JSON list of {id, question, gt_answer, answer} with optional tag, group, type")
+    s.add_argument("--data", help="dataset folder with qa.jsonl (synth --qa): answer its --split and score it")
+    s.add_argument("--index", help="--data: index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
+    s.add_argument("--answerer", choices=["retrieval"], default="retrieval")
+    s.add_argument("--split", default="test")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--threshold", type=float, default=None,
+                   help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")
+    s.add_argument("--limit", type=int, default=None, help="--data: only the first N questions")
     s.add_argument("--qa", help="DriveLM QA JSON with tags (test_eval.json): questions, answers, groups, tags")
     s.add_argument("--all-questions", action="store_true",
                    help="score every question (skip the challenge's filter on objects the first answer missed)")
@@ -302,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="prepare the embedded demo (dataset + index) and classify a demo clip")
     s.add_argument("--prepare-only", action="store_true")
+    s.add_argument("--write-asset", action="store_true",
+                   help="save the demo's vectors and map as assets/demo (after a model or renderer change)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("quantize", help="weight-only INT8/INT4 quantization of a model's vision encoder")
@@ -313,6 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=4242, help="calibration data seed")
     s.add_argument("--out", required=True, help="new folder for the file: model")
     s.set_defaults(fn=cmd_quantize)
+
+    s = sub.add_parser("eval-retrieval", help="text<->clip R@1/5/10, MdR, MnR and moments on a clip dataset")
+    s.add_argument("--data", required=True, help="clip dataset folder (core.retrieval.data)")
+    s.add_argument("--split", choices=("test", "all"), default="test", help="clips in the gallery")
+    s.add_argument("--model", default="scenescope-tiny", help="registry name of the model")
+    s.add_argument("--method", choices=("afa", "meanp", "teacher"), default="afa",
+                   help="clip vectors: the distilled AFA student (default), mean pooling, or the fine-grained teacher")
+    s.add_argument("--no-moments", action="store_true", help="skip moment retrieval in the long drives")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_eval_retrieval)
 
     for name in SCHEMA_COMMANDS:
         # Also accepted after the command; SUPPRESS keeps an absent one from hiding a global one.

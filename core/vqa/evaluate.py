@@ -1,0 +1,117 @@
+"""Answer a dataset's question bank (``qa.jsonl``, one split) and score it with the challenge's metrics.
+
+Votes: when the index holds the dataset's frames (same dataset folder, every needed path indexed),
+each frame votes under the one leave-out rule (``core.scoring.vote_rows``: no frame of its own clip,
+train-split voters), so a frame never answers from itself; otherwise the frames are embedded and vote
+as outside queries (``core.pipeline.classify_images``, familiarity judged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from core.predict import Vote
+from core.vqa.answer import DEFAULT_THRESHOLD, Answer, answer
+from core.vqa.drivelm import option_letter, read_qa_table
+from core.vqa.questions import CLIP_FRAME
+
+if TYPE_CHECKING:
+    from core.data import Dataset
+    from core.types import IndexStore, SceneModel
+
+_EMBED_CHUNK = 256  # images held in memory at once when the frames are not indexed
+
+
+def prediction_text(ans: Answer, row: Mapping[str, Any]) -> str:
+    """What an answer says in the question bank's answer form: a letter for multiple choice (the
+    schema's no-answer text when no option was chosen), else the answer's text."""
+    if row["type"] == "multiple_choice":
+        return option_letter(ans.choice) if ans.choice is not None else ans.text
+    return ans.text
+
+
+def _frame_votes(part: Dataset, model: SceneModel, store: IndexStore, k: int, **vote_kw: object) -> list[Vote]:
+    """A vote per row of ``part`` (see the module docstring for which rule)."""
+    from core.pipeline import classify_images, load_image
+    from core.scoring import vote_rows
+
+    rel = part.frames["path"].astype(str).tolist()
+    same = store.data_root.resolve() == Path(part.root).resolve()
+    where = {p: i for i, p in enumerate(store.paths())} if same else {}
+    if same and all(p in where for p in rel):
+        return vote_rows(store, [where[p] for p in rel], k=k, prompt_space=vote_kw.get("prompt_space"))  # type: ignore[arg-type]
+    votes: list[Vote] = []
+    for s in range(0, len(rel), _EMBED_CHUNK):
+        images = [load_image(part.abspath(p)) for p in rel[s : s + _EMBED_CHUNK]]
+        votes += classify_images(images, model, store, k, **vote_kw)
+    return votes
+
+
+def answer_dataset(
+    data: str | Path, model: SceneModel, store: IndexStore, *, split: str = "test", k: int = 5,
+    threshold: float = DEFAULT_THRESHOLD, limit: int | None = None, qa_path: str | Path | None = None,
+    **vote_kw: object,
+) -> tuple[pd.DataFrame, dict[str, Answer]]:
+    """The split's questions (a QA table) and each one's Answer by the retrieval answerer, by id.
+    ``limit``: only the first questions (quick checks); ``qa_path``: the question bank (default
+    ``data/qa.jsonl``)."""
+    from core.data import read_manifest
+
+    ds = read_manifest(data, store.schema)
+    part = ds.split(split)
+    if not len(part):
+        raise ValueError(f"{data}: the dataset has no {split!r} frames")
+    qa = read_qa_table(qa_path if qa_path is not None else data)
+    clips = set(part.frames["clip_id"].astype(str))
+    qa = qa[qa["scene"].astype(str).isin(clips)].reset_index(drop=True)
+    if limit is not None:
+        qa = qa.head(int(limit))
+    if not len(qa):
+        raise ValueError(f"{data}: qa.jsonl has no questions about the {split!r} split")
+    frames = part.frames.assign(_row=np.arange(len(part)), _fi=part.frames.get("frame_index", 0))
+    needed = frames[frames["clip_id"].astype(str).isin(set(qa["scene"].astype(str)))]
+    sub = type(part)(part.root, needed.drop(columns=["_row", "_fi"]).reset_index(drop=True), part.schema)
+    votes = _frame_votes(sub, model, store, k, **vote_kw)
+    by_clip: dict[str, list[tuple[int, Vote]]] = {}
+    for fi, clip, v in zip(needed["_fi"].fillna(0).astype(int), needed["clip_id"].astype(str), votes, strict=True):
+        by_clip.setdefault(clip, []).append((int(fi), v))
+    answers: dict[str, Answer] = {}
+    for row in qa.to_dict("records"):
+        frames_of = sorted(by_clip[str(row["scene"])], key=lambda x: x[0])
+        if str(row["frame"]) == CLIP_FRAME:
+            chosen = [v for _, v in frames_of]
+        else:
+            chosen = [v for fi, v in frames_of if fi == int(row["frame"])]
+            if not chosen:
+                raise ValueError(f"{data}/qa.jsonl {row['id']}: clip {row['scene']} has no frame {row['frame']}")
+        answers[row["id"]] = answer(row["question"], chosen, schema=store.schema, threshold=threshold)
+    return qa, answers
+
+
+def evaluate_dataset(
+    data: str | Path, model: SceneModel, store: IndexStore, *, split: str = "test", k: int = 5,
+    threshold: float = DEFAULT_THRESHOLD, meteor: bool = True, limit: int | None = None,
+    qa_path: str | Path | None = None, **vote_kw: object,
+) -> dict[str, Any]:
+    """``score_predictions``'s report (docs/CONTRACTS.md, eval-vqa) of the retrieval answerer on the
+    split's questions, plus ``answerer``, ``split``, ``no_definite_answer`` (how many) and
+    ``mean_confidence``."""
+    from core.vqa.metrics import score_predictions
+
+    qa, answers = answer_dataset(data, model, store, split=split, k=k, threshold=threshold, limit=limit,
+                                 qa_path=qa_path, **vote_kw)
+    rows = qa.to_dict("records")
+    entries = [{"id": r["id"], "answer": prediction_text(answers[r["id"]], r)} for r in rows]
+    report = score_predictions(entries, qa, challenge_filter=False, meteor=meteor)
+    report.update(answerer="retrieval", split=split,
+                  no_definite_answer=sum(not a.definite for a in answers.values()),
+                  mean_confidence=float(np.mean([a.confidence for a in answers.values()])))
+    return report
+
+
+__all__ = ["answer_dataset", "evaluate_dataset", "prediction_text"]
