@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test demo demo-ui lint bench browser-deps clean-demo
+.PHONY: run test demo demo-ui lint bench bench-full browser-deps clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,10 +33,27 @@ test: $(STAMP) browser-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The benchmark suite (bench/README.md). `make bench`: every script in --quick mode, a check that
+# each still runs, in under 15 min on 2 idle cores (~10 min of CPU measured); its figures mean
+# nothing. `make bench-full`: the runs behind bench/RESULTS.md, about an hour on 2 idle cores (more
+# the first time: the fine-tuning bench renders the bundled recipe's training data once).
+BENCH_QUICK := synth_speed embed_throughput map_scale token_pruning token_localisation finetune_weak \
+	quantize familiarity
 bench: $(STAMP)
-	$(PY) bench/synth_speed.py
+	$(PY) -m core.cli demo --prepare-only  # familiarity measures against the demo index
+	set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py --quick"; $(PY) bench/$$b.py --quick; done
+
+bench-full: $(STAMP)
+	$(PY) bench/synth_speed.py --frames 400
 	$(PY) bench/embed_throughput.py
-	$(PY) bench/token_pruning.py
+	$(PY) bench/map_scale.py --warmup
+	$(PY) bench/map_scale.py --sizes 100000 --epochs 0 --no-transform --warmup
+	$(PY) bench/token_pruning.py --train 1500 --test 600 --png bench/token_pruning.png
+	$(PY) bench/token_localisation.py --scenes 30
+	$(PY) bench/finetune_weak.py
+	$(PY) bench/quantize.py --index 1500 --queries 500 --calibration 200
+	$(PY) -m core.cli demo --prepare-only
+	$(PY) bench/familiarity.py --index indexes/demo --synthetic 300
 
 # Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as
 # root, else through sudo.

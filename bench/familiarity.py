@@ -1,6 +1,6 @@
 """Does familiarity tell real footage from held-out synthetic frames? Target (issue 20): AUROC >= 0.95
 with at most 5% of held-out synthetic frames flagged. Run: `python bench/familiarity.py [--index indexes/demo]
-[--synthetic 300]`.
+[--synthetic 300] [--quick]`.
 
 Real frames: the Udacity images and clip frames and the DriveLM sample's front-camera frames in
 ../shared/fixtures (evaluation only). Held-out synthetic frames: freshly rendered scenes (a seed the
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _quick import parse_args
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -40,11 +41,11 @@ def real_frames() -> list[Image.Image]:
     return images
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--index", default="indexes/demo")
     ap.add_argument("--synthetic", type=int, default=300)
-    a = ap.parse_args()
+    a = parse_args(ap, {"synthetic": 40}, argv)
     if not FIXTURES.is_dir():
         raise SystemExit(f"{FIXTURES} is absent: the real frames live there")
     model, store = open_index(a.index)
