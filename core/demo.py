@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from pathlib import Path
 
 import av
 import numpy as np
 
-from core.data import read_manifest
+from core.atomic import atomic_path, atomic_write_text
+from core.data import Dataset, read_manifest
+from core.familiarity import calibrate
 from core.index import IndexStore, IndexStoreError, build_index
 from core.models import DEFAULT_MODEL, SceneModel, load_model
 from core.schema import Schema, default_schema
 from core.synth import clip_plan, ensure_synth_dataset, render_clip
-from core.synth.dataset import synth_dataset_is_current
-from core.workspace import DEMO_DATA, DEMO_INDEX
+from core.synth.dataset import STAMP, synth_dataset_is_current
+from core.workspace import DEMO_DATA, DEMO_INDEX, ROOT
 
 DEMO_SCENES, DEMO_CLIPS, DEMO_SEED = 1500, 40, 2024
+DEMO_ASSET = ROOT / "assets" / "demo"
+ASSET_VECTORS, ASSET_LAYOUT, ASSET_RECORD = "embeddings.npy", "umap.npy", "demo.json"
 
 
 def write_clip_video(out: Path, schema: Schema, feature: str, seed: int, fps: int = 10,
@@ -51,9 +57,10 @@ def demo_clip(data_dir: Path = DEMO_DATA) -> Path:
 
 
 def ensure_demo(progress: bool = True, data_dir: Path = DEMO_DATA, index_dir: Path = DEMO_INDEX,
-                model_name: str = DEFAULT_MODEL) -> tuple[Path, Path]:
+                model_name: str = DEFAULT_MODEL, asset: Path = DEMO_ASSET) -> tuple[Path, Path]:
     """Make the demo dataset and index if missing (or built with another model or renderer);
-    reuse them after."""
+    reuse them after. When the shipped start-up asset (``asset``) was made by this model from this
+    very dataset, the index and its map come from it instead of embedding every frame again."""
     schema = default_schema()
     rendered = not synth_dataset_is_current(data_dir, DEMO_SCENES, DEMO_CLIPS, DEMO_SEED)
     ensure_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress)
@@ -61,5 +68,63 @@ def ensure_demo(progress: bool = True, data_dir: Path = DEMO_DATA, index_dir: Pa
         write_clip_video(demo_clip(data_dir), schema, "construction", seed=DEMO_SEED)
     model = load_model(model_name)
     if rendered or not _index_matches(index_dir, model):
-        build_index(read_manifest(data_dir), model, index_dir, split="all", progress=progress)
+        dataset = read_manifest(data_dir)
+        if not index_from_asset(asset, dataset, model, index_dir):
+            build_index(dataset, model, index_dir, split="all", progress=progress)
     return data_dir, index_dir
+
+
+# ---- the start-up asset -----------------------------------------------------------------------
+# The demo's embeddings and map layout ship in assets/demo, tagged with the model identity and the
+# dataset's stamp and fingerprint, so a fresh clone need not embed 2,141 frames and fit UMAP before
+# the workbench is usable. Any mismatch (another model, renderer or dataset) ignores the asset.
+def _fingerprint(dataset: Dataset) -> str:
+    """What the asset's rows must line up with: the frame table's paths and labels, in order."""
+    table = dataset.frames[["path", *dataset.schema.names]].astype(str)
+    return hashlib.sha1(table.to_csv(index=False).encode()).hexdigest()
+
+
+def _asset_record(dataset: Dataset, model: SceneModel) -> dict:
+    stamp = json.loads((Path(dataset.root) / STAMP).read_text())
+    return {"model": model.identity, "synth": stamp, "frames": len(dataset), "fingerprint": _fingerprint(dataset)}
+
+
+def write_demo_asset(asset: Path = DEMO_ASSET, index_dir: Path = DEMO_INDEX, data_dir: Path = DEMO_DATA) -> Path:
+    """Save the demo index's vectors and map layout as the start-up asset (after a model or
+    renderer change: ``scenescope demo --write-asset``)."""
+    from core.maps import umap_projection
+
+    store = IndexStore.load(index_dir)
+    model = load_model(store.manifest.get("model_name") or DEFAULT_MODEL)
+    dataset = read_manifest(data_dir)
+    if store.manifest["model"] != model.identity or len(store) != len(dataset):
+        raise IndexStoreError(f"{index_dir} does not hold the demo built by {model.identity}; run `scenescope demo` first")
+    layout = umap_projection(store)
+    asset.mkdir(parents=True, exist_ok=True)
+    with atomic_path(asset / ASSET_VECTORS) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(store.embeddings(), np.float32))
+    with atomic_path(asset / ASSET_LAYOUT) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(layout, np.float32))
+    atomic_write_text(asset / ASSET_RECORD, json.dumps(_asset_record(dataset, model), indent=2) + "\n")
+    return asset
+
+
+def index_from_asset(asset: Path, dataset: Dataset, model: SceneModel, index_dir: Path) -> bool:
+    """Build the demo index from the asset when it matches; False (nothing written) when not."""
+    from core.maps import seed_layout
+
+    try:
+        record = json.loads((asset / ASSET_RECORD).read_text())
+        vectors = np.load(asset / ASSET_VECTORS, allow_pickle=False)
+        layout = np.load(asset / ASSET_LAYOUT, allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    if record != _asset_record(dataset, model) or vectors.shape[0] != len(dataset) or layout.shape != (len(dataset), 2):
+        return False
+    store = IndexStore.from_embeddings(vectors, dataset.frames, model=model.identity, dataset=dataset.root,
+                                       split="all", schema=dataset.schema, model_name=model.name,
+                                       precision="fp32", from_asset=str(asset))
+    store.manifest["familiarity"] = calibrate(store)
+    store.save(index_dir)
+    seed_layout(store, layout)
+    return True

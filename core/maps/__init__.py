@@ -10,6 +10,7 @@ from core.maps.layout import (
     compute_layout,
     index_key,
     memo_key,
+    seed_layout,
     umap_projection,
 )
 from core.maps.place import KNN_PLACE_K, place_points
@@ -30,6 +31,6 @@ from core.maps.points import (
 __all__ = [
     "ABSTAINED", "COLOR_CORRECT", "COLOR_SPLIT", "CORRECT", "KNN_PLACE_K", "PCA_ABOVE", "UMAP_FILE", "UMAP_META_FILE",
     "UNLABELLED", "WRONG", "UmapParams", "aligned_layouts", "color_options", "color_values", "compute_layout",
-    "export_selection", "index_key", "loo_predictions", "memo_key", "place_points", "selection_table",
+    "export_selection", "index_key", "loo_predictions", "memo_key", "place_points", "seed_layout", "selection_table",
     "umap_projection",
 ]

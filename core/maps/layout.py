@@ -121,6 +121,16 @@ def umap_projection(
     return layout
 
 
+def seed_layout(store: IndexStore, layout: np.ndarray, params: UmapParams | None = None) -> None:
+    """Cache a layout made elsewhere (the demo's shipped map) as this index's map for ``params``."""
+    layout = np.ascontiguousarray(layout, dtype=np.float32)
+    if layout.shape != (len(store), 2):
+        raise ValueError(f"a layout of shape {layout.shape} for an index of {len(store)} points")
+    if store.path is None:
+        raise ValueError("only a saved index caches its map")
+    _write_cache(Path(store.path), layout, index_key(store), params or UmapParams())
+
+
 def _read_cache(folder: Path, key: dict[str, Any], params: UmapParams) -> np.ndarray | None:
     try:
         meta = json.loads((folder / UMAP_META_FILE).read_text())
