@@ -146,6 +146,14 @@ def test_clip_questions_from_frame_votes():
     assert a.definite and place.named in a.text
     assert all(SCHEMA["stage"].value(s).does in a.text for s in stages)
     assert not answer("Predict the behavior of the ego vehicle.", frames[0]).definite  # one frame: no behavior
+    # the generated multiple-choice form: the option saying the voted behaviour, among look-alikes
+    from core.vqa.questions import clip_questions
+
+    truth = [{**f.neighbors[0].labels} for f in frames]
+    for seed in range(5):
+        mc = next(r for r in clip_questions(SCHEMA, truth, random.Random(seed)) if r["group"] == "behavior"
+                  and r["type"] == "multiple_choice")
+        assert answer(mc["question"], frames).choice == ord(mc["answer"]) - ord("A")
     later = SCHEMA["stage"].value(stages[-1]).will
     assert answer(f"Will the ego vehicle {later} {place.named}?", frames[0]).text == SCHEMA.qa.yes
     other = next(v for v in SCHEMA["place"].values if v.named and v.name != place.name and v.name in

@@ -322,8 +322,13 @@ def _option_keys(schema: Schema, intent: Intent, options: Sequence[str], decided
         cands = list(dict.fromkeys(schema[intent.attribute].facets[intent.facet].answers.values()))  # type: ignore[index]
     elif intent.kind == "planning":
         cands = schema.qa.actions
-    else:  # behavior: the options are free texts; the one closest to what the vote says
-        cands = [decided.key] if decided.key else []
+    else:  # behavior: the options are free texts; only the one closest to what the vote says says it
+        if decided.key and live:
+            vec = _vectorizer([decided.key, *(options[i] for i in live)])
+            sims = (vec.transform([options[i] for i in live]) @ vec.transform([decided.key]).T).toarray().ravel()
+            if sims.max() > 0:
+                keys[live[int(np.argmax(sims))]] = decided.key
+        return keys
     if cands:
         for i, j in zip(live, _closest([options[i] for i in live], [[c] for c in cands]), strict=True):
             keys[i] = None if j is None else cands[j]
