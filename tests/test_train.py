@@ -362,3 +362,13 @@ def test_attribute_heads_weigh_each_attribute_and_check_the_count():
     heads.weights = (1.0,)
     with pytest.raises(ValueError, match="1 attribute loss weights for 2 attributes"):
         heads.loss(img, codes)
+
+
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
+    from core.train import resources
+
+    monkeypatch.setattr(resources, "cpu_has_bf16", lambda: False)
+    assert resources.resolve_precision("auto", "cpu") == "fp32"  # emulated bf16 is slower than fp32
+    monkeypatch.setattr(resources, "cpu_has_bf16", lambda: True)
+    assert resources.resolve_precision("auto", "cpu") == "bf16"
+    assert resources.resolve_precision("fp32", "cpu") == "fp32"

@@ -11,12 +11,22 @@ from pathlib import Path
 import torch
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere torch emulates it,
+    and bf16 autocast runs several times slower than fp32 (7.5x measured on an AVX2-only EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def resolve_precision(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def _mem_available() -> int:
