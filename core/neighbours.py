@@ -35,6 +35,10 @@ LEAVE_OUT = ("nothing", "frame", "clip")
 # Per store: clip codes and the flat indexes of shaped searches (a store is immutable once built).
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FLAT_MAX = 8  # flat indexes kept per store (one per voter set and space)
+# Above this many bytes of voter vectors a shaped search scans the (memory-mapped) vectors in chunks
+# instead of copying them into a cached flat index: an index larger than RAM stays larger than RAM.
+_FLAT_BYTES = 512 << 20
+_CHUNK_ROWS = 1 << 16
 
 
 def neighbours(
@@ -72,11 +76,14 @@ def neighbours(
         return _pad(sims, ids, k)
     allowed = _allowed_rows(store, among)
     extra = 0 if rows is None else _largest_group(store, rows, exclude)
-    flat = _flat_index(store, allowed, space)
     fetch = min(k + extra, len(allowed))
-    sims, local = flat.search(_in_space(q, space), fetch) if fetch else (np.zeros((len(q), 0), np.float32),
-                                                                          np.zeros((len(q), 0), np.int64))
-    ids = np.where(local >= 0, allowed[np.maximum(local, 0)], -1)
+    if not fetch:
+        sims, ids = np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    elif len(allowed) * store.dim * 4 > _FLAT_BYTES:  # too big to copy into RAM: scan it in chunks
+        sims, ids = _chunked_search(store, allowed, space, q, fetch)
+    else:
+        sims, local = _flat_index(store, allowed, space).search(_in_space(q, space), fetch)
+        ids = np.where(local >= 0, allowed[np.maximum(local, 0)], -1)
     if rows is not None:
         ids = np.where(_excluded(store, ids, rows, exclude), -1, ids)
     return _first_k(sims, ids, k)
@@ -160,6 +167,22 @@ def _flat_index(store: IndexStore, allowed: np.ndarray, space: np.ndarray | None
             flats.pop(next(iter(flats)))
         flats[key] = index
     return flats[key]
+
+
+def _chunked_search(store: IndexStore, allowed: np.ndarray, space: np.ndarray | None, q: np.ndarray,
+                    fetch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``fetch`` over the ``allowed`` rows, reading ``_CHUNK_ROWS`` stored vectors at a time."""
+    import faiss
+
+    x, qs = store.embeddings(), _in_space(q, space)
+    heap = faiss.ResultHeap(len(q), fetch, keep_max=True)
+    for start in range(0, len(allowed), _CHUNK_ROWS):
+        rows = allowed[start:start + _CHUNK_ROWS]
+        sims, local = faiss.knn(qs, _in_space(np.asarray(x[rows], np.float32), space), min(fetch, len(rows)),
+                                metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(sims, np.where(local >= 0, rows[np.maximum(local, 0)], -1))
+    heap.finalize()
+    return heap.D, heap.I
 
 
 def _first_k(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -166,9 +166,11 @@ def vote_batch(
     sims, ids = neighbours(store, q, k, **rule)
     spaced = {a: neighbours(store, q, k, space=np.asarray(prompt_space[a], np.float32), **rule)
               for a in schema.names if a in (prompt_space or {})}
-    table = store.meta[schema.names].astype(str).to_numpy() if schema is not store.schema \
-        else store.label_table()
-    paths = store.paths()
+    # O(k) per query: labels (integer codes) and paths of the returned rows only, never all N rows.
+    hit = np.unique(np.concatenate([ids.ravel(), *(i_a.ravel() for _, i_a in spaced.values())]))
+    hit = hit[hit >= 0]
+    table = dict(zip(hit.tolist(), store.label_rows(hit, schema), strict=True))
+    paths = dict(zip(hit.tolist(), store.paths_of(hit), strict=True))
     votes = []
     for r in range(len(q)):
         found = neighbors_of(sims[r], ids[r], paths, table, schema.names)
@@ -182,9 +184,10 @@ def vote_batch(
     return votes
 
 
-def neighbors_of(sims: np.ndarray, ids: np.ndarray, paths: np.ndarray, table: np.ndarray,
-                 names: Sequence[str]) -> list[Neighbor]:
-    """Neighbours from search hits (-1 ids skipped): ``paths`` and ``table`` (label rows) are indexed by id."""
+def neighbors_of(sims: np.ndarray, ids: np.ndarray, paths: np.ndarray | Mapping[int, str],
+                 table: np.ndarray | Mapping[int, np.ndarray], names: Sequence[str]) -> list[Neighbor]:
+    """Neighbours from search hits (-1 ids skipped): ``paths`` and ``table`` (label rows) are indexed by id
+    (arrays over every row, or mappings holding just the hit rows)."""
     return [Neighbor(int(i), float(v), str(paths[i]), dict(zip(names, table[i], strict=True)))
             for v, i in zip(sims, ids, strict=True) if i >= 0]
 

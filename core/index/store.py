@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -29,9 +29,34 @@ from core.index.folder import (
     recover,
     swap_into_place,
 )
-from core.schema import Schema, default_schema
+from core.schema import UNKNOWN, Schema, default_schema
+
+if TYPE_CHECKING:
+    from core.types import SceneModel
 
 MANIFEST_KEYS = ("model", "dim", "metric", "count", "dataset", "factory", "created")
+# manifest key of an index whose inverted lists live in their own file beside index.faiss
+# (core.index.ondisk): {"lists": file name, "rerank": candidates re-ranked exactly, 0 for none}
+ONDISK_KEY = "ondisk"
+
+# Ways to open an index without reading it into RAM, tried in order: IO_FLAG_MMAP_IFC maps flat
+# storage (Flat, HNSW's vectors, IVF lists) zero-copy; IO_FLAG_MMAP maps IVF lists on the file.
+_MMAP_FLAGS = (faiss.IO_FLAG_MMAP_IFC, faiss.IO_FLAG_MMAP, 0)
+
+
+def read_index_mapped(file: Path, ondisk: bool = False) -> faiss.Index:
+    """Read a FAISS index memory-mapped where its type allows (else whole), read-only.
+
+    ``ondisk``: its OnDiskInvertedLists file is found beside ``file`` (the folder is renamed after
+    the build, so the absolute path written into the index is stale by design).
+    """
+    flags = (faiss.IO_FLAG_ONDISK_SAME_DIR,) if ondisk else _MMAP_FLAGS
+    for flag in flags:
+        try:
+            return faiss.read_index(str(file), flag)
+        except RuntimeError:
+            continue
+    raise IndexStoreError(f"{file}: corrupt FAISS index; rebuild it")
 
 
 def make_manifest(
@@ -99,6 +124,7 @@ class IndexStore:
         self.schema = schema or default_schema()
         self._embeddings = embeddings
         self._label_table: np.ndarray | None = None
+        self._codes: tuple[list[np.ndarray], list[np.ndarray]] | None = None
         self._paths: np.ndarray | None = None
 
     # ---- construction -------------------------------------------------------------------
@@ -126,7 +152,7 @@ class IndexStore:
         return cls(make_index(factory, x), table, manifest, embeddings=x, schema=schema)
 
     @classmethod
-    def load(cls, path: str | Path, model: Any = None, schema: Schema | None = None) -> IndexStore:
+    def load(cls, path: str | Path, model: SceneModel | None = None, schema: Schema | None = None) -> IndexStore:
         """Open a saved index; with ``model`` refuse one built by a different model."""
         path = Path(path)
         recover(path)
@@ -143,10 +169,10 @@ class IndexStore:
                 f"the index with model {manifest.get('model_name', manifest['model'])}"
             )
         schema = schema or default_schema()
-        try:
-            index = faiss.read_index(str(path / INDEX_FILE))
-        except RuntimeError:
-            raise IndexStoreError(f"{path / INDEX_FILE}: corrupt FAISS index; rebuild it") from None
+        lists = (manifest.get(ONDISK_KEY) or {}).get("lists")
+        if lists and not (path / str(lists)).is_file():
+            raise IndexStoreError(f"{path}: incomplete index (missing {lists}, its on-disk lists); rebuild it")
+        index = read_index_mapped(path / INDEX_FILE, ondisk=bool(lists))
         try:
             meta = pd.read_parquet(path / META_FILE)
         except Exception as e:  # pyarrow raises several unrelated types for a torn file
@@ -185,6 +211,10 @@ class IndexStore:
         """Write the four index files into ``folder``, each atomically, the manifest last."""
         with atomic_path(folder / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
+        lists = (self.manifest.get(ONDISK_KEY) or {}).get("lists")
+        if lists and self.path is not None and (self.path / lists).resolve() != (folder / lists).resolve():
+            with atomic_path(folder / lists) as tmp:  # the lists live outside index.faiss
+                shutil.copyfile(self.path / lists, tmp)
         with atomic_path(folder / META_FILE) as tmp:
             self.meta.to_parquet(tmp, index=False)
         with atomic_path(folder / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
@@ -217,21 +247,62 @@ class IndexStore:
         k = min(int(k), len(self))
         if k <= 0 or len(q) == 0:
             return np.zeros((len(q), max(k, 0)), np.float32), np.zeros((len(q), max(k, 0)), np.int64)
+        rerank = int((self.manifest.get(ONDISK_KEY) or {}).get("rerank") or 0)
+        if rerank > k and self._embeddings is not None:
+            return rerank_exact(self.index, self._embeddings, q, k, min(rerank, len(self)))
         sims, ids = self.index.search(q, k)
         return sims, ids.astype(np.int64)
 
     def labels(self, i: int) -> dict[str, str]:
-        row = self.label_table()[int(i)]
+        row = self.label_rows([int(i)])[0]
         return dict(zip(self.schema.names, row, strict=True))
 
+    def label_codes(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per attribute (schema order) a small integer code per row and the values they index.
+
+        A code is the value's index in the schema, then UNKNOWN, then any other label the table
+        holds (sorted). Built once from the frame table: (N,) int8 per attribute instead of N
+        Python strings, so a vote looks up only its neighbours' rows.
+        """
+        if self._codes is None:
+            codes, vocabs = [], []
+            for a in self.schema.attributes:
+                found, uniques = pd.factorize(self.meta[a.name].astype(str), use_na_sentinel=False)
+                known = [*a.value_names, UNKNOWN]
+                vocab = known + sorted(set(map(str, uniques)) - set(known))
+                where = {v: j for j, v in enumerate(vocab)}
+                remap = np.array([where[str(u)] for u in uniques], dtype=np.int64)
+                small = np.int8 if len(vocab) < 128 else np.int32
+                codes.append(remap[found].astype(small) if len(found) else np.zeros(0, small))
+                vocabs.append(np.array(vocab, dtype=object))
+            self._codes = (codes, vocabs)
+        return self._codes
+
+    def label_rows(self, ids: Sequence[int] | np.ndarray, schema: Schema | None = None) -> np.ndarray:
+        """(len(ids), attributes) label strings of rows ``ids`` only: O(len(ids)) once codes exist."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if schema is not None and schema is not self.schema:  # another schema's columns, as stored
+            return self.meta[schema.names].iloc[ids].astype(str).to_numpy(dtype=object)
+        codes, vocabs = self.label_codes()
+        out = np.empty((len(ids), len(codes)), dtype=object)
+        for j, (c, vocab) in enumerate(zip(codes, vocabs, strict=True)):
+            out[:, j] = vocab[c[ids]]
+        return out
+
+    def paths_of(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+        """Frame paths of rows ``ids`` only (never a pass over every row)."""
+        col = self.meta["path"].array
+        return [str(col[int(i)]) for i in np.asarray(ids, dtype=np.int64).reshape(-1)]
+
     def label_table(self) -> np.ndarray:
-        """(N, attributes) array of label strings in schema order (cached for voting)."""
+        """(N, attributes) array of label strings in schema order (cached; O(N) memory: votes use
+        :meth:`label_rows`)."""
         if self._label_table is None:
-            self._label_table = self.meta[self.schema.names].astype(str).to_numpy()
+            self._label_table = self.label_rows(np.arange(len(self.meta)))
         return self._label_table
 
     def paths(self) -> np.ndarray:
-        """(N,) array of frame paths relative to the dataset root (cached: votes look rows up by id)."""
+        """(N,) array of frame paths relative to the dataset root (cached; votes use :meth:`paths_of`)."""
         if self._paths is None:
             self._paths = self.meta["path"].astype(str).to_numpy()
         return self._paths
@@ -242,6 +313,22 @@ class IndexStore:
     def __repr__(self) -> str:
         m = self.manifest
         return f"IndexStore({self.path}, {len(self)} x {m['dim']}, {m['factory']}, model={m['model']})"
+
+
+def rerank_exact(index: faiss.Index, vectors: np.ndarray, q: np.ndarray, k: int,
+                 fetch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` by exact inner product among the index's top-``fetch`` candidates.
+
+    Compressed codes (PQ) rank the neighbourhood coarsely; re-scoring a few hundred candidates on
+    the stored (memory-mapped: only these rows are read) vectors restores the exact order.
+    """
+    _, cand = index.search(q, fetch)
+    cand = cand.astype(np.int64)
+    sims = np.einsum("nkd,nd->nk", np.asarray(vectors[np.maximum(cand, 0)], np.float32), q)
+    sims = np.where(cand >= 0, sims, -np.inf).astype(np.float32)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    ids = np.take_along_axis(cand, order, axis=1)
+    return np.where(ids >= 0, np.take_along_axis(sims, order, axis=1), -np.inf).astype(np.float32), ids
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
