@@ -223,6 +223,12 @@ def _decide(schema: Schema, intent: Intent, votes: Sequence[Vote]) -> _Decision:
         return _decide_prediction(schema, intent, vote)
     av = vote.attributes[intent.attribute]  # type: ignore[index]
     why = _abstained(av, schema)
+    if intent.kind == "yes_no" and why and av.reason is None and av.voters:
+        # Undecided among values is still a vote on "is it this value?": the voters split elsewhere can
+        # agree that it is not (No, with the share of the voters not saying it; the threshold applies).
+        share = av.scores.get(intent.value, 0.0)  # type: ignore[arg-type]
+        against = [n for n in av.pool(vote) if n.labels.get(av.attribute, UNKNOWN) not in (UNKNOWN, intent.value)]
+        return _Decision(schema.qa.no, 1.0 - share, against, None, {schema.qa.yes: share, schema.qa.no: 1.0 - share})
     if why:
         return _Decision(None, 0.0, [], why)
     pool = av.pool(vote)
