@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch and ORT threads (1: per-core figures, steadier on a shared machine)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--keep", action="store_true", help="keep the quantized models and ONNX files")
     a = parse_args(ap, {"index": 120, "queries": 60, "calibration": 16, "reps": 1, "timing_images": 32}, argv)
 
     import torch
@@ -188,6 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     if a.json:
         Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=2))
+    if a.keep:
+        print(f"models and ONNX files kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
