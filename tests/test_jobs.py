@@ -159,3 +159,32 @@ def test_cli_lists_jobs(tmp_path, capsys):
     assert "ft-20260101-000000-abcd" in out and "finished" in out
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
+
+
+def test_cancel_takes_effect_within_seconds_even_mid_step(toy, tmp_path, monkeypatch):
+    """A cancel reads ``cancelled`` within 5 s and the state never goes back, even when the worker
+    is stuck inside one long step (here: a 60 s sleep in the first step's progress callback)."""
+    ws = tmp_path / "ws"
+    # The worker is a fresh interpreter: a sitecustomize on its PYTHONPATH makes its steps block.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import time, core.train.finetune as f\n"
+        "orig = f._Reporter.on_step\n"
+        "def slow(self, info):\n"
+        "    orig(self, info)\n"
+        "    time.sleep(60)\n"
+        "f._Reporter.on_step = slow\n")
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    job = start_job(ws, spec(toy, options={**OPTIONS, "epochs": 50}))
+    wait_for(lambda: (s := job_status(ws, job)).get("phase") == "training" and s.get("step"))
+    assert job_status(ws, job)["state"] == "running"
+    t0 = time.time()
+    seen = [cancel_job(ws, job)["state"]]
+    assert seen == ["cancelled"] and time.time() - t0 < 5.0
+    final = wait_job(ws, job, timeout=10)
+    seen += [job_status(ws, job)["state"] for _ in range(5)]
+    assert final["state"] == "cancelled" and set(seen) == {"cancelled"}
+    assert "step boundary" in (jobs_dir(ws) / job / "output.log").read_text()  # the watcher ended it
+    with workspace_lock(ws):  # and the workspace is free again
+        pass

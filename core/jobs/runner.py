@@ -35,6 +35,7 @@ LOCK_NAME = "train.lock"
 LOCK_FD_ENV = "SCENESCOPE_JOB_LOCK_FD"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTING_GRACE_S = 30.0
+CANCEL_WAIT_S = 4.0  # a cancel waits this long for the worker to record it, then kills the worker
 
 
 class JobError(RuntimeError):
@@ -241,6 +242,8 @@ def job_status(workspace: str | Path, job_id: str) -> dict[str, Any]:
     if status["state"] == "running" and status.get("eta_s") is not None:
         status["eta_s"] = max(0.0, float(status["eta_s"]) - (time.time() - float(status["updated"])))
     status["log"] = read_json(jdir / "state" / "state.json").get("log", [])
+    # The batch size and precision the run settled on ("auto" and 0 resolved), once it has.
+    status["run"] = {k: v for k, v in read_json(jdir / "state" / "run.json").items() if k != "options"}
     status["cancel_requested"] = (jdir / "cancel").exists()
     return status
 
@@ -254,10 +257,14 @@ def list_jobs(workspace: str | Path) -> list[dict[str, Any]]:
     return [job_status(workspace, i) for i in ids]
 
 
-def cancel_job(workspace: str | Path, job_id: str, force: bool = False) -> dict[str, Any]:
-    """Ask the worker to stop at its next step (it records ``cancelled``); ``force`` kills it.
+def cancel_job(workspace: str | Path, job_id: str, force: bool = False,
+               wait: float = CANCEL_WAIT_S) -> dict[str, Any]:
+    """Stop the job and return its status, which then reads ``cancelled``.
 
-    A job whose worker is gone (interrupted) is marked cancelled directly.
+    The worker is asked to stop (it records ``cancelled`` at its next step, or its watcher does
+    within a second or two); one that has not within ``wait`` seconds is killed, and the cancel
+    recorded here. ``force`` kills at once. A job whose worker is gone (interrupted) is marked
+    cancelled directly.
     """
     jdir = job_dir(workspace, job_id)
     status = job_status(workspace, job_id)
@@ -268,16 +275,26 @@ def cancel_job(workspace: str | Path, job_id: str, force: bool = False) -> dict[
     if state in ACTIVE:
         launch = read_json(jdir / "launch.json")
         pid, start = launch.get("pid"), launch.get("pid_start")
-        with contextlib.suppress(ProcessLookupError):
-            if process_alive(pid, start):
-                os.kill(int(pid), signal.SIGKILL if force else signal.SIGTERM)
+        _signal(pid, start, signal.SIGKILL if force else signal.SIGTERM)
         if not force:
-            return job_status(workspace, job_id)
+            deadline = time.time() + wait
+            while time.time() < deadline:
+                status = job_status(workspace, job_id)
+                if status["state"] not in ACTIVE:
+                    return status
+                time.sleep(0.05)
+            _signal(pid, start, signal.SIGKILL)  # stuck in one long operation: end it
         _wait_dead(pid, start)
     with workspace_lock(workspace):  # nobody may be resuming it meanwhile
         current = read_json(jdir / "status.json")
         write_status(jdir, {**current, "state": "cancelled", "phase": "cancelled", "finished": _now()})
     return job_status(workspace, job_id)
+
+
+def _signal(pid: int | None, start: str | None, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if process_alive(pid, start):
+            os.kill(int(pid), sig)
 
 
 def _wait_dead(pid: int | None, start: str | None, timeout: float = 10.0) -> None:

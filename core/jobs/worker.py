@@ -2,6 +2,12 @@
 
 It is the only writer of ``status.json`` while it lives. SIGTERM or a ``cancel`` file stop it at
 the next training step (state ``cancelled``; the last epoch checkpoint stays for ``resume``).
+
+A step on a loaded CPU can take a minute, and decoding frames, validation and the before/after
+comparison have no step boundary at all, so a watcher thread also sees the request: when the
+main thread has not stopped within ``CANCEL_GRACE_S`` it records ``cancelled`` and ends the
+process. That is safe because every file a resume reads is written atomically, checkpoints
+included (a kill -9 at any moment is already a supported interruption).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -19,6 +26,8 @@ from core.atomic import atomic_write_text
 from core.jobs.runner import LOCK_FD_ENV, JobSpec, _now, _proc_start, read_json, write_status
 
 STATUS_EVERY_S = 0.5  # per-step progress is throttled; phase changes are written at once
+WATCH_EVERY_S = 0.2  # how often the watcher looks for a cancel request
+CANCEL_GRACE_S = 1.5  # time the main thread gets to stop at a step boundary before the process ends
 
 
 class Cancelled(Exception):
@@ -37,6 +46,10 @@ class Worker:
         self.stop_requested = False
         self._last_write = 0.0
         self.lock_fd: int | None = None
+        # status.json has two writers (the main thread and the cancel watcher): one at a time, and
+        # nothing after the final state.
+        self._status_lock = threading.RLock()
+        self._ended = threading.Event()
 
     def release_lock(self) -> None:
         """Let the next job start as soon as this one reports its end (not at interpreter exit)."""
@@ -45,17 +58,24 @@ class Worker:
             self.lock_fd = None
 
     def finish(self, info: dict[str, Any]) -> None:
-        self.release_lock()
-        self.update({**info, "finished": _now(), "eta_s": None}, force=True)
+        with self._status_lock:
+            if self._ended.is_set():  # the watcher recorded the end already
+                return
+            self.release_lock()
+            self.update({**info, "finished": _now(), "eta_s": None}, force=True)
+            self._ended.set()
 
     # ---- status ---------------------------------------------------------------------------
     def update(self, info: dict[str, Any], force: bool = False) -> None:
-        phase_changed = info.get("phase") != self.status.get("phase")
-        self.status.update({k: v for k, v in info.items() if v is not None or k == "eta_s"})
-        now = time.time()
-        if force or phase_changed or info.get("phase") == "epoch_done" or now - self._last_write > STATUS_EVERY_S:
-            write_status(self.jdir, self.status)
-            self._last_write = now
+        with self._status_lock:
+            if self._ended.is_set():  # never overwrite the final state
+                return
+            phase_changed = info.get("phase") != self.status.get("phase")
+            self.status.update({k: v for k, v in info.items() if v is not None or k == "eta_s"})
+            now = time.time()
+            if force or phase_changed or info.get("phase") == "epoch_done" or now - self._last_write > STATUS_EVERY_S:
+                write_status(self.jdir, self.status)
+                self._last_write = now
 
     def should_stop(self) -> bool:
         if (self.jdir / "cancel").exists():
@@ -66,12 +86,29 @@ class Worker:
         if self.should_stop():
             raise Cancelled
 
+    def watch_cancel(self) -> None:
+        """The watcher thread: a cancel the main thread has not honoured within the grace ends the
+        process, recording ``cancelled`` first."""
+        while not self.should_stop():
+            if self._ended.wait(WATCH_EVERY_S):
+                return
+        if self._ended.wait(CANCEL_GRACE_S):
+            return  # stopped at a step boundary, the normal way
+        with self._status_lock:
+            if self._ended.is_set():
+                return
+            self.finish({"state": "cancelled", "phase": "cancelled"})
+            print(f"cancel: stopped after {CANCEL_GRACE_S:g} s without reaching a step boundary", flush=True)
+            sys.stderr.flush()
+            os._exit(0)  # holding the status lock: the main thread writes nothing more
+
     # ---- the job --------------------------------------------------------------------------
     def run(self) -> int:
         from core.train.finetune import FinetuneOptions, finetune
 
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
         self.update({"phase": "starting"}, force=True)
+        threading.Thread(target=self.watch_cancel, name="cancel-watcher", daemon=True).start()
         spec = self.spec
         try:
             import torch
