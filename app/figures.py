@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from app import words
 from core.schema import UNKNOWN, Schema
 
 # Okabe-Ito + Tableau: distinguishable for colour-blind viewers, enough for the largest attribute.
@@ -40,7 +41,7 @@ def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
             y=[a.display], x=[max(seg.end_s - seg.start_s, 1e-3)], base=[seg.start_s], orientation="h",
             marker={"color": color, "line": {"color": "white", "width": 1}},
             text=[label], textposition="inside", insidetextanchor="middle", textfont={"color": "white"},
-            hovertemplate=f"{a.display}: {label}<br>{seg.start_s:.1f}–{seg.end_s:.1f} s<extra></extra>",
+            hovertemplate=f"{a.display}: {label}<br>{words.span(seg.start_s, seg.end_s)}<extra></extra>",
             showlegend=False, name=label,
         )
     for start, end in unfamiliar:
@@ -129,7 +130,7 @@ def add_placed(fig: go.Figure, xy: np.ndarray, times: Sequence[float], name: str
     fig.add_trace(go.Scatter(
         x=xy[:, 0], y=xy[:, 1], mode="lines+markers" if len(xy) > 1 else "markers", name=f"★ {name}",
         customdata=[-1] * len(xy),  # not an index row: selections ignore it
-        text=[f"{t:.1f} s" for t in times], line={"color": "#111", "width": 1.5},
+        text=[words.seconds(t) for t in times], line={"color": "#111", "width": 1.5},
         marker={"symbol": "star", "size": 16, "color": "#FFD400", "line": {"color": "#111", "width": 1.2}},
         hovertemplate=f"{name} %{{text}}<extra></extra>",
     ))
