@@ -395,7 +395,8 @@ def answer(
             decided.reason = "no option says anything the vote can weigh"
     reason = decided.reason
     if text is not None and conf < threshold:
-        lean = f" (leaning to {text!r})" if text else ""
+        said = text if opts else free_answer(schema, intent, text)
+        lean = f" (leaning to {said!r})" if said else ""
         reason, text = f"confidence {conf:.2f} is below the threshold {threshold:.2f}{lean}", None
     if text is None:
         return Answer(schema.qa.no_answer, conf if decided.key is not None else 0.0, decided.evidence, no_option,
