@@ -474,3 +474,33 @@ def test_clip_frames_are_dropped_once_embedded(small_index: SmallIndex, monkeypa
     want = vote_batch(store, model.embed_images(made), k=5)
     assert [[(n.id, n.similarity) for n in v.neighbors] for v in result.votes] == \
         [[(n.id, n.similarity) for n in v.neighbors] for v in want]
+
+
+def test_uploads_name_the_problem_and_carry_the_decode_report(small_index: SmallIndex, tmp_path: Path) -> None:
+    from app import handlers
+    from core.pipeline import open_index
+
+    assert handlers.check_upload(".jpg", 10).startswith("'.jpg': the name is only an extension")
+    assert handlers.check_upload("clip.mp4 ", 10).startswith("'clip.mp4 ': the file name ends with a space")
+    model, store = open_index(small_index.index)
+    data = write_clip(tmp_path / "full.mp4", 40, 10, (64, 48), options={"movflags": "faststart"}).read_bytes()
+    analysis, error = handlers.analyze_upload("cut.mp4", data[: len(data) * 2 // 3], model, store)
+    assert error is None and analysis.kind == "clip"
+    assert not analysis.decode.complete and analysis.decode.truncated
+    assert len(analysis.frames) == len(analysis.votes) == len(analysis.times)
+    assert analysis.decode.summary().startswith(f"damaged clip: {analysis.decode.frames_decoded} of 40 frames")
+
+
+def test_gradio_classify_names_the_bomb(small_index: SmallIndex, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    from app import demo
+    from core.pipeline import open_index
+
+    engine = open_index(small_index.index)
+    monkeypatch.setattr(demo, "engine", lambda: engine)
+    (tmp_path / "bomb.png").write_bytes(bomb_png(30000, 30000))
+    with pytest.raises(gr.Error) as info:
+        demo.classify(str(tmp_path / "bomb.png"), progress=lambda *a, **kw: None)
+    assert info.value.message.startswith("bomb.png: 900,000,000 pixels is over the")
