@@ -24,7 +24,11 @@ def work(tmp_path_factory):
 
 
 def test_tiny_recipe_trains_distils_and_writes_a_loadable_model(work):
+    (work / "model").mkdir()
+    defaults = '{"lr": {"value": 0.0005, "source": "a bench"}}'
+    (work / "model" / "finetune_defaults.json").write_text(defaults)  # a retrained model keeps its defaults
     summary = train_default(TINY, out=work / "model", work=work, progress=False)
+    assert (work / "model" / "finetune_defaults.json").read_text() == defaults
     assert [r["epoch"] for r in summary["log"]] == [1]
     assert [r["epoch"] for r in summary["refine_log"]] == [1]
     assert [r["epoch"] for r in summary["distill_log"]] == [1]

@@ -29,7 +29,7 @@ def _save_tensors(state: dict, path: Path) -> None:
 
 def save_model_dir(
     clip: torch.nn.Module, model_cfg: dict, out: str | Path, preprocess_cfg: dict | None = None,
-    dtype: torch.dtype = torch.float32, card: str | None = None,
+    dtype: torch.dtype = torch.float32, card: str | None = None, files: dict[str, str] | None = None,
 ) -> Path:
     """Write ``out/open_clip_config.json`` + ``out/open_clip_model.safetensors`` (+ MODEL_CARD.md).
 
@@ -47,6 +47,8 @@ def save_model_dir(
         (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
         if card is not None:
             (tmp / "MODEL_CARD.md").write_text(card)
+        for name, text in (files or {}).items():  # e.g. training.json: swapped in with the weights
+            (tmp / name).write_text(text)
     return out
 
 

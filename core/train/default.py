@@ -29,6 +29,7 @@ from core.train.checkpoint import save_model_dir
 from core.train.data import epoch_subset_captions, label_codes, load_pixels
 from core.train.distill import DistillConfig, distill_pruned
 from core.train.loop import AttributeHeads, StepInfo, TrainConfig, train_contrastive
+from core.train.model_defaults import DEFAULTS_FILE
 from core.train.recipe import DefaultRecipe
 from core.train.regrid import regrid
 from core.train.validation import Validator
@@ -202,7 +203,12 @@ def train_default(
         "distill_log": distill_log,
         "distill_config": asdict(dcfg) if dcfg is not None else None,
     }
+    files = {"training.json": json.dumps(summary, indent=2)}
+    # The fine-tuning defaults were chosen by a bench for this recipe (core.train.model_defaults):
+    # a retrained model keeps them rather than silently falling back to the paper's lr.
+    defaults = Path(out) / DEFAULTS_FILE
+    if defaults.is_file():
+        files[DEFAULTS_FILE] = defaults.read_text()
     save_model_dir(clip.eval(), model_cfg, out, preprocess_cfg={"resize_mode": "squash"},
-                   dtype=torch.float16, card=None)
-    (Path(out) / "training.json").write_text(json.dumps(summary, indent=2))
+                   dtype=torch.float16, card=None, files=files)
     return summary
