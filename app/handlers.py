@@ -690,6 +690,56 @@ def job_index_meta(job_id: str) -> pd.DataFrame | None:
         return None
 
 
+def train_choices() -> dict[str, list[tuple[str, str]]]:
+    """The Train page's choice options as ``(value, words)``: device, precision (``auto`` says what
+    it resolves to here) and save dtype."""
+    import os
+
+    import torch
+
+    from core.train.resources import resolve_precision
+
+    devices = [("cpu", f"CPU ({os.cpu_count() or 1} cores)")]
+    if torch.cuda.is_available():
+        devices.append(("cuda", f"GPU ({torch.cuda.get_device_name(0)})"))
+    where = {"cpu": "this CPU", "cuda": "this GPU"}
+    precision = [("auto", "Automatic (" + ", ".join(f"{resolve_precision('auto', d)} on {where[d]}"
+                                                     for d, _ in devices) + ")"),
+                 ("fp32", "32-bit float (fp32): exact, the safe choice"),
+                 ("bf16", "bfloat16 (bf16): faster only where the chip computes it natively"),
+                 ("fp16", "16-bit float (fp16): GPU only, loss-scaled")]
+    save = [("float32", "32-bit float: exact (small fine-tuning changes survive)"),
+            ("float16", "16-bit float: half the size, may round small changes away"),
+            ("bfloat16", "bfloat16: half the size, coarser still")]
+    return {"device": devices, "precision": precision, "save_dtype": save}
+
+
+def job_limits(status: Mapping[str, Any]) -> str:
+    """What bounds the job's speed, in one line (``CPU-bound: 2 threads on 2 cores · fp32 · ...``)."""
+    from core.jobs.limits import limits_note
+
+    return limits_note(dict(status))
+
+
+def train_frame_count(data_dir: str) -> int | None:
+    """Frames in the dataset's train split (None when its manifest cannot be read), for run estimates."""
+    from core.data import read_manifest
+
+    try:
+        return int((read_manifest(data_dir, check_files=False).frames["split"] == "train").sum())
+    except Exception:  # a folder typed in that is no dataset yet: the estimate is left out
+        return None
+
+
+def measured_throughput(jobs: Sequence[Mapping[str, Any]]) -> float | None:
+    """Training images per second the newest job that trained measured (None before any)."""
+    for j in jobs:
+        rate = j.get("images_per_s") or (j.get("result") or {}).get("images_per_s")
+        if rate:
+            return float(rate)
+    return None
+
+
 # ---- triage --------------------------------------------------------------------------------------
 def leakage_pairs(store: IndexStore, threshold: float = 0.97) -> pd.DataFrame:
     """Near-duplicate frames in different splits (``core.data.find_leakage``), with both paths."""
@@ -793,10 +843,10 @@ __all__ = [
     "classify_file", "clip_duration", "color_label", "color_options", "colors_need_votes", "default_index",
     "demo_missing", "disagreements", "display_names", "evaluate_index_split", "example_files", "export_rows", "failure_table",
     "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "index_splits", "is_demo",
-    "job_comparison", "job_errors", "job_index_meta", "job_status", "labelled", "leakage_pairs", "list_datasets",
-    "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout",
+    "job_comparison", "job_errors", "job_index_meta", "job_limits", "job_status", "labelled", "leakage_pairs", "list_datasets",
+    "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout", "measured_throughput",
     "metrics_table", "neighbour_cards", "open_engine", "per_class_table", "place_upload", "prepare_demo",
     "pruned_summary", "resume_job", "search_scenes", "search_segments", "selected_ids", "selection_table",
     "start_job", "thumbnail", "token_background", "token_choices", "token_heatmap", "token_kept", "token_votes",
-    "tokens_available", "upload_frames", "vote_frame", "vote_space_of", "workspace",
+    "tokens_available", "train_choices", "train_frame_count", "upload_frames", "vote_frame", "vote_space_of", "workspace",
 ]

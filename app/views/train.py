@@ -11,17 +11,54 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import handlers, state, widgets
+from app import handlers, state, widgets, words
 
 FIELDS, OPTION_HELP = handlers.finetune_fields()  # the fine-tuning options that have defaults, in order
+CHOICES = handlers.train_choices()  # device, precision, save dtype: (value, words)
 JOB_ERRORS = handlers.job_errors()
-MAIN_OPTIONS = 4  # the first FinetuneOptions fields (epochs, lr, ...) are shown; the rest fold away
+MAIN_OPTIONS = ("epochs", "lr", "batch_size", "precision")  # shown in the first row; the rest fold away
 ACTIVE = ("queued", "running")
 # Material icons come with Streamlit's bundled font (emoji need a system emoji font).
 STATE_ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:",
               "finished": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
               "cancelled": ":material/stop_circle:", "interrupted": ":orange[:material/warning:]"}
+# What the worker is doing, in words (phases of the compare step not listed read as their name).
+PHASE_WORDS = {"starting": "starting", "loading": "loading the model and frames", "validating": "validating",
+               "training": "training", "epoch_done": "epoch done", "wise_ft": "choosing the WiSE-FT blend",
+               "trained": "trained", "saving": "saving the model"}
 POLL_S = 2.0
+BATCH_CHOICES = (0, 8, 16, 32, 64, 128, 256)
+WISE_CHOICES = tuple(i / 20 for i in range(21))  # blends in steps of 0.05
+# Option names in words, with their units; a field not listed reads as its name in words.
+LABELS = {
+    "epochs": "Epochs", "lr": "Learning rate", "weight_decay": "Weight decay", "batch_size": "Batch size",
+    "warmup_fraction": "Warm-up (% of steps)", "precision": "Precision", "seed": "Random seed",
+    "paraphrase": "Reword captions each epoch", "freeze_text": "Freeze the text tower",
+    "freeze_blocks": "Frozen blocks (first N of each tower)", "unfreeze_text_at": "Unfreeze text tower at epoch",
+    "unfreeze_vision_at": "Unfreeze vision tower at epoch", "lora_rank": "LoRA rank (0: train all weights)",
+    "lora_alpha": "LoRA scale (alpha)", "lora_dropout": "LoRA dropout", "lora_targets": "LoRA modules",
+    "wise_ft": "Blend with the start weights (WiSE-FT)", "wise_alphas": "WiSE-FT blends to try",
+    "val_k": "Neighbours in the validation vote", "validate": "Validate after each epoch", "device": "Device",
+    "workers": "Frame-decoding workers", "save_dtype": "Saved weights",
+}
+# Help that names raw values in the engine's text, said here in the page's words.
+HELP = {
+    "batch_size": ("Automatic: the largest power of two (up to 128 images on a CPU, 256 on a GPU) whose "
+                   "activations fit the free memory and that leaves at least 4 steps per epoch."),
+    "precision": ("Automatic uses bf16 only where the chip computes it natively (AVX512-BF16/AMX CPUs, "
+                  "most GPUs); emulated bf16 runs several times slower than fp32."),
+    "save_dtype": "The number format of the saved model's weights.",
+    "unfreeze_text_at": "Empty: off. " + OPTION_HELP.get("unfreeze_text_at", ""),
+    "unfreeze_vision_at": "Empty: off. " + OPTION_HELP.get("unfreeze_vision_at", ""),
+}
+# A smaller run: one epoch, no per-epoch validation (the before/after comparison still scores it),
+# no maps. "Recipe" restores the recipe's defaults.
+DEFAULTS = {f.name: f.default for f in FIELDS}
+PRESETS = {
+    "recipe": ("Full recipe", {"epochs": DEFAULTS.get("epochs", 8), "validate": DEFAULTS.get("validate", True)},
+               True),
+    "quick": ("Quick run: 1 epoch, no per-epoch validation, no maps", {"epochs": 1, "validate": False}, False),
+}
 
 widgets.page_header("Train", "Fine-tune a model on a labelled dataset in the background; follow its loss "
                     "and validation F1, cancel or resume it, then compare the model before and after.")
@@ -29,25 +66,57 @@ eng = state.engine()
 schema = eng.schema
 
 
+def _label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _choice(col: Any, name: str, default: str, key: str, tip: str | None) -> str:
+    words = dict(CHOICES[name])
+    values = list(words) if default in words else [default, *words]
+    return col.selectbox(_label(name), values, index=values.index(default), key=key, help=tip,
+                         format_func=lambda v: words.get(v, v))
+
+
+def _initial(key: str, default: Any) -> dict[str, Any]:
+    """The widget's first value; afterwards its state rules (a run-size choice may have set it, and
+    passing a value as well would draw Streamlit's 'set twice' warning)."""
+    return {} if key in st.session_state else {"value": default}
+
+
 def _option_input(f: dataclasses.Field, col: Any) -> Any:
-    """One widget per FinetuneOptions field, its default prefilled (types read from the default)."""
-    default, key, label = f.default, f"train_opt_{f.name}", f.name.replace("_", " ")
-    tip = OPTION_HELP.get(f.name)
-    if f.name == "lr":
+    """One widget per FinetuneOptions field, its default prefilled, labelled in words."""
+    default, key, label, name = f.default, f"train_opt_{f.name}", _label(f.name), f.name
+    tip = HELP.get(name) or OPTION_HELP.get(name)
+    if name == "lr":
         return _lr_input(col, label, key, tip)
+    if name in CHOICES:
+        return _choice(col, name, str(default), key, tip)
+    if name == "batch_size":
+        return int(col.selectbox(label, BATCH_CHOICES, key=key, help=tip, index=BATCH_CHOICES.index(default)
+                                 if default in BATCH_CHOICES else 0,
+                                 format_func=lambda n: "Automatic (fits memory)" if n == 0 else f"{n} images per step"))
+    if name == "warmup_fraction":
+        v = col.number_input(label, value=round(float(default) * 100, 6), min_value=0.0, max_value=100.0, step=1.0,
+                             format="%g", key=key, help=tip)
+        return round(float(v) / 100, 6)
+    if name == "lora_targets":
+        return tuple(col.multiselect(label, list(default), default=list(default), key=key, help=tip))
+    if name == "wise_alphas":
+        options = sorted(set(WISE_CHOICES) | set(default))
+        return tuple(col.multiselect(label, options, default=list(default), key=key, help=tip,
+                                     format_func=lambda a: f"{a:g}"))
     if isinstance(default, bool):
-        return col.checkbox(label, value=default, key=key, help=tip)
+        return col.checkbox(label, key=key, help=tip, **_initial(key, default))
     if isinstance(default, int):
-        return int(col.number_input(label, value=default, step=1, key=key, help=tip))
+        return int(col.number_input(label, step=1, key=key, help=tip, **_initial(key, default)))
     if isinstance(default, float):
         return float(col.number_input(label, value=default, format="%g", key=key, help=tip))
     if default is None:
-        v = col.number_input(label, value=None, step=1, key=key, placeholder="off", help=tip)
+        v = col.number_input(label, value=None, step=1, min_value=1, key=key, placeholder="off", help=tip)
         return None if v is None else int(v)
     if isinstance(default, tuple):
         text = col.text_input(label, value=", ".join(map(str, default)), key=key, help=tip)
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        return tuple(float(t) for t in items) if all(isinstance(x, float) for x in default) else tuple(items)
+        return tuple(t.strip() for t in text.split(",") if t.strip())
     return col.text_input(label, value=str(default), key=key, help=tip)
 
 
@@ -63,28 +132,61 @@ def _lr_input(col: Any, label: str, key: str, tip: str | None) -> float | None:
     return None if v is None else float(v)
 
 
-def _options_form() -> tuple[dict[str, Any], bool]:
-    fields = FIELDS
+def _apply_preset() -> None:
+    """The run-size choice sets the options it stands for (the user may still change them)."""
+    _, values, maps = PRESETS[st.session_state["train_preset"]]
+    for name, v in values.items():
+        st.session_state[f"train_opt_{name}"] = v
+    st.session_state["train_maps"] = maps
+
+
+def _estimate(data: str, jobs: list[dict[str, Any]]) -> None:
+    """Measured speed, what limits it, and what each run size would take on this dataset."""
+    rate = handlers.measured_throughput(jobs)
+    n_train = handlers.train_frame_count(data) if data else None
+    if rate is None:
+        st.caption("Speed: not measured yet; the first job shows its training images per second.")
+        return
+    newest = next(j for j in jobs if j.get("images_per_s") or (j.get("result") or {}).get("images_per_s"))
+    said = f"Measured {rate:.1f} training images/s ({handlers.job_limits(newest)})."
+    if n_train:
+        epoch_s = n_train / rate
+        full, quick = PRESETS["recipe"][1]["epochs"], PRESETS["quick"][1]["epochs"]
+        said += (f" This dataset's {words.count(n_train, 'training frame')}: about {words.duration(epoch_s)} "
+                 f"per epoch; the full recipe ({words.count(full, 'epoch')}) ≈ {words.duration(full * epoch_s)}, "
+                 f"a quick run ≈ {words.duration(quick * epoch_s)} (training alone).")
+    st.caption(said)
+
+
+def _options_form(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    fields = {f.name: f for f in FIELDS}
     datasets = handlers.list_datasets([eng.store.data_root])
+    c1, c2 = st.columns([3, 2])
+    data = c1.selectbox("Dataset", [str(d) for d in datasets], key="train_data", accept_new_options=True,
+                        help="A folder with a manifest; listed: the current index's dataset and workspace/*")
+    models = handlers.list_models([eng.model.name])
+    base = c2.selectbox("Starting model", models, key="train_base", accept_new_options=True,
+                        help="A registry name: scenescope-tiny, file:<folder>, openclip:<arch>/<tag>")
+    st.radio("Run size", list(PRESETS), key="train_preset", horizontal=True, on_change=_apply_preset,
+             format_func=lambda p: PRESETS[p][0],
+             help="A quick run shows within minutes whether fine-tuning helps on this dataset.")
+    _estimate(data, jobs)
     with st.form("train_form", border=True):
-        c1, c2, c3 = st.columns([3, 2, 1])
-        data = c1.selectbox("Dataset", [str(d) for d in datasets], key="train_data", accept_new_options=True,
-                            help="A folder with a manifest; listed: the current index's dataset and workspace/*")
-        models = handlers.list_models([eng.model.name])
-        base = c2.selectbox("Base model", models, key="train_base", accept_new_options=True,
-                            help="A registry name: scenescope-tiny, file:<folder>, openclip:<arch>/<tag>")
-        split = c3.selectbox("Compare on", ["test", "val"], key="train_split")
-        cols = st.columns(MAIN_OPTIONS)
-        options = {f.name: _option_input(f, col) for f, col in zip(fields[:MAIN_OPTIONS], cols, strict=False)}
+        main = [n for n in MAIN_OPTIONS if n in fields]
+        cols = st.columns(len(main) + 1)
+        options = {n: _option_input(fields[n], col) for n, col in zip(main, cols, strict=False)}
+        split = cols[-1].selectbox("Compare on", ["test", "val"], key="train_split",
+                                   format_func=lambda s: f"{s} split",
+                                   help="The split scored before and after (val when the dataset has no test frames)")
         with st.expander("All options (defaults shown)"):
             grid = st.columns(3)
-            for i, f in enumerate(fields[MAIN_OPTIONS:]):
+            for i, f in enumerate(f for f in FIELDS if f.name not in main):
                 options[f.name] = _option_input(f, grid[i % 3])
             o1, o2 = st.columns(2)
             compare = o1.checkbox("Compare before/after when done", value=True, key="train_compare")
-            maps = o2.checkbox("Before/after maps", value=True, key="train_maps")
+            maps = o2.checkbox("Before/after maps", key="train_maps", **_initial("train_maps", True))
         started = st.form_submit_button("Start fine-tuning", type="primary", icon=":material/play_arrow:")
-    spec = {"data_dir": data, "base_model": base, "options": options, "eval_split": split, "k": eng.k,
+    spec = {"data_dir": data, "base_model": base, "options": options, "eval_split": split, "k": int(eng.k),
             "compare": compare, "maps": maps}
     return spec, started
 
@@ -115,38 +217,72 @@ def _progress(s: dict[str, Any]) -> float:
     return float(min(1.0, ((s["epoch"] - 1) * spe + (s.get("step") or 0)) / (epochs * spe)))
 
 
-def _status_panel(job_id: str) -> None:
-    s = handlers.job_status(job_id)
-    icon = STATE_ICON.get(s["state"], "")
-    st.markdown(f"#### {icon} `{job_id}` · {s['state']} · {s.get('phase') or ''}")
-    st.progress(_progress(s), text=f"epoch {s.get('epoch') or 0} of {s.get('epochs') or '?'}")
+def state_words(s: dict[str, Any]) -> str:
+    """The job's state said once, with what it is doing while it runs: ``running · training``,
+    ``running · stopping``, ``cancelled`` (never ``cancelled · cancelled``)."""
+    state_ = s["state"]
+    if state_ in ACTIVE and s.get("cancel_requested"):
+        return f"{state_} · stopping"
+    phase = s.get("phase")
+    if state_ not in ACTIVE or not phase or phase == state_:
+        return state_
+    return f"{state_} · {PHASE_WORDS.get(phase, str(phase).replace('_', ' '))}"
+
+
+def _progress_text(s: dict[str, Any]) -> str:
+    text = f"epoch {s.get('epoch') or 0} of {s.get('epochs') or '?'}"
+    if s["state"] in ACTIVE and s.get("steps_per_epoch") and s.get("step"):
+        text += f" · step {s['step']} of {s['steps_per_epoch']}"
+    return text
+
+
+def _rate(x: float | None) -> str:
+    return "—" if not x else f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+def _status_panel(s: dict[str, Any]) -> None:
+    job_id = s["job_id"]
+    st.markdown(f"#### {STATE_ICON.get(s['state'], '')} `{job_id}` · {state_words(s)}")
+    st.progress(_progress(s), text=_progress_text(s))
     m = st.columns(4)
     m[0].metric("Loss", f"{s['loss']:.4f}" if s.get("loss") is not None else "—")
     m[1].metric("Val macro F1", f"{s['val_f1']:.3f}" if s.get("val_f1") is not None else "—")
-    m[2].metric("Images/s", f"{s['images_per_s']:.0f}" if s.get("images_per_s") else "—")
-    m[3].metric("ETA", f"{s['eta_s'] / 60:.1f} min" if s.get("eta_s") else "—")
+    m[2].metric("Training images/s", _rate(s.get("images_per_s")))
+    m[3].metric("Time left", words.duration(s["eta_s"]) if s["state"] == "running" and s.get("eta_s") else "—")
+    if s.get("images_per_s"):
+        st.caption(f"Speed limited by: {handlers.job_limits(s)}")
     if s.get("log"):
         st.plotly_chart(_curves(s["log"]), width="stretch", config={"displayModeBar": False},
                         key=f"train_curves_{job_id}")
     if s.get("error"):
         st.error(s["error"], icon=":material/error:")
     b1, b2, _ = st.columns([1, 1, 4])
-    if s["state"] in ACTIVE and b1.button("Cancel", key=f"train_cancel_{job_id}", icon=":material/stop:"):
-        _act(lambda: handlers.cancel_job(job_id), "Cancel requested; the job stops at its next step.")
-    if s["state"] in ("interrupted", "cancelled", "failed") and b2.button(
-            "Resume", key=f"train_resume_{job_id}", icon=":material/replay:"):
-        _act(lambda: handlers.resume_job(job_id), "Resumed from the last epoch checkpoint.")
+    if s["state"] in ACTIVE and not s.get("cancel_requested"):
+        # Callbacks run before the rerun draws, so the page drawn after a click shows the new state.
+        b1.button("Cancel", key=f"train_cancel_{job_id}", icon=":material/stop:", on_click=_act,
+                  args=(handlers.cancel_job, job_id, "Cancelled; the last finished epoch is kept for a resume."))
+    if s["state"] in ("interrupted", "cancelled", "failed"):
+        b2.button("Resume", key=f"train_resume_{job_id}", icon=":material/replay:", on_click=_act,
+                  args=(handlers.resume_job, job_id, "Resumed from the last epoch checkpoint."))
     spec = s.get("spec") or {}
-    st.caption(f"dataset `{spec.get('data_dir')}` · base `{spec.get('base_model')}` · "
-               f"out `{spec.get('out_dir')}`")
+    st.caption(f"Dataset `{spec.get('data_dir')}` · starting model `{spec.get('base_model')}` · "
+               f"new model goes to `{spec.get('out_dir')}`")
 
 
-def _act(fn: Any, done: str) -> None:
+def _act(fn: Any, job_id: str, done: str) -> None:
     try:
-        fn()
-        st.toast(done)
+        fn(job_id)
+        st.session_state["train_msg"] = ("toast", done)
     except JOB_ERRORS as e:
-        st.error(str(e), icon=":material/error:")
+        st.session_state["train_msg"] = ("error", str(e))
+
+
+def _message() -> None:
+    kind, text = st.session_state.pop("train_msg", (None, None))
+    if kind == "toast":
+        st.toast(text)
+    elif kind == "error":
+        st.error(text, icon=":material/error:")
 
 
 def _maps(cmp: Any, job_id: str) -> None:
@@ -223,34 +359,41 @@ def _comparison(job_id: str) -> None:
     _maps(cmp, job_id)
 
 
-spec, started = _options_form()
+jobs = handlers.list_jobs()
+spec, started = _options_form(jobs)
 if started:
     try:
         st.session_state["train_job"] = handlers.start_job(spec)
+        st.session_state.pop("train_pick", None)  # the picker moves to the new job
         st.toast(f"Started {st.session_state['train_job']}")
+        jobs = handlers.list_jobs()
     except JOB_ERRORS as e:
         st.error(str(e), icon=":material/error:")
 
-jobs = handlers.list_jobs()
 if not jobs:
     st.info("No fine-tuning jobs yet in workspace/. Pick a dataset and start one above.",
             icon=":material/model_training:")
     st.stop()
-ids = [j["job_id"] for j in jobs]
-by_id = {j["job_id"]: j for j in jobs}
-current = st.session_state.get("train_job")
-job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids else 0, key="train_pick",
-                      format_func=lambda i: f"{i} · {by_id[i]['state']}")
+was_active = any(j["state"] in ACTIVE for j in jobs)
 
 
-@st.fragment(run_every=POLL_S if by_id[job_id]["state"] in ACTIVE else None)
+@st.fragment(run_every=POLL_S if was_active else None)
 def live() -> None:
-    _status_panel(job_id)
-    now = handlers.job_status(job_id)["state"]
-    if by_id[job_id]["state"] in ACTIVE and now not in ACTIVE:
-        st.rerun(scope="app")  # the job ended: redraw once without polling
-    if now == "finished":
-        _comparison(job_id)
+    """The job picker and the picked job's panel, redrawn from fresh status every poll so the
+    picker's labels and the header always show the current state."""
+    _message()
+    fresh = handlers.list_jobs()
+    by_id = {j["job_id"]: j for j in fresh}
+    ids = list(by_id)
+    current = st.session_state.get("train_job")
+    job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids else 0, key="train_pick",
+                          format_func=lambda i: f"{i} · {state_words(by_id[i])}" if i in by_id else i)
+    s = by_id.get(job_id) or fresh[0]
+    _status_panel(s)
+    if any(j["state"] in ACTIVE for j in fresh) != was_active:
+        st.rerun(scope="app")  # a job ended (stop polling) or started (start polling)
+    if s["state"] == "finished":
+        _comparison(s["job_id"])
 
 
 live()
