@@ -235,6 +235,28 @@ def cmd_quantize(a: argparse.Namespace) -> None:
     print(f"wrote {out} (load it as file:{out})")
 
 
+def cmd_adapt(a: argparse.Namespace) -> None:
+    from core.train.adapt import AdaptOptions, adapt
+
+    options = AdaptOptions(epochs=a.epochs, domain_lambda=a.domain_lambda, lr=a.lr, batch_size=a.batch_size,
+                           max_target_frames=a.max_target_frames, augment=not a.no_augment, seed=a.seed,
+                           device=a.device)
+
+    def show(info: dict) -> None:
+        if info.get("phase") == "epoch_done":
+            print(f"epoch {info['epoch']}/{info['epochs']}: loss {info['loss']:.4f}, domain accuracy "
+                  f"{info['domain_acc_pooled']:.3f} (pooled) {info['domain_acc_tokens']:.3f} (tokens)", file=sys.stderr)
+        elif info.get("phase") in ("loading", "measuring", "saving"):
+            print(f"{info['phase']}...", file=sys.stderr)
+
+    r = adapt(a.data, a.target, a.model, a.out, options, index=a.index, state_dir=a.state, on_progress=show)
+    print(f"wrote {r.model_dir} (load it as {r.model_name}; identity {r.identity})")
+    for key, label in (("familiarity_median", "target familiarity (median)"),
+                       ("flagged_share", "target frames unlike the index"),
+                       ("domain_probe", "domain probe accuracy")):
+        print(f"{label}: {r.before[key]:.3f} -> {r.after[key]:.3f}")
+
+
 def cmd_eval_retrieval(a: argparse.Namespace) -> None:
     from core.models import load_model
     from core.retrieval.evaluate import evaluate_retrieval, report_text
@@ -392,6 +414,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=4242, help="calibration data seed")
     s.add_argument("--out", required=True, help="new folder for the file: model")
     s.set_defaults(fn=cmd_quantize)
+
+    s = sub.add_parser("adapt", help="adapt a model to unlabelled footage (domain-adversarial + distillation)")
+    s.add_argument("--model", default="scenescope-tiny", help="registry name of the model to adapt")
+    s.add_argument("--target", required=True, nargs="+", help="unlabelled target images, clips or folders of them")
+    s.add_argument("--data", required=True, help="labelled source dataset folder (its train split trains)")
+    s.add_argument("--out", required=True, help="new folder for the file: model")
+    s.add_argument("--index", default=None, help="index (built with --model) to measure the target against")
+    s.add_argument("--epochs", type=int, default=2)
+    s.add_argument("--lambda", dest="domain_lambda", type=float, default=0.1,
+                   help="gradient-reversal strength (0: no alignment, only the source task and distillation)")
+    s.add_argument("--lr", type=float, default=1e-5)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--max-target-frames", type=int, default=1000)
+    s.add_argument("--no-augment", action="store_true", help="no blur/noise/JPEG/colour augmentation")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--state", default=None, help="per-epoch state folder (default <out>.state); rerun to resume")
+    s.set_defaults(fn=cmd_adapt)
 
     s = sub.add_parser("eval-retrieval", help="text<->clip R@1/5/10, MdR, MnR and moments on a clip dataset")
     s.add_argument("--data", required=True, help="clip dataset folder (core.retrieval.data)")

@@ -145,16 +145,19 @@ def test_target_images_read_folders_and_refuse_bad_input(domains, tmp_path):
         target_images([tmp_path / "missing"])
 
 
-def test_adapted_model_loads_through_the_registry_with_its_own_identity(domains):
+def test_adapted_model_loads_through_the_registry_with_its_own_identity(domains, capsys):
+    from core.cli import main
     from core.models import load_model
 
     source = f"file:{domains['model']}"
     out = domains["tmp"] / "adapted"
-    options = AdaptOptions(epochs=1, batch_size=8, lr=3e-4, head_lr=1e-2, domain_lambda=1.0, workers=1)
-    result = adapt(domains["data"], [domains["target"]], source, out, options)
+    assert main(["adapt", "--model", source, "--target", str(domains["target"]), "--data", str(domains["data"]),
+                 "--out", str(out), "--epochs", "1", "--lambda", "1", "--lr", "3e-4", "--batch-size", "8"]) == 0
+    printed = capsys.readouterr()
     model = load_model(f"file:{out}")
-    assert result.model_name == f"file:{out.resolve()}"
-    assert model.identity == result.identity != load_model(source).identity
+    assert f"load it as file:{out.resolve()}; identity {model.identity}" in printed.out
+    assert "epoch 1/1: loss" in printed.err
+    assert model.identity != load_model(source).identity
     summary = json.loads((out / "adapt.json").read_text())
     assert summary["identity"] == model.identity  # the card names the identity it loads with
     assert summary["target"] == [str(Path(domains["target"]).resolve())]
@@ -169,6 +172,7 @@ def test_adapted_model_loads_through_the_registry_with_its_own_identity(domains)
     assert "Before / after on the target footage" in card and model.identity in card
     # Run again with the same arguments: the finished state is resumed, nothing retrains, and
     # the same weights (the same identity) come out.
+    options = AdaptOptions(epochs=1, batch_size=8, lr=3e-4, domain_lambda=1.0)  # the CLI's run's
     again = adapt(domains["data"], [domains["target"]], source, out, options)
-    assert again.identity == result.identity
+    assert again.identity == model.identity
     assert json.loads((out / "adapt.json").read_text())["before"] == summary["before"]

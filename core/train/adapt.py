@@ -355,10 +355,10 @@ def adapt_model(
             for key, v in (("loss", loss), ("task", task), ("distill", distill), ("domain_acc_pooled", acc_p),
                            ("domain_acc_tokens", acc_t)):
                 sums[key] = sums.get(key, 0.0) + float(v.detach())
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(sums["loss"]):
                 raise FloatingPointError(f"adaptation diverged in epoch {epoch + 1}, step {step + 1}")
             emit({"phase": "training", "epoch": epoch + 1, "epochs": options.epochs, "step": step + 1,
-                  "steps_per_epoch": steps, "loss": float(loss), "lambda": lam})
+                  "steps_per_epoch": steps, "loss": float(loss.detach()), "lambda": lam})
             if should_stop is not None and should_stop():
                 return log
         row = {"epoch": epoch + 1, **{k: v / steps for k, v in sums.items()}, "lambda": lam,
