@@ -1,0 +1,313 @@
+"""Train the small VLM (``core.vqa.vlm``) in DriVLM's two stages: ``scenescope train-vqa``.
+
+0. text (``text_epochs``, default 1): DriVLM starts from a pretrained language model; ours is built
+   from a config with random weights, so it first learns the corpus's language (answers after
+   their questions, captions after an empty prompt) with no image: otherwise stage 1 would align
+   the projector to a frozen random LM, which teaches it nothing.
+1. align (``stage1_epochs``): the connector (recovery attention + MLP projector) learns to caption
+   the frames (``Schema.caption``, a random paraphrase each time) with the tower and LM frozen.
+   A caption has no question to select tokens by, so a seeded random subset at the keep ratio is
+   kept (FLIP's masking): the connector learns from subsets like those it sees at answer time.
+2. qa (``stage2_epochs``): connector + LM fine-tune on the QA mix of the train split
+   (``qa.jsonl``; built in memory from the manifest when absent). A multiple-choice row trains its
+   stem followed by the correct option's text, which is what multiple choice scores.
+
+The tower is frozen, so its patch features and the questions' text tokens are computed once.
+Every question is about one frame: a clip question uses the frame it names, or the clip's middle
+frame when it is about the whole clip.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.schema import Schema, default_schema
+from core.tokens.pruned import keep_indices
+from core.tokens.select import random_scores
+from core.vqa.drivelm import split_options
+from core.vqa.questions import CLIP_FRAME, QA_FILE, question_bank
+from core.vqa.vlm import VLM, VLMConfig, save_vlm, train_tokenizer
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Example:
+    frame: int  # row of the feature cache
+    question: str | None  # None: a caption (stage 1)
+    answer: str
+
+
+def read_qa(root: Path) -> list[dict[str, Any]] | None:
+    path = root / QA_FILE
+    if not path.is_file():
+        return None
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
+        for key in ("scene", "frame", "question", "answer"):
+            if key not in row:
+                raise ValueError(f"{path}:{i}: missing {key!r}")
+        rows.append(row)
+    return rows
+
+
+def qa_pair(row: dict[str, Any], schema: Schema) -> tuple[str, str]:
+    """(question, target text) of a QA row: a multiple-choice row becomes its stem (options and the
+    lead-in removed) and the correct option's text."""
+    q, a = str(row["question"]).strip(), str(row["answer"]).strip()
+    stem, inline = split_options(q)
+    opts = list(row.get("options") or inline)
+    if opts and len(a) == 1 and a.isalpha() and 0 <= ord(a.upper()) - ord("A") < len(opts):
+        q, a = (stem if inline else q), opts[ord(a.upper()) - ord("A")]
+    lead = schema.qa.choose.strip()
+    if lead and q.endswith(lead):
+        q = q[: -len(lead)].strip()
+    return q, a
+
+
+def frame_rows(frames: Any) -> dict[tuple[str, str], int]:
+    """(clip id, qa ``frame``) -> manifest row: a one-frame clip's own frame index, else the frame's
+    position in time order; ``CLIP_FRAME`` names the clip's middle frame."""
+    out: dict[tuple[str, str], int] = {}
+    by_clip: dict[str, list[tuple[int, int]]] = {}
+    for i, r in enumerate(frames.to_dict("records")):
+        fi = r.get("frame_index")
+        fi = 0 if fi is None or (isinstance(fi, float) and np.isnan(fi)) else int(fi)
+        by_clip.setdefault(str(r["clip_id"]), []).append((fi, i))
+    for clip, items in by_clip.items():
+        items.sort()
+        if len(items) == 1:
+            out[(clip, str(items[0][0]))] = items[0][1]
+        for pos, (_, i) in enumerate(items):
+            out.setdefault((clip, str(pos)), i)
+        out[(clip, CLIP_FRAME)] = items[len(items) // 2][1]
+    return out
+
+
+class FeatureCache:
+    """Patch tokens of the frames and word-token features of the questions (frozen tower)."""
+
+    def __init__(self, vlm: VLM, images: Sequence[Path], batch_size: int = 32) -> None:
+        from PIL import Image
+
+        chunks = []
+        for i in range(0, len(images), batch_size):
+            pics = []
+            for p in images[i : i + batch_size]:
+                with Image.open(p) as im:
+                    pics.append(im.convert("RGB"))
+            chunks.append(vlm.patch_tokens(vlm.vision.preprocess_batch(pics)))
+        self.patches = torch.cat(chunks) if chunks else torch.zeros(0)
+        self.vlm = vlm
+        self.text: dict[str, np.ndarray] = {}
+
+    def question(self, q: str) -> np.ndarray:
+        if q not in self.text:
+            self.text[q] = self.vlm.question_tokens(q)
+        return self.text[q]
+
+    def indices(self, batch: Sequence[Example], frames: torch.Tensor, keep_ratio: float, seed: int) -> torch.Tensor:
+        """Kept patches per example: by its question, or a seeded random subset for a caption."""
+        n = frames.shape[1]
+        if keep_ratio >= 1.0:
+            return torch.arange(n).expand(len(batch), -1)
+        rows = []
+        for j, ex in enumerate(batch):
+            if ex.question is None:
+                rows.append(keep_indices(random_scores(n, seed + j)[None], keep_ratio)[0])
+            else:
+                rows.append(self.vlm.select(frames[j : j + 1], [ex.question], keep_ratio,
+                                            text=[self.question(ex.question)])[0])
+        return torch.stack(rows)
+
+
+def _batch_loss(vlm: VLM, cache: FeatureCache, batch: Sequence[Example], visual: bool, seed: int) -> torch.Tensor:
+    prefix = None
+    if visual:
+        frames = cache.patches[[ex.frame for ex in batch]]
+        prefix = vlm.visual_prefix(frames, cache.indices(batch, frames, vlm.cfg.keep_ratio, seed))
+    return vlm.loss(prefix, [vlm.prompt_ids(ex.question) for ex in batch], [vlm.target_ids(ex.answer) for ex in batch])
+
+
+@torch.no_grad()
+def mean_loss(vlm: VLM, cache: FeatureCache, examples: Sequence[Example], visual: bool = True,
+              batch_size: int = 32) -> float:
+    """Mean per-example loss (deterministic selection), for before/after comparisons."""
+    vlm.eval()
+    total = 0.0
+    for i in range(0, len(examples), batch_size):
+        batch = examples[i : i + batch_size]
+        total += float(_batch_loss(vlm, cache, batch, visual, seed=i)) * len(batch)
+    return total / max(1, len(examples))
+
+
+def run_stage(vlm: VLM, cache: FeatureCache, examples: Sequence[Example], params: list[torch.nn.Parameter],
+              epochs: int, lr: float, batch_size: int, rng: random.Random, visual: bool = True,
+              name: str = "", progress: Progress | None = None) -> list[float]:
+    """Train ``params`` (everything else frozen) for ``epochs``; mean training loss per epoch."""
+    if epochs <= 0 or not examples:
+        return []
+    for p in vlm.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    losses = []
+    order = list(examples)
+    for epoch in range(epochs):
+        vlm.train()
+        rng.shuffle(order)
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            batch = order[i : i + batch_size]
+            loss = _batch_loss(vlm, cache, batch, visual, seed=rng.randrange(1 << 30))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            total += loss.item() * len(batch)
+        losses.append(total / len(order))
+        if progress:
+            progress(f"{name} epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+    vlm.eval()
+    return losses
+
+
+def _card(report: dict[str, Any]) -> str:
+    lines = [
+        "# scenescope-vqa (small VLM)", "",
+        "DriVLM's shape with LaVida Drive's query-aware token selection (see core/vqa/vlm.py).", "",
+        f"- data: `{report['data']}` ({report['train_rows']} train QA rows, {report['frames']} frames, "
+        f"{report['val_rows']} val QA rows)",
+        f"- seed: {report['seed']}; trained {report['finished']} in {report['seconds']:.0f} s",
+        f"- vision tower (frozen): `{report['vision_identity']}`; keep ratio {report['keep_ratio']}",
+        f"- language model: Llama config, {report['config']['layers']} layers, hidden {report['config']['hidden']}, "
+        f"vocabulary {report['config']['vocab_size']} (byte-level BPE on the QA corpus)",
+        f"- parameters: {report['parameters']:,}",
+        "", "| stage | epochs | loss per epoch |", "|---|---|---|",
+    ]
+    for stage, losses in report["stages"].items():
+        lines.append(f"| {stage} | {len(losses)} | {', '.join(f'{x:.3f}' for x in losses) or '-'} |")
+    lines += ["", f"QA loss on the train split: {report['loss_before']:.3f} before, {report['loss_after']:.3f} after; "
+              f"val: {report['val_loss'] if report['val_loss'] is None else round(report['val_loss'], 3)}.", ""]
+    return "\n".join(lines)
+
+
+def train_vqa(
+    data: str | Path,
+    out: str | Path,
+    *,
+    vision: str = "scenescope-tiny",
+    schema: Schema | None = None,
+    text_epochs: int = 1,
+    stage1_epochs: int = 2,
+    stage2_epochs: int = 4,
+    keep_ratio: float = 0.25,
+    batch_size: int = 16,
+    lr_align: float = 1e-3,
+    lr_qa: float = 5e-4,
+    hidden: int = 192,
+    layers: int = 4,
+    heads: int = 4,
+    intermediate: int = 512,
+    vocab_size: int = 1024,
+    max_rows: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    vision_model: Any = None,
+) -> dict[str, Any]:
+    """Train a VLM on a dataset (manifest + optional qa.jsonl) and save it to ``out``; returns the
+    training report (also saved as training.json beside the weights)."""
+    from core.data import read_manifest
+
+    start = time.time()
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    root = Path(data)
+    schema = schema or default_schema()
+    ds = read_manifest(root, schema)
+    rows = read_qa(root)
+    if rows is None:
+        rows = question_bank(ds.frames.to_dict("records"), schema, seed)
+    where = frame_rows(ds.frames)
+    picked: dict[int, int] = {}  # manifest row -> cache row
+    qa: dict[str, list[Example]] = {"train": [], "val": []}
+    for row in rows:
+        split = str(row.get("split") or "train")
+        if split not in qa:
+            continue
+        key = (str(row["scene"]), str(row["frame"]))
+        if key not in where:
+            raise ValueError(f"{root / QA_FILE}: question {row.get('id', '?')} names frame {key}, not in the manifest")
+        q, a = qa_pair(row, schema)
+        qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a))
+    if max_rows is not None:
+        qa = {k: v[:max_rows] for k, v in qa.items()}
+    if not qa["train"]:
+        raise ValueError(f"{root}: no train-split questions to learn from")
+    manifest_rows = sorted(picked, key=picked.get)  # type: ignore[arg-type]
+    labels = [ds.labels(i) for i in manifest_rows]
+
+    if vision_model is None:
+        from core.models import load_model
+
+        vision_model = load_model(vision, device=device)
+    corpus = [t for ex in qa["train"] for t in (ex.question or "", ex.answer)]
+    corpus += [schema.caption(lab, random.Random(i)) for i, lab in enumerate(labels)]
+    tok = train_tokenizer(corpus, vocab_size)
+    cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
+                    vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
+                    hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
+                    recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
+    vlm = VLM(cfg, vision_model, tok).to(device)
+    if progress:
+        progress(f"encoding {len(manifest_rows)} frames with {vision_model.name}")
+    cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
+
+    def captions() -> list[Example]:  # a fresh paraphrase per frame each time
+        return [Example(j, None, schema.caption(lab, rng)) for j, lab in enumerate(labels)]
+
+    connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
+    before = mean_loss(vlm, cache, qa["train"])
+    stages = {
+        "text": run_stage(vlm, cache, [*qa["train"], *captions()], list(vlm.lm.parameters()), text_epochs, lr_qa,
+                          batch_size, rng, visual=False, name="text", progress=progress),
+        "align": run_stage(vlm, cache, captions() + captions(), connector, stage1_epochs, lr_align, batch_size, rng,
+                           name="stage 1 (align)", progress=progress),
+        "qa": run_stage(vlm, cache, qa["train"], [*connector, *vlm.lm.parameters()], stage2_epochs, lr_qa,
+                        batch_size, rng, name="stage 2 (qa)", progress=progress),
+    }
+    report: dict[str, Any] = {
+        "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
+        "keep_ratio": keep_ratio, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
+        "frames": len(manifest_rows), "stages": stages,
+        "loss_before": before, "loss_after": mean_loss(vlm, cache, qa["train"]),
+        "val_loss": mean_loss(vlm, cache, qa["val"]) if qa["val"] else None,
+        "parameters": sum(p.numel() for p in vlm.parameters()), "config": {
+            "hidden": hidden, "layers": layers, "vocab_size": cfg.vocab_size},
+        "seconds": time.time() - start,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    save_vlm(vlm, out, card=_card(report), files={"training.json": json.dumps(report, indent=2)})
+    if progress:
+        progress(f"wrote {out}: QA loss {report['loss_before']:.3f} -> {report['loss_after']:.3f}")
+    return report
+
+
+__all__ = ["Example", "FeatureCache", "mean_loss", "qa_pair", "read_qa", "run_stage", "train_vqa"]

@@ -1,0 +1,321 @@
+"""The small VLM (DriVLM's shape) with LaVida Drive's query-aware token selection.
+
+    image -> registry vision tower (frozen) -> patch tokens (B, N, D)
+          -> keep the ``keep_ratio`` share most similar to the question's text tokens
+          -> recovery: the kept tokens cross-attend to all N patch tokens (nn.MultiheadAttention)
+          -> 2-layer MLP projector -> visual prefix of the language model
+    [visual prefix] <bos> question <sep> answer <eos>  -> a small causal LM (``LlamaConfig``)
+
+Patch tokens and their scores come from ``core.tokens`` (``dense_forward``'s projected patch
+features, ``text_features``'s word tokens, ``score_patches`` with the "max" rule, ``keep_indices``):
+the tokens the VLM sees are the ones the Tokens page shows. Kept tokens stay in ascending patch
+order, so at a keep ratio of 1 the selection path feeds exactly what the no-selection path feeds.
+
+The tokenizer is a byte-level BPE trained by ``tokenizers`` on the QA corpus; the prompt layout uses
+its special tokens only, so no English template is spelled here. Multiple choice scores each
+option's text by its summed log-likelihood after the question and picks the best.
+
+A saved VLM is a folder: ``vlm.safetensors`` (recovery, projector, LM; the frozen tower is named,
+not copied), ``vlm_config.json``, ``tokenizer.json`` and a model card, swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.atomic import atomic_folder, recover
+from core.tokens.features import dense_forward, text_features
+from core.tokens.pruned import keep_indices
+from core.tokens.select import score_patches
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from core.models import SceneModel
+
+CONFIG_FILE = "vlm_config.json"
+WEIGHTS_FILE = "vlm.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+CARD_FILE = "MODEL_CARD.md"
+MAX_BYTES = 50 * 1024 * 1024  # the issue's size budget for a shipped VLM folder
+PAD, BOS, EOS, SEP, UNK = "<pad>", "<bos>", "<eos>", "<sep>", "<unk>"
+SPECIALS = [PAD, BOS, EOS, SEP, UNK]
+
+
+@dataclass
+class VLMConfig:
+    """Everything needed to rebuild a VLM; ``vision_identity`` pins the tower's weights."""
+
+    vision_model: str
+    vision_identity: str
+    vision_dim: int
+    vocab_size: int
+    keep_ratio: float = 0.25
+    rule: str = "max"  # score_patches rule: best cosine over the question's word tokens
+    method: str = "raw"  # dense-feature method of core.tokens.features
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 512
+    recovery_heads: int = 4
+    max_positions: int = 512
+    max_new_tokens: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VLMConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{CONFIG_FILE}: unknown keys {unknown}")
+        return cls(**d)
+
+
+# ---- tokenizer -------------------------------------------------------------------------------
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
+    """Byte-level BPE trained on ``texts`` (questions, answers, captions) with our special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(texts), trainer)
+    return tok
+
+
+# ---- the model -------------------------------------------------------------------------------
+class VLM(nn.Module):
+    """Recovery attention + projector + causal LM; the vision tower and tokenizer ride along."""
+
+    def __init__(self, cfg: VLMConfig, vision: SceneModel, tokenizer: Tokenizer) -> None:
+        super().__init__()
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        object.__setattr__(self, "vision", vision)  # not a submodule: frozen, saved by name
+        self.ids = {t: tokenizer.token_to_id(t) for t in SPECIALS}
+        d, h = cfg.vision_dim, cfg.hidden
+        self.recovery_norm = nn.LayerNorm(d)
+        self.recovery = nn.MultiheadAttention(d, cfg.recovery_heads, batch_first=True)
+        self.projector = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, h))
+        lm_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=h, intermediate_size=cfg.intermediate,
+                             num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                             num_key_value_heads=cfg.heads, max_position_embeddings=cfg.max_positions,
+                             bos_token_id=self.ids[BOS], eos_token_id=self.ids[EOS], pad_token_id=self.ids[PAD],
+                             tie_word_embeddings=False)  # untied: safetensors refuses shared tensors
+        self.lm = LlamaForCausalLM(lm_cfg)
+
+    # -- vision side --
+    @torch.no_grad()
+    def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) projected patch features of preprocessed ``pixels`` (the frozen tower)."""
+        return dense_forward(self.vision, pixels, self.cfg.method)[1].float().cpu()
+
+    def question_tokens(self, question: str) -> np.ndarray:
+        """(T, D) word-token features of the question in the tower's joint space."""
+        return text_features(self.vision, question)[1]
+
+    def select(self, patches: torch.Tensor, questions: Sequence[str] | None,
+               keep_ratio: float | None = None, text: Sequence[np.ndarray] | None = None) -> torch.Tensor:
+        """(B, k) kept patch indices, ascending; ``questions`` None (or ratio 1) keeps all."""
+        ratio = self.cfg.keep_ratio if keep_ratio is None else keep_ratio
+        b, n = patches.shape[:2]
+        if questions is None or ratio >= 1.0:
+            return torch.arange(n).expand(b, -1)
+        text = text if text is not None else [self.question_tokens(q) for q in questions]
+        feats = patches.numpy()
+        scores = np.stack([score_patches(f, t.mean(0) if len(t) else f.mean(0), t, self.cfg.rule)
+                           for f, t in zip(feats, text, strict=True)])
+        return keep_indices(scores, ratio)
+
+    def visual_prefix(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """(B, k, hidden): kept tokens, recovered by attending to every patch, then projected."""
+        patches = patches.to(self.device)
+        kept = torch.gather(patches, 1, idx.to(self.device)[..., None].expand(-1, -1, patches.shape[-1]))
+        q, kv = self.recovery_norm(kept), self.recovery_norm(patches)
+        kept = kept + self.recovery(q, kv, kv, need_weights=False)[0]
+        return self.projector(kept)
+
+    # -- language side --
+    @property
+    def device(self) -> torch.device:
+        return next(self.projector.parameters()).device
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def prompt_ids(self, question: str | None) -> list[int]:
+        """<bos> question <sep> (no question: <bos> <sep>, the caption prompt of stage 1)."""
+        return [self.ids[BOS], *(self.encode(question) if question else []), self.ids[SEP]]
+
+    def sequences(self, prefix: torch.Tensor | None, prompts: Sequence[list[int]],
+                  targets: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded (inputs_embeds, attention_mask, labels) of [prefix] prompt target;
+        labels are -100 except on the target tokens (the answer and its <eos>)."""
+        emb = self.lm.get_input_embeddings()
+        rows, labels = [], []
+        for i, (p, t) in enumerate(zip(prompts, targets, strict=True)):
+            ids = torch.tensor([*p, *t], device=self.device)
+            parts = [emb(ids)]
+            lab = [-100] * len(p) + list(t)
+            if prefix is not None:
+                parts.insert(0, prefix[i])
+                lab = [-100] * prefix.shape[1] + lab
+            rows.append(torch.cat(parts))
+            labels.append(torch.tensor(lab, device=self.device))
+        width = max(r.shape[0] for r in rows)
+        x = torch.zeros(len(rows), width, rows[0].shape[-1], device=self.device)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        y = torch.full((len(rows), width), -100, dtype=torch.long, device=self.device)
+        for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
+            x[i, : len(r)], mask[i, : len(r)], y[i, : len(r)] = r, 1, lab
+        return x, mask, y
+
+    def loss(self, prefix: torch.Tensor | None, prompts: Sequence[list[int]], targets: Sequence[list[int]]) -> torch.Tensor:
+        """Mean next-token cross-entropy over the target tokens of the batch."""
+        x, mask, y = self.sequences(prefix, prompts, targets)
+        return self.lm(inputs_embeds=x, attention_mask=mask, labels=y).loss
+
+    def target_ids(self, answer: str) -> list[int]:
+        return [*self.encode(answer), self.ids[EOS]]
+
+    # -- inference --
+    @torch.no_grad()
+    def prefix_of(self, pixels: torch.Tensor, question: str, keep_ratio: float | None = None,
+                  select: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """((1, k, hidden) visual prefix, (1, k) kept indices) of one preprocessed image (1, 3, H, W).
+        ``select=False`` is the no-selection path: every patch token, no question scoring."""
+        patches = self.patch_tokens(pixels)
+        idx = self.select(patches, [question] if select else None, keep_ratio)
+        return self.visual_prefix(patches, idx), idx
+
+    @torch.no_grad()
+    def prompt_embeds(self, prefix: torch.Tensor, question: str) -> torch.Tensor:
+        ids = torch.tensor([self.prompt_ids(question)], device=self.device)
+        return torch.cat([prefix, self.lm.get_input_embeddings()(ids)], dim=1)
+
+    @torch.no_grad()
+    def generate_ids(self, prefix: torch.Tensor, question: str, max_new_tokens: int | None = None) -> tuple[list[int], float]:
+        """Greedy answer token ids (without <eos>) through ``generate(inputs_embeds=...)``, and their
+        mean log-probability (a confidence: exp of it is the geometric-mean token probability)."""
+        x = self.prompt_embeds(prefix, question)
+        out = self.lm.generate(inputs_embeds=x, attention_mask=torch.ones(x.shape[:2], dtype=torch.long, device=x.device),
+                               max_new_tokens=max_new_tokens or self.cfg.max_new_tokens, do_sample=False,
+                               num_beams=1, eos_token_id=self.ids[EOS], pad_token_id=self.ids[PAD],
+                               output_scores=True, return_dict_in_generate=True)
+        ids = out.sequences[0].tolist()
+        logps = [torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, ids, strict=False)]
+        n = ids.index(self.ids[EOS]) if self.ids[EOS] in ids else len(ids)
+        return ids[:n], float(np.mean(logps[: n + 1])) if logps else -math.inf
+
+    @torch.no_grad()
+    def logits(self, prefix: torch.Tensor, question: str) -> torch.Tensor:
+        """Next-token logits (vocab,) after the prompt: what generation's first step sees."""
+        return self.lm(inputs_embeds=self.prompt_embeds(prefix, question)).logits[0, -1]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    @torch.no_grad()
+    def option_logliks(self, prefix: torch.Tensor, question: str, options: Sequence[str]) -> np.ndarray:
+        """Summed log-likelihood of each option's tokens (and its <eos>) after the question."""
+        prompt = self.prompt_ids(question)
+        targets = [self.target_ids(o) for o in options]
+        x, mask, y = self.sequences(prefix.expand(len(options), -1, -1), [prompt] * len(options), targets)
+        logp = torch.log_softmax(self.lm(inputs_embeds=x, attention_mask=mask).logits[:, :-1].float(), -1)
+        y = y[:, 1:]
+        picked = torch.gather(logp, 2, y.clamp_min(0)[..., None])[..., 0]
+        return (picked * (y != -100)).sum(1).cpu().numpy()
+
+    def answer_pixels(self, pixels: torch.Tensor, question: str, options: Sequence[str] | None = None,
+                      keep_ratio: float | None = None) -> tuple[str, float, int | None, torch.Tensor]:
+        """(text, confidence, choice, kept indices) for one preprocessed image. With options: the
+        option of highest likelihood, its confidence the softmax share over the options."""
+        prefix, idx = self.prefix_of(pixels, question, keep_ratio)
+        if options:
+            ll = self.option_logliks(prefix, question, options)
+            share = np.exp(ll - ll.max())
+            share /= share.sum()
+            best = int(np.argmax(ll))
+            return options[best], float(share[best]), best, idx[0]
+        ids, mean_logp = self.generate_ids(prefix, question)
+        return self.decode(ids), float(math.exp(mean_logp)), None, idx[0]
+
+
+# ---- saving and loading ----------------------------------------------------------------------
+def trainable_state(vlm: VLM) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in vlm.state_dict().items()}
+
+
+def save_vlm(vlm: VLM, out: str | Path, card: str | None = None, files: dict[str, str] | None = None) -> Path:
+    """Write the VLM folder (weights, config, tokenizer, card) in one atomic swap; refuses to write
+    one over the size budget."""
+    from core.train.checkpoint import _save_tensors
+
+    out = Path(out)
+    state = trainable_state(vlm)
+    size = sum(v.numel() * v.element_size() for v in state.values())
+    if size > MAX_BYTES:
+        raise ValueError(f"{out}: the VLM weighs {size / 2**20:.1f} MiB; at most {MAX_BYTES / 2**20:.0f} MiB are allowed")
+    with atomic_folder(out) as tmp:
+        _save_tensors(state, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(asdict(vlm.cfg), indent=2))
+        (tmp / TOKENIZER_FILE).write_text(vlm.tokenizer.to_str())
+        if card is not None:
+            (tmp / CARD_FILE).write_text(card)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+    return out
+
+
+def load_vlm(folder: str | Path, vision: SceneModel | None = None, device: str = "cpu") -> VLM:
+    """Load a VLM folder; its vision tower comes from the registry by name (or ``vision``) and must
+    be the one it was trained on."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    recover(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder}: missing {name}; not a VLM folder (scenescope train-vqa writes one)")
+    try:
+        cfg = VLMConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"{folder / CONFIG_FILE}: unreadable config ({e})") from None
+    if vision is None:
+        from core.models import load_model
+
+        vision = load_model(cfg.vision_model, device=device)
+    if vision.identity != cfg.vision_identity:
+        raise ValueError(f"{folder}: trained on vision tower {cfg.vision_identity}, "
+                         f"but {cfg.vision_model} is now {vision.identity}; retrain with scenescope train-vqa")
+    tok = Tokenizer.from_str((folder / TOKENIZER_FILE).read_text())
+    vlm = VLM(cfg, vision, tok)
+    try:
+        vlm.load_state_dict(load_file(folder / WEIGHTS_FILE))
+    except RuntimeError as e:
+        raise ValueError(f"{folder / WEIGHTS_FILE}: tensors do not fit {CONFIG_FILE} ({str(e).splitlines()[0]})") from None
+    return vlm.to(device).eval()
+
+
+def folder_bytes(folder: str | Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
+
+
+__all__ = [
+    "CONFIG_FILE", "MAX_BYTES", "SPECIALS", "TOKENIZER_FILE", "VLM", "VLMConfig", "WEIGHTS_FILE", "folder_bytes",
+    "load_vlm", "save_vlm", "train_tokenizer",
+]
