@@ -51,7 +51,7 @@ def given_options(a: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {f.name: getattr(a, f.name) for f in fields(cls) if getattr(a, f.name, None) is not None}
 
 
-SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage")  # the ones --schema reaches
+SCHEMA_COMMANDS = ("synth", "import", "index", "classify", "eval", "leakage", "train-vqa")  # the ones --schema reaches
 
 
 def _schema(a: argparse.Namespace) -> Schema:
@@ -202,6 +202,16 @@ def cmd_train_default(a: argparse.Namespace) -> None:
     recipe = DefaultRecipe(**given_options(a, DefaultRecipe))
     summary = train_default(recipe, out=a.out, work=a.work, device=a.device)
     print(f"trained in {summary['train_seconds']} s; wrote {a.out}")
+
+
+def cmd_train_vqa(a: argparse.Namespace) -> None:
+    from core.vqa.train_vlm import train_vqa
+
+    report = train_vqa(a.data, a.out, vision=a.model, schema=_schema(a), text_epochs=a.text_epochs,
+                       stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, keep_ratio=a.keep,
+                       batch_size=a.batch_size, max_rows=a.max_rows, seed=a.seed, device=a.device,
+                       progress=print)
+    print(f"trained in {report['seconds']:.0f} s; wrote {a.out}")
 
 
 def cmd_model_card(a: argparse.Namespace) -> None:
@@ -392,6 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every stage trains")
     add_dataclass_options(s, DefaultRecipe)
     s.set_defaults(fn=cmd_train_default)
+
+    s = sub.add_parser("train-vqa", help="train the small VLM (DriVLM's two stages) on a dataset's qa.jsonl")
+    s.add_argument("--data", required=True, help="dataset folder (manifest, qa.jsonl from synth --qa)")
+    s.add_argument("--out", required=True, help="VLM folder to write (safetensors, config, tokenizer, card)")
+    s.add_argument("--model", default="scenescope-tiny", help="registry vision tower (frozen)")
+    s.add_argument("--text-epochs", type=int, default=1, help="language warm-up of the LM, no image")
+    s.add_argument("--stage1-epochs", type=int, default=2, help="projector alignment on captions")
+    s.add_argument("--stage2-epochs", type=int, default=4, help="projector + LM fine-tuning on the QA mix")
+    s.add_argument("--keep", type=float, default=0.25, help="share of patch tokens kept per question")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--max-rows", type=int, default=None, help="at most N questions per split (smoke runs)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=cmd_train_vqa)
 
     s = sub.add_parser("model-card", help="measure a model on fresh synthetic data and write its card")
     s.add_argument("model_dir", nargs="?", default="assets/scenescope-tiny")

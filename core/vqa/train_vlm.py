@@ -226,7 +226,7 @@ def train_vqa(
     heads: int = 4,
     intermediate: int = 512,
     vocab_size: int = 1024,
-    max_rows: int | None = None,
+    max_rows: int | None = None,  # per split, for smoke runs
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
@@ -250,15 +250,13 @@ def train_vqa(
     qa: dict[str, list[Example]] = {"train": [], "val": []}
     for row in rows:
         split = str(row.get("split") or "train")
-        if split not in qa:
+        if split not in qa or (max_rows is not None and len(qa[split]) >= max_rows):
             continue
         key = (str(row["scene"]), str(row["frame"]))
         if key not in where:
             raise ValueError(f"{root / QA_FILE}: question {row.get('id', '?')} names frame {key}, not in the manifest")
         q, a = qa_pair(row, schema)
         qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a))
-    if max_rows is not None:
-        qa = {k: v[:max_rows] for k, v in qa.items()}
     if not qa["train"]:
         raise ValueError(f"{root}: no train-split questions to learn from")
     manifest_rows = sorted(picked, key=picked.get)  # type: ignore[arg-type]
