@@ -176,3 +176,5 @@ def test_adapted_model_loads_through_the_registry_with_its_own_identity(domains,
     again = adapt(domains["data"], [domains["target"]], source, out, options)
     assert again.identity == model.identity
     assert json.loads((out / "adapt.json").read_text())["before"] == summary["before"]
+    with pytest.raises(ValueError, match="other inputs or options"):  # a state is not resumed with other options
+        adapt(domains["data"], [domains["target"]], source, out, AdaptOptions(epochs=2, batch_size=8, lr=3e-4))

@@ -279,9 +279,10 @@ def adapt_model(
     """Adapt ``clip`` in place to the ``target`` pixels; returns the per-epoch log (None-free dicts:
     ``loss``, ``task``, ``distill``, ``domain_acc_pooled``, ``domain_acc_tokens``, ``lambda``).
 
-    ``source``/``pixels`` are the labelled frames and their preprocessed pixels. A state is
-    saved in ``state_dir`` after every epoch and picked up from there; a stop request returns
-    the log so far (the last epoch's state stays for a resume).
+    ``source``/``pixels`` are the labelled frames and their preprocessed pixels. ``clip`` must be
+    the source model, also when resuming: the distillation teacher is taken from it before a
+    state is loaded. A state is saved in ``state_dir`` after every epoch and picked up from
+    there; a stop request returns the log so far (the last epoch's state stays for a resume).
     """
     device, emit = options.device, on_progress or (lambda _info: None)
     schema = source.schema
@@ -483,6 +484,19 @@ def model_card(summary: dict[str, Any]) -> str:
     return "\n".join([*lines, ""])
 
 
+def _check_run(state_dir: Path, run: dict[str, Any]) -> None:
+    """Record what a run adapts with; refuse to resume a state made with anything else (its
+    weights and its 'before' measurement belong to those inputs)."""
+    file = state_dir / "run.json"
+    if file.is_file():
+        if json.loads(file.read_text()) != json.loads(json.dumps(run)):
+            raise ValueError(f"{state_dir} holds an adaptation run with other inputs or options; rerun with "
+                             "the same ones to resume, or give a fresh --state / --out")
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(file, json.dumps(run, indent=2))
+
+
 def _weights_digest(clip: torch.nn.Module) -> str:
     """The registry's digest of the weights file ``save_model_dir`` writes for ``clip`` (sha256 of
     the same safetensors bytes), so the card can name the identity the model will load with."""
@@ -564,6 +578,9 @@ def adapt(
                 "source_loss": source_task_loss(clip, pixels, captions, mentions, label_codes(train, dataset.schema),
                                                 model.tokenizer, device=options.device)}
 
+    _check_run(state_dir, {"options": _comparable(options), "base_identity": model.identity,
+                           "data_dir": str(Path(data_dir).resolve()), "index": str(index) if index else None,
+                           "target": [str(Path(t).resolve()) for t in target], "target_frames": len(target_px)})
     before_file = state_dir / "before.json"  # measured once: a resume must not re-measure an adapted model
     if before_file.is_file():
         before = json.loads(before_file.read_text())
