@@ -188,3 +188,24 @@ def test_cancel_takes_effect_within_seconds_even_mid_step(toy, tmp_path, monkeyp
     assert "step boundary" in (jobs_dir(ws) / job / "output.log").read_text()  # the watcher ended it
     with workspace_lock(ws):  # and the workspace is free again
         pass
+
+
+def test_a_quick_run_subset_is_a_random_share_of_train_and_val(toy, tmp_path):
+    from core.data import read_manifest
+    from core.jobs.subset import subset_dataset
+
+    data, _ = toy
+    full = read_manifest(data).frames.set_index("path")
+    out = subset_dataset(data, tmp_path / "sub", train_frames=6, seed=3)
+    sub = read_manifest(out).frames
+    assert sorted(sub["split"].value_counts().items()) == [("train", 6), ("val", 1)]
+    assert sub["path"].is_unique
+    for row in sub.to_dict("records"):  # the same frames, labels and bytes as the original
+        assert row == {"path": row["path"], **full.loc[row["path"]].to_dict()}
+        assert (out / row["path"]).read_bytes() == (data / row["path"]).read_bytes()
+    again = read_manifest(subset_dataset(data, tmp_path / "sub", train_frames=6, seed=3)).frames
+    assert again["path"].tolist() == sub["path"].tolist()  # a resume trains on the same frames
+    other = read_manifest(subset_dataset(data, tmp_path / "sub", train_frames=6, seed=4)).frames
+    assert other["path"].tolist() != sub["path"].tolist()
+    with pytest.raises(JobError, match="at least 2 frames"):
+        start_job(tmp_path / "ws", spec(toy, train_frames=1))

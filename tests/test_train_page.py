@@ -104,8 +104,10 @@ def test_options_read_as_words_and_a_quick_run_is_one_click(tmp_path: Path, monk
     assert not at.exception and not at.warning
     assert at.number_input(key="train_opt_epochs").value == 1
     assert at.checkbox(key="train_opt_validate").value is False and at.checkbox(key="train_maps").value is False
+    assert at.selectbox(key="train_frames").value == 256
     at.radio(key="train_preset").set_value("recipe").run()
     assert at.number_input(key="train_opt_epochs").value == 8 and at.checkbox(key="train_maps").value is True
+    assert at.selectbox(key="train_frames").value is None and at.selectbox(key="train_frames").options[0].startswith("All")
 
 
 @needs_jobs
@@ -127,6 +129,7 @@ def test_start_then_cancel_shows_cancelled_within_seconds(tmp_path: Path, monkey
     job = at.session_state["train_job"]
     spec = job_status(tmp_path, job)["spec"]
     assert spec["options"]["epochs"] == 1 and spec["options"]["validate"] is False and spec["maps"] is False
+    assert spec["train_frames"] == 256
     assert at.selectbox(key="train_pick").value == job
     assert _header(at, job).split("· ", 1)[1].startswith(("queued", "running"))
 

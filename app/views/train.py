@@ -23,11 +23,13 @@ STATE_ICON = {"queued": ":material/schedule:", "running": ":material/directions_
               "finished": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
               "cancelled": ":material/stop_circle:", "interrupted": ":orange[:material/warning:]"}
 # What the worker is doing, in words (phases of the compare step not listed read as their name).
-PHASE_WORDS = {"starting": "starting", "loading": "loading the model and frames", "validating": "validating",
+PHASE_WORDS = {"starting": "starting", "subset": "picking the training subset", "loading": "loading the model and frames", "validating": "validating",
                "training": "training", "epoch_done": "epoch done", "wise_ft": "choosing the WiSE-FT blend",
                "trained": "trained", "saving": "saving the model"}
 POLL_S = 2.0
 BATCH_CHOICES = (0, 8, 16, 32, 64, 128, 256)
+FRAME_CHOICES = (None, 64, 128, 256, 512, 1024, 2048, 4096)  # training frames: all, or a random subset
+QUICK_FRAMES = 256
 WISE_CHOICES = tuple(i / 20 for i in range(21))  # blends in steps of 0.05
 # Option names in words, with their units; a field not listed reads as its name in words.
 LABELS = {
@@ -51,13 +53,14 @@ HELP = {
     "unfreeze_text_at": "Empty: off. " + OPTION_HELP.get("unfreeze_text_at", ""),
     "unfreeze_vision_at": "Empty: off. " + OPTION_HELP.get("unfreeze_vision_at", ""),
 }
-# A smaller run: one epoch, no per-epoch validation (the before/after comparison still scores it),
-# no maps. "Recipe" restores the recipe's defaults.
+# A smaller run: a random subset of the train split, one epoch, no per-epoch validation (the
+# before/after comparison still scores it on the full dataset), no maps. "Recipe" restores the defaults.
 DEFAULTS = {f.name: f.default for f in FIELDS}
 PRESETS = {
     "recipe": ("Full recipe", {"epochs": DEFAULTS.get("epochs", 8), "validate": DEFAULTS.get("validate", True)},
-               True),
-    "quick": ("Quick run: 1 epoch, no per-epoch validation, no maps", {"epochs": 1, "validate": False}, False),
+               True, None),
+    "quick": (f"Quick run: {QUICK_FRAMES} frames, 1 epoch, no per-epoch validation, no maps",
+              {"epochs": 1, "validate": False}, False, QUICK_FRAMES),
 }
 
 widgets.page_header("Train", "Fine-tune a model on a labelled dataset in the background; follow its loss "
@@ -134,16 +137,16 @@ def _lr_input(col: Any, label: str, key: str, tip: str | None) -> float | None:
 
 def _apply_preset() -> None:
     """The run-size choice sets the options it stands for (the user may still change them)."""
-    _, values, maps = PRESETS[st.session_state["train_preset"]]
+    _, values, maps, frames = PRESETS[st.session_state["train_preset"]]
     for name, v in values.items():
         st.session_state[f"train_opt_{name}"] = v
     st.session_state["train_maps"] = maps
+    st.session_state["train_frames"] = frames
 
 
-def _estimate(data: str, jobs: list[dict[str, Any]]) -> None:
+def _estimate(data: str, n_train: int | None, jobs: list[dict[str, Any]]) -> None:
     """Measured speed, what limits it, and what each run size would take on this dataset."""
     rate = handlers.measured_throughput(jobs)
-    n_train = handlers.train_frame_count(data) if data else None
     if rate is None:
         st.caption("Speed: not measured yet; the first job shows its training images per second.")
         return
@@ -152,9 +155,10 @@ def _estimate(data: str, jobs: list[dict[str, Any]]) -> None:
     if n_train:
         epoch_s = n_train / rate
         full, quick = PRESETS["recipe"][1]["epochs"], PRESETS["quick"][1]["epochs"]
+        quick_s = quick * min(n_train, QUICK_FRAMES) / rate
         said += (f" This dataset's {words.count(n_train, 'training frame')}: about {words.duration(epoch_s)} "
                  f"per epoch; the full recipe ({words.count(full, 'epoch')}) ≈ {words.duration(full * epoch_s)}, "
-                 f"a quick run ≈ {words.duration(quick * epoch_s)} (training alone).")
+                 f"a quick run ≈ {words.duration(quick_s)} (training alone).")
     st.caption(said)
 
 
@@ -170,11 +174,18 @@ def _options_form(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     st.radio("Run size", list(PRESETS), key="train_preset", horizontal=True, on_change=_apply_preset,
              format_func=lambda p: PRESETS[p][0],
              help="A quick run shows within minutes whether fine-tuning helps on this dataset.")
-    _estimate(data, jobs)
+    n_train = handlers.train_frame_count(data) if data else None
+    _estimate(data, n_train, jobs)
     with st.form("train_form", border=True):
         main = [n for n in MAIN_OPTIONS if n in fields]
-        cols = st.columns(len(main) + 1)
+        cols = st.columns(len(main) + 2)
         options = {n: _option_input(fields[n], col) for n, col in zip(main, cols, strict=False)}
+        every = "All" if n_train is None else f"All {n_train:,}"
+        frames = cols[-2].selectbox(
+            "Training frames", FRAME_CHOICES, key="train_frames",
+            format_func=lambda n: every if n is None else f"{n:,} (random subset)",
+            help="Train on a random subset of the train split for a quicker run (the comparison still "
+                 "scores the whole split).", **({} if "train_frames" in st.session_state else {"index": 0}))
         split = cols[-1].selectbox("Compare on", ["test", "val"], key="train_split",
                                    format_func=lambda s: f"{s} split",
                                    help="The split scored before and after (val when the dataset has no test frames)")
@@ -187,7 +198,7 @@ def _options_form(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
             maps = o2.checkbox("Before/after maps", key="train_maps", **_initial("train_maps", True))
         started = st.form_submit_button("Start fine-tuning", type="primary", icon=":material/play_arrow:")
     spec = {"data_dir": data, "base_model": base, "options": options, "eval_split": split, "k": int(eng.k),
-            "compare": compare, "maps": maps}
+            "compare": compare, "maps": maps, "train_frames": frames}
     return spec, started
 
 

@@ -59,6 +59,7 @@ class JobSpec:
     k: int = 5
     maps: bool = True  # UMAP maps of both indexes, Procrustes-aligned
     threads: int | None = None  # torch threads in the worker (default: all cores)
+    train_frames: int | None = None  # a quick run: train on this many random train frames (None: all)
     kind: str = "finetune"
 
     @classmethod
@@ -185,6 +186,8 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
     if spec.kind != "finetune":
         raise JobError(f"unknown job kind {spec.kind!r}")
     FinetuneOptions.from_dict(spec.options).check()  # fail here, not in the background
+    if spec.train_frames is not None and spec.train_frames < 2:
+        raise JobError(f"a training subset needs at least 2 frames, got {spec.train_frames}")
     if not Path(spec.data_dir).is_dir():
         raise JobError(f"{spec.data_dir}: dataset folder not found")
     workspace = Path(workspace).resolve()

@@ -116,8 +116,15 @@ class Worker:
             torch.set_num_threads(spec.threads or int(os.environ.get("SCENESCOPE_THREADS", 0))
                                   or os.cpu_count() or 1)
             self.checkpoint_stop()
-            result = finetune(spec.data_dir, spec.base_model, spec.out_dir,
-                              FinetuneOptions.from_dict(spec.options), on_progress=self.update,
+            options = FinetuneOptions.from_dict(spec.options)
+            data_dir = spec.data_dir
+            if spec.train_frames:
+                from core.jobs.subset import subset_dataset
+
+                self.update({"phase": "subset"}, force=True)
+                data_dir = str(subset_dataset(spec.data_dir, self.jdir / "subset", spec.train_frames,
+                                              seed=options.seed))
+            result = finetune(data_dir, spec.base_model, spec.out_dir, options, on_progress=self.update,
                               should_stop=self.should_stop, state_dir=self.jdir / "state")
             if result.stopped:
                 raise Cancelled
