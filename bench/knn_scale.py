@@ -1,0 +1,210 @@
+"""k-NN at scale (issue 23): `python bench/knn_scale.py [--quick] [--n 1000000]`
+
+For each index type (Flat, HNSW32, IVF-Flat, IVF-PQ, IVF-PQ with on-disk lists and exact
+re-ranking) over ``--n`` synthetic clustered unit vectors of ``--dim`` dimensions:
+
+- build time (train on a sample of ~128 points per list, add; the on-disk one through
+  ``core.index.ondisk.build_ondisk`` from ``--shards`` shards), and the folder's size on disk;
+- in a fresh process: RSS growth of ``IndexStore.load`` (psutil; also the private, anonymous part,
+  since memory-mapped pages count in RSS but can be dropped by the kernel), p50/p99 latency of one
+  query through ``IndexStore.search`` at 1 and 2 faiss threads, recall@5 against exact search, and
+  the cost of one vote through ``core.predict.vote_batch`` with the index open (first vote apart:
+  it builds the label codes).
+
+The queries are fresh draws from the same clusters. Prints one markdown table row per index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _quick import parse_args  # noqa: E402
+
+KINDS = ("Flat", "HNSW32", "IVF-Flat", "IVF-PQ", "IVF-PQ-disk")
+
+
+def clustered(n: int, d: int, clusters: int, seed: int, draw: int, chunk: int = 1 << 17) -> np.ndarray:
+    """Unit vectors around ``clusters`` random centres, generated in chunks (bounded temporaries)."""
+    centres = np.random.default_rng(seed).normal(size=(clusters, d)).astype(np.float32)
+    rng = np.random.default_rng([seed, draw])
+    out = np.empty((n, d), np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        x = centres[rng.integers(0, clusters, m)] + rng.normal(size=(m, d)).astype(np.float32) * 0.6
+        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def frame_table(n: int, seed: int):
+    import pandas as pd
+
+    from core.index.store import meta_table
+    from core.schema import default_schema
+
+    rng = np.random.default_rng(seed)
+    cols = {a.name: np.asarray(a.value_names, dtype=object)[rng.integers(0, len(a.value_names), n)]
+            for a in default_schema().attributes}
+    clip = np.arange(n) // 20
+    return meta_table(pd.DataFrame({"path": [f"clips/c{c:07d}/frame_{i % 20:04d}.jpg" for i, c in enumerate(clip)],
+                                    "clip_id": [f"c{c:07d}" for c in clip], "frame_index": np.arange(n) % 20,
+                                    "split": "train", **cols}), default_schema())
+
+
+def factory_of(kind: str, n: int, d: int) -> str:
+    from core.index.ondisk import choose_factory
+
+    ivf = choose_factory(max(n, 100_000), d, on_disk=False)  # IVF<nlist>,Flat
+    return {"Flat": "Flat", "HNSW32": "HNSW32", "IVF-Flat": ivf, "IVF-PQ": choose_factory(max(n, 100_000), d, True),
+            "IVF-PQ-disk": choose_factory(max(n, 100_000), d, True)}[kind]
+
+
+def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: int) -> tuple[str, float]:
+    import faiss
+
+    from core.index import IndexStore
+    from core.index.factory import parse_factory, tune
+    from core.index.ondisk import build_ondisk, training_size, without_polysemous
+    from core.index.store import make_manifest
+    from core.schema import default_schema
+
+    n, d = x.shape
+    factory = factory_of(kind, n, d)
+    # On a shared machine OpenMP threads spin against other work; builds are timed on one thread.
+    faiss.omp_set_num_threads(1)
+    t = time.perf_counter()
+    if kind == "IVF-PQ-disk":
+        bounds = np.linspace(0, n, shards + 1).astype(int)
+        parts = []
+        for i in range(shards):
+            np.save(folder.parent / f"shard{i}.npy", x[bounds[i]:bounds[i + 1]])
+            parts.append((folder.parent / f"shard{i}.npy", table.iloc[bounds[i]:bounds[i + 1]]))
+        t = time.perf_counter()
+        build_ondisk(parts, folder, model="bench@1", factory=factory, rerank=rerank, familiarity=False)
+        return factory, time.perf_counter() - t
+    index = without_polysemous(parse_factory(factory, d))
+    if not index.is_trained:
+        rows = np.sort(np.random.default_rng(0).choice(n, training_size(index, n), replace=False))
+        index.train(x[rows])
+    index.add(x)
+    seconds = time.perf_counter() - t
+    manifest = make_manifest(model="bench@1", dim=d, count=n, dataset=".", split=None, factory=factory,
+                             schema=default_schema())
+    IndexStore(tune(index), table, manifest, embeddings=x).save(folder)
+    return factory, seconds
+
+
+def measure(folder: str, queries: str, truth: str, latency_queries: int) -> dict:
+    """Run in a fresh process: load RAM, latency at 1/2 threads, recall@5, vote cost."""
+    import faiss
+    import psutil
+
+    from core.index import IndexStore
+    from core.predict import vote_batch
+
+    q, gt = np.load(queries), np.load(truth)
+    proc = psutil.Process()
+
+    def anon() -> int:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("RssAnon")).split()[1]) * 1024
+
+    rss0, anon0 = proc.memory_info().rss, anon()
+    t = time.perf_counter()
+    store = IndexStore.load(folder)
+    load_s = time.perf_counter() - t
+    rss1, anon1 = proc.memory_info().rss, anon()
+    out = {"load_s": load_s, "rss_mb": (rss1 - rss0) / 2**20, "anon_mb": (anon1 - anon0) / 2**20}
+    for threads in (1, 2):
+        faiss.omp_set_num_threads(threads)
+        for i in range(10):  # warm the page cache and faiss's pools
+            store.search(q[i:i + 1], 5)
+        times = []
+        for i in range(latency_queries):
+            t = time.perf_counter()
+            store.search(q[i % len(q):i % len(q) + 1], 5)
+            times.append(time.perf_counter() - t)
+        out[f"p50_{threads}"], out[f"p99_{threads}"] = (float(np.percentile(times, p)) * 1e3 for p in (50, 99))
+    faiss.omp_set_num_threads(1)
+    _, ids = store.search(q, 5)
+    out["recall5"] = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, gt, strict=True)]))
+    t = time.perf_counter()
+    vote_batch(store, q[:1], k=5)
+    out["first_vote_ms"] = (time.perf_counter() - t) * 1e3
+    times = []
+    for i in range(min(latency_queries, len(q))):
+        t = time.perf_counter()
+        vote_batch(store, q[i:i + 1], k=5)
+        times.append(time.perf_counter() - t)
+    out["vote_p50_ms"] = float(np.percentile(times, 50)) * 1e3
+    out["rss_after_mb"] = (proc.memory_info().rss - rss0) / 2**20
+    return out
+
+
+def du(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=500, help="fresh queries (recall@5 over all of them)")
+    ap.add_argument("--latency-queries", type=int, default=300, help="single queries timed per thread count")
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    ap.add_argument("--shards", type=int, default=4, help="shards of the on-disk build")
+    ap.add_argument("--rerank", type=int, default=200, help="IVF-PQ-disk candidates re-ranked exactly")
+    ap.add_argument("--work", default=None, help="folder for the indexes (default: a temporary one)")
+    ap.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # internal: FOLDER QUERIES TRUTH
+    args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
+    if args.measure:
+        print(json.dumps(measure(*args.measure, args.latency_queries)))
+        return
+
+    import faiss
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="knn_scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    x = clustered(args.n, args.dim, args.clusters, seed=0, draw=0)
+    q = clustered(args.queries, args.dim, args.clusters, seed=0, draw=1)
+    table = frame_table(args.n, seed=0)
+    _, gt = faiss.knn(q, x, 5, metric=faiss.METRIC_INNER_PRODUCT)
+    np.save(work / "queries.npy", q)
+    np.save(work / "truth.npy", gt)
+    print(f"# {args.n} x {args.dim} vectors, {args.clusters} clusters, {os.cpu_count()} CPUs; "
+          f"data + exact truth {time.perf_counter() - t:.1f} s; work folder {work}", flush=True)
+    print("| index | factory | build s (1 thread) | disk MB (index / all) | load RSS MB (private) | p50 / p99 ms 1 thr "
+          "| p50 / p99 ms 2 thr | recall@5 | vote ms p50 (first) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in args.kinds:
+        folder = work / kind
+        shutil.rmtree(folder, ignore_errors=True)
+        factory, build_s = build(kind, x, table, folder, args.shards, args.rerank)
+        index_bytes = sum((folder / f).stat().st_size for f in ("index.faiss", "lists.ivfdata") if (folder / f).exists())
+        cmd = [sys.executable, __file__, "--measure", str(folder), str(work / "queries.npy"), str(work / "truth.npy"),
+               "--latency-queries", str(args.latency_queries)]
+        m = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        print(f"| {kind} | `{factory}` | {build_s:.1f} | {index_bytes / 2**20:.0f} / {du(folder) / 2**20:.0f} | "
+              f"{m['rss_mb']:.0f} ({m['anon_mb']:.0f}) | {m['p50_1']:.2f} / {m['p99_1']:.2f} | "
+              f"{m['p50_2']:.2f} / {m['p99_2']:.2f} | {m['recall5']:.3f} | {m['vote_p50_ms']:.2f} "
+              f"({m['first_vote_ms']:.0f}) |", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
