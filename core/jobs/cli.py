@@ -101,7 +101,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     }
     spec = {"data_dir": a.data, "base_model": a.model, "options": options, "out_dir": a.out,
             "compare": not a.no_compare, "eval_split": a.eval_split, "k": a.k, "maps": not a.no_maps,
-            "threads": a.threads}
+            "threads": a.threads, "train_frames": a.train_frames}
     job_id = start_job(a.workspace, spec)
     print(f"started job {job_id} (workspace {a.workspace})", file=sys.stderr)
     if a.lr is None:
@@ -196,6 +196,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--k", type=int, default=d.val_k, help="neighbours in the k-NN vote")
     s.add_argument("--device", default=d.device)
     s.add_argument("--threads", type=int, default=None, help="torch threads of the job (default: all cores)")
+    s.add_argument("--train-frames", type=int, default=None,
+                   help="quick run: train on this many random train frames (default: all)")
     s.add_argument("--out", default=None, help="model folder (default <workspace>/models/<job>)")
     s.add_argument("--eval-split", default="test", help="split of the before/after comparison")
     s.add_argument("--no-compare", action="store_true", help="skip re-indexing and the before/after table")
