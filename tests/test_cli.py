@@ -76,7 +76,7 @@ def test_vote_space_prompts_reaches_eval_and_classify(flow, capsys):
     test = read_manifest(flow / "data").split("test")
     votes = vote_batch(store, embed_dataset(test, model, progress=False), k=5,
                        prompt_space=class_text_embeddings(model, store.schema))
-    expect = evaluate([test.labels(i) for i in range(len(test))], [v.labels() for v in votes], test.schema)
+    expect = evaluate([test.labels(i) for i in range(len(test))], [v.leaning() for v in votes], test.schema)
     assert report["macro_f1"] == pytest.approx(expect["macro_f1"])
     image = sorted((flow / "data" / "images").glob("*.jpg"))[0]
     assert main(["classify", "--index", str(flow / "idx"), str(image), "--vote-space", "prompts", "--json"]) == 0
