@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from core.data import Dataset
-from core.eval import evaluate, report_markdown
+from core.eval import report_markdown
+from core.familiarity import UNFAMILIAR_REASON, median_familiarity
 from core.images import ImageError, open_image, regular_file_problem
 from core.index import IndexStore
 from core.models import SceneModel, load_model
@@ -40,8 +41,9 @@ class InputError(ValueError):
 def _vote_dict(vote: Vote) -> dict:
     return {
         "labels": vote.labels(),
+        "familiarity": vote.familiarity,
         "attributes": {
-            a: {"value": v.value, "share": v.share, "abstained": v.abstained,
+            a: {"value": v.value, "share": v.share, "abstained": v.abstained, "reason": v.reason,
                 "voters": [n.id for n in v.voters]}
             for a, v in vote.attributes.items()
         },
@@ -54,9 +56,13 @@ def _vote_dict(vote: Vote) -> dict:
 
 def _vote_text(vote: Vote, schema: Schema) -> str:
     rows = []
+    if vote.familiarity is not None:
+        warn = f" - {UNFAMILIAR_REASON}: its votes abstain" if any(
+            v.reason == UNFAMILIAR_REASON for v in vote.attributes.values()) else ""
+        rows.append(f"  familiarity  {vote.familiarity:.2f}{warn}")
     for a in schema.attributes:
         v = vote.attributes[a.name]
-        note = " (abstained)" if v.abstained else ""
+        note = f" (abstained: {v.reason})" if v.reason else " (abstained)" if v.abstained else ""
         rows.append(f"  {a.display:<12} {a.display_of(v.value):<22} {v.share:>4.0%}{note}")
     return "\n".join(rows)
 
@@ -84,15 +90,27 @@ class ClipResult:
             "kind": "clip",
             "frames": [{"t": float(t), **_vote_dict(v)} for t, v in zip(self.times, self.votes, strict=False)],
             "segments": [s.__dict__ for s in self.segments],
+            **self.to_dict_familiarity(),
         }
         if self.decode is not None:
             out["decode"] = self.decode.to_dict()
         return out
 
+    def to_dict_familiarity(self) -> dict:
+        """The clip's familiarity (median over frames) and the frames unlike the index."""
+        return {"familiarity": median_familiarity([v.familiarity for v in self.votes]),
+                "unfamiliar_frames": [i for i, v in enumerate(self.votes)
+                                      if any(a.reason == UNFAMILIAR_REASON for a in v.attributes.values())]}
+
     def to_text(self, schema: Schema) -> str:
         lines = [f"{len(self.votes)} frames sampled, {self.times[-1]:.1f} s" if len(self.times) else "no frames"]
         if self.decode is not None and not self.decode.complete:
             lines.append(f"warning: {self.decode.summary()}")
+        fam = self.to_dict_familiarity()
+        if fam["familiarity"] is not None:
+            lines.append(f"  familiarity  {fam['familiarity']:.2f} (median over frames)" + (
+                f"; {len(fam['unfamiliar_frames'])} of {len(self.votes)} frames {UNFAMILIAR_REASON}"
+                if fam["unfamiliar_frames"] else ""))
         for a in schema.attributes:
             segs = [s for s in self.segments if s.attribute == a.name]
             lines.append(f"  {a.display}: " + "; ".join(
@@ -107,10 +125,15 @@ def open_index(
 
     ``schema`` is the one the index was built with (default: the bundled one).
     """
+    from core.index.folder import MANIFEST_FILE, recover
+    from core.index.store import read_manifest
+
     path = Path(index_dir)
-    probe = IndexStore.load(path, schema=schema)
-    name = model_name or probe.manifest.get("model_name") or probe.manifest["model"].rsplit("@", 1)[0]
-    model = load_model(name)
+    recover(path)
+    if not (path / MANIFEST_FILE).is_file():
+        IndexStore.load(path, schema=schema)  # raises its clear "no index here" / "incomplete" error
+    manifest = read_manifest(path)  # the manifest alone names the model: the index is read once, below
+    model = load_model(model_name or manifest.get("model_name") or manifest["model"].rsplit("@", 1)[0])
     return model, IndexStore.load(path, model=model, schema=schema)
 
 
@@ -143,7 +166,14 @@ def classify_images(images: list, model: SceneModel, store: IndexStore, k: int =
     prep = _preprocessor(model)
     emb = np.concatenate([_encode(model, [prep(im) for im in images[i : i + EMBED_BATCH]])
                           for i in range(0, len(images), EMBED_BATCH)])
-    return vote_batch(store, emb, k=k, **vote_kw)
+    return _vote(store, emb, k, **vote_kw)
+
+
+def _vote(store: IndexStore, emb: np.ndarray, k: int, **vote_kw: object) -> list[Vote]:
+    """Outside queries' votes, each judged for familiarity (unfamiliar ones abstain)."""
+    from core.familiarity import judge
+
+    return list(judge(store, emb, vote_batch(store, emb, k=k, **vote_kw)))
 
 
 def _input_problem(path: Path) -> str | None:
@@ -193,91 +223,15 @@ def classify_path(path: Path, model: SceneModel, store: IndexStore, k: int = 5, 
         frames.close()
     if not times:
         raise InputError(f"{path.name}: no frames could be read")
-    votes = vote_batch(store, np.concatenate(embedded), k=k, **vote_kw)
+    votes = _vote(store, np.concatenate(embedded), k, **vote_kw)
     segments = timeline(np.asarray(times), [v.labels() for v in votes], store.schema, smoothing=smoothing)
     return ClipResult(np.asarray(times), votes, segments, decode=frames.report)
 
 
 def evaluate_split(dataset: Dataset, split: str, model: SceneModel, store: IndexStore, k: int = 5,
                    progress: bool = True, **vote_kw: object) -> tuple[dict, str]:
-    """k-NN vote every frame of ``split`` against ``store`` and score it against the truth."""
-    from core.index import embed_dataset
+    """k-NN vote every frame of ``split`` against ``store`` and score it (``core.scoring``)."""
+    from core.scoring import score_dataset
 
-    part = dataset.split(split)
-    emb = embed_dataset(part, model, progress=progress)
-    votes = vote_batch(store, emb, k=k, **vote_kw)
-    truth = [part.labels(i) for i in range(len(part))]
-    report = evaluate(truth, [v.labels() for v in votes], dataset.schema, votes=votes, meta=part.frames)
+    report = score_dataset(dataset.split(split), model, store, k=k, progress=progress, **vote_kw)
     return report, report_markdown(report)
-
-
-def vote_split(store: IndexStore, split: str, k: int = 5, progress: object = None,
-               chunk: int = 1024, prompt_space: Mapping[str, np.ndarray] | None = None,
-               ) -> tuple[np.ndarray, list[Vote]]:
-    """Vote every indexed frame of ``split`` using only train-split frames of other clips.
-
-    Exact search on the stored embeddings; a frame is never voted by itself nor by frames of its
-    own clip (adjacent clip frames are near-duplicates and would flatter the scores). Returns the
-    index rows of ``split`` and their votes; ``progress(fraction, message)`` is called per chunk.
-    ``prompt_space``: each attribute votes among its own nearest frames in its value prompts'
-    space, as in ``core.predict.vote_batch``.
-    """
-    from core.predict import knn_vote, neighbors_of, prompt_coordinates, vote_among
-
-    splits = store.meta["split"].astype(str).to_numpy()
-    rows = np.flatnonzero(splits == split)
-    if not len(rows):
-        raise ValueError(f"the index holds no {split!r} frames; it has {sorted(set(splits))}")
-    cand = np.flatnonzero(splits == "train")
-    if not len(cand):
-        raise ValueError("the index holds no train frames to vote with")
-    emb = np.asarray(store.embeddings(), dtype=np.float32)
-    spaces = {a: prompt_coordinates(emb, p) for a, p in (prompt_space or {}).items()}
-    clips = store.meta["clip_id"].astype(str).to_numpy()
-    labels = store.label_table()
-    paths = store.meta["path"].astype(str).to_numpy()
-    names = store.schema.names
-    kk = min(k, len(cand))
-
-    def nearest(x: np.ndarray, q: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query row: (similarities, index rows) of its ``kk`` nearest candidates, nearest first."""
-        sims = x[q] @ x[cand].T
-        sims[clips[q][:, None] == clips[cand][None, :]] = -np.inf
-        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        out = []
-        for r in range(len(q)):
-            order = top[r][np.argsort(-sims[r, top[r]])]
-            order = order[np.isfinite(sims[r, order])]
-            out.append((sims[r, order], cand[order]))
-        return out
-
-    votes: list[Vote] = []
-    for s in range(0, len(rows), chunk):
-        q = rows[s : s + chunk]
-        per_space = {a: nearest(x, q) for a, x in spaces.items()}
-        for r, (sims, ids) in enumerate(nearest(emb, q)):
-            vote = knn_vote(sims, [dict(zip(names, labels[i], strict=False)) for i in ids], store.schema,
-                            neighbor_ids=ids.tolist(), neighbor_paths=paths[ids].tolist())
-            for a, found in per_space.items():
-                vote_among(vote, a, neighbors_of(*found[r], paths, labels, names), store.schema)
-            votes.append(vote)
-        if callable(progress):
-            done = min(len(rows), s + chunk)
-            progress(done / len(rows), f"voting {done:,}/{len(rows):,} frames")
-    return rows, votes
-
-
-def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: object = None,
-                         prompt_space: Mapping[str, np.ndarray] | None = None) -> dict:
-    """Per-attribute metrics and failures of ``split``'s frames, voted as in ``vote_split``.
-
-    Each failure gains ``id``, its row in the index.
-    """
-    rows, votes = vote_split(store, split, k=k, progress=progress, prompt_space=prompt_space)
-    truth = [store.labels(int(i)) for i in rows]
-    meta = store.meta.iloc[rows].reset_index(drop=True)
-    report = evaluate(truth, [v.labels() for v in votes], store.schema, votes=votes, meta=meta)
-    for f in report["failures"]:
-        f["id"] = int(rows[f["row"]])
-    report.update(split=split, k=int(k))
-    return report
