@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="new folder for the file: model")
     s.add_argument("--index", default=None, help="index (built with --model) to measure the target against")
     s.add_argument("--epochs", type=int, default=2)
-    s.add_argument("--lambda", dest="domain_lambda", type=float, default=0.1,
+    s.add_argument("--lambda", dest="domain_lambda", metavar="LAMBDA", type=float, default=0.1,
                    help="gradient-reversal strength (0: no alignment, only the source task and distillation)")
     s.add_argument("--lr", type=float, default=1e-5)
     s.add_argument("--batch-size", type=int, default=32)

@@ -545,6 +545,7 @@ def adapt(
     train = dataset.split("train")
     if len(train) < 2:
         raise ValueError(f"{data_dir}: the train split has {len(train)} frames; adaptation needs at least 2")
+    images = target_images(target, options.target_fps, options.max_target_frames)  # bad input fails first
     threads = torch.get_num_threads()
     model = load_model(base_model, device=options.device)
     torch.set_num_threads(threads)  # load_model takes every core; keep the caller's choice
@@ -553,8 +554,8 @@ def adapt(
     check_captions(epoch_subset_captions(train, dataset.schema, options.seed, 0)[0],
                    int(getattr(clip, "context_length", 77)))
     pixels = load_pixels(train, model.preprocess, workers=options.workers, progress=False)
-    target_px = _preprocess_all(target_images(target, options.target_fps, options.max_target_frames),
-                                model.preprocess)
+    target_px = _preprocess_all(images, model.preprocess)
+    del images
 
     # The reference frames: the given index's (re-embedded by each model), else the labelled data.
     if index is not None:
