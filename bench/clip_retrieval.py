@@ -8,6 +8,7 @@ for meanP, the AFA student and the teacher (softmax and max pooling), text-to-cl
 R@1/5/10, MdR, MnR, the time to score every query against the gallery, and moments in the long drives.
 
     .venv/bin/python bench/clip_retrieval.py                 # 300 train + 500 test clips (a fresh render: ~30 min on 2 shared cores)
+    .venv/bin/python bench/clip_retrieval.py --family 5 --seed 2300 --data runs/clip_retrieval_hard   # harder: 5 clips per context
     .venv/bin/python bench/clip_retrieval.py --quick         # a tiny run that checks the script works; writes nothing under bench/
 """
 
@@ -43,6 +44,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=500, help="held-out test clips (the gallery)")
     ap.add_argument("--frames", default="5,7", help="frames per clip, a range")
     ap.add_argument("--seed", type=int, default=2200)
+    ap.add_argument("--family", type=int, default=1,
+                    help="clips per shared context (> 1: a harder gallery where only place and stages differ)")
     ap.add_argument("--epochs", type=int, default=DistillConfig.epochs)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     ap.add_argument("--json", help="also write the figures here")
@@ -65,7 +68,7 @@ def run(a: argparse.Namespace) -> None:
     lo, hi = (int(x) for x in a.frames.split(","))
     t0 = time.time()
     if not (root / CLIPS_FILE).is_file():
-        write_clip_dataset(root, train=a.train, test=a.test, seed=a.seed, frames=(lo, hi))
+        write_clip_dataset(root, train=a.train, test=a.test, seed=a.seed, frames=(lo, hi), family=a.family)
         print(f"rendered in {time.time() - t0:.0f} s")
     data = read_clip_dataset(root)
     model = load_model(a.model)

@@ -133,6 +133,27 @@ def test_dataset_clips_are_unique_and_drives_are_well_formed(clip_data: Path):
             assert e["end_s"] - e["start_s"] == pytest.approx(end - start)
 
 
+def test_families_share_context_and_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import core.retrieval.data as data_mod
+
+    monkeypatch.setattr(data_mod, "_run", lambda job: [])  # plans and captions only, no pixels
+    monkeypatch.setattr(data_mod, "write_manifest", lambda *a, **k: None)
+    root = write_clip_dataset(tmp_path / "d", train=10, test=12, seed=5, frames=(5, 5), family=4)
+    clips = read_clip_dataset(root)["clips"]
+    assert [c["split"] for c in clips].count("test") == 12
+    runs: list[list[dict]] = []
+    for c in clips:  # consecutive clips of one split and context form a family
+        if runs and runs[-1][0]["split"] == c["split"] and runs[-1][0]["event"]["context"] == c["event"]["context"] \
+                and len(runs[-1]) < 4:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    assert sorted(len(r) for r in runs) == [2, 4, 4, 4, 4, 4]  # 10 = 4+4+2, 12 = 4+4+4
+    sigs = {json.dumps([c["event"]["feature"], c["event"]["stages"], sorted(c["event"]["context"].items())])
+            for c in clips}
+    assert len(sigs) == len(clips)
+
+
 def test_caption_forms_refuse_shared_or_unknown_slots():
     schema = default_schema()
     forms = caption_forms(schema)

@@ -43,12 +43,14 @@ def _signature(event: dict) -> str:
 
 def write_clip_dataset(out: str | Path, train: int, test: int, seed: int = 0, fps: float = 2.0,
                        frames: tuple[int, int] = (6, 8), drive_clips: int = 4, schema: Schema | None = None,
-                       size: tuple[int, int] = SIZE) -> Path:
+                       size: tuple[int, int] = SIZE, family: int = 1) -> Path:
     """Render ``train`` + ``test`` event clips (``frames`` per clip, a range) into ``out``.
 
-    Every clip's event and context is unique in the dataset. Long drives join ``drive_clips``
-    clips of one split that show distinct places (clips of the plain road are left out of drives:
-    they have no event to find).
+    Every clip's event and context is unique in the dataset. ``family`` > 1 draws clips in runs of
+    that many sharing one context (weather, road, ...), so that captions of a family differ only
+    in place and stages: a harder gallery, where the frames that show the event must decide.
+    Long drives join ``drive_clips`` clips of one split that show distinct places (clips of the
+    plain road are left out of drives: they have no event to find).
     """
     schema = schema or default_schema()
     forms = caption_forms(schema)  # fail on a bad schema block before rendering anything
@@ -57,17 +59,24 @@ def write_clip_dataset(out: str | Path, train: int, test: int, seed: int = 0, fp
     rng = random.Random(seed)
     seen: set[str] = set()
     clips, jobs = [], []
-    splits = ["train"] * train + ["test"] * test
-    random.Random(seed ^ 0x5EED).shuffle(splits)
-    for c, split in enumerate(splits):
+    fam = max(1, int(family))
+    units = [(split, min(fam, count - i)) for split, count in (("train", train), ("test", test))
+             for i in range(0, count, fam)]  # a family stays in one split
+    random.Random(seed ^ 0x5EED).shuffle(units)
+    splits = [(split, j == 0) for split, k in units for j in range(k)]
+    context: dict[str, str] = {}
+    for c, (split, first_of_family) in enumerate(splits):
+        if first_of_family:
+            context = {}
         for _ in range(1000):
-            plan = event_plan(schema, rng, fps, rng.randint(*frames))
+            plan = event_plan(schema, rng, fps, rng.randint(*frames), context=context)
             ev = clip_event(schema, [f["labels"] for f in plan], [f["timestamp_s"] for f in plan], fps)
             if _signature(ev) not in seen:
                 break
         else:
             raise ValueError(f"cannot draw {len(splits)} clips with distinct events from this schema")
         seen.add(_signature(ev))
+        context = dict(ev["context"]) if fam > 1 else {}
         name = f"e{c:05d}"
         cap_rng = random.Random(f"{seed}:{name}")
         clips.append({"clip_id": name, "split": split, "frames": len(plan), "event": ev,
