@@ -152,16 +152,24 @@ def cmd_ask(a: argparse.Namespace) -> None:
     from core.vqa.answer import DEFAULT_THRESHOLD, RetrievalAnswerer, check_question
 
     check_question(a.question)  # a bad question fails before the model loads
-    model, store = _answerer_index(a)
     threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
-    ans = RetrievalAnswerer(model, store, k=a.k, threshold=threshold).answer(a.question, a.path, a.option)
+    if a.answerer == "vlm":
+        from core.vqa.vlm import VLMAnswerer, load_vlm
+
+        if not a.vlm:
+            raise ValueError("--answerer vlm needs --vlm DIR (a folder written by scenescope train-vqa)")
+        answerer = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)
+        ans = answerer.answer(a.question, a.path, a.option)
+    else:
+        model, store = _answerer_index(a)
+        ans = RetrievalAnswerer(model, store, k=a.k, threshold=threshold).answer(a.question, a.path, a.option)
     out = ans.to_dict()
     if a.json:
         print(json.dumps(out, indent=2))
         return
     letter = f"{out['letter']}. " if out["letter"] else ""
-    print(f"{letter}{ans.text}  (confidence {ans.confidence:.2f}"
-          + (f"; {ans.reason})" if ans.reason else f"; {len(ans.evidence)} voters)"))
+    said = f"; {len(ans.evidence)} voters)" if a.answerer == "retrieval" else ")"
+    print(f"{letter}{ans.text}  (confidence {ans.confidence:.2f}" + (f"; {ans.reason})" if ans.reason else said))
 
 
 def cmd_eval_vqa(a: argparse.Namespace) -> None:
@@ -364,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("question", help="e.g. \"Is the road surface wet?\" (at most 512 characters)")
     s.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
     s.add_argument("--index", help="index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
-    s.add_argument("--answerer", choices=["retrieval"], default="retrieval")
+    s.add_argument("--answerer", choices=["retrieval", "vlm"], default="retrieval")
+    s.add_argument("--vlm", metavar="DIR", help="--answerer vlm: the VLM folder (scenescope train-vqa --out)")
+    s.add_argument("--keep", type=float, default=None, help="--answerer vlm: share of patch tokens kept "
+                   "(default: the VLM's own, 0.25)")
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--threshold", type=float, default=None,
                    help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")

@@ -188,5 +188,12 @@ def test_cli_train_vqa(trained: Trained, tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 0, capsys.readouterr().err
     assert {"vlm.safetensors", "vlm_config.json", "tokenizer.json", "MODEL_CARD.md"} <= {
         p.name for p in (tmp_path / "cli").iterdir()}
+    capsys.readouterr()
+    image = str(trained.data / "frames" / "0000.png")
+    rc = main(["ask", image, QUESTION, "--answerer", "vlm", "--vlm", str(trained.out), "--threshold", "0",
+               "--option", "Sunny", "--option", "Snow", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["choice"] in (0, 1) and out["answer"] == ["Sunny", "Snow"][out["choice"]]
+    assert main(["ask", image, QUESTION, "--answerer", "vlm"]) == 2 and "--vlm DIR" in capsys.readouterr().err
     rc = main(["train-vqa", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--model", trained.vision])
     assert rc == 2 and "nowhere" in capsys.readouterr().err
