@@ -5,7 +5,7 @@
    their questions, captions after an empty prompt) with no image: otherwise stage 1 would align
    the projector to a frozen random LM, which teaches it nothing.
 1. align (``stage1_epochs``): the connector (recovery attention + MLP projector) learns to caption
-   the frames (``Schema.caption``, a random paraphrase each time) with the tower and LM frozen.
+   the frames (``Schema.caption``, two random paraphrases per frame) with the tower and LM frozen.
    A caption has no question to select tokens by, so a seeded random subset at the keep ratio is
    kept (FLIP's masking): the connector learns from subsets like those it sees at answer time.
 2. qa (``stage2_epochs``): connector + LM fine-tune on the QA mix of the train split
@@ -278,7 +278,7 @@ def train_vqa(
         progress(f"encoding {len(manifest_rows)} frames with {vision_model.name}")
     cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
 
-    def captions() -> list[Example]:  # a fresh paraphrase per frame each time
+    def captions() -> list[Example]:  # one fresh random paraphrase per frame
         return [Example(j, None, schema.caption(lab, rng)) for j, lab in enumerate(labels)]
 
     connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
