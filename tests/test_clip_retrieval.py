@@ -177,6 +177,9 @@ def test_held_out_templates_never_reach_training(clip_data: Path):
     assert not set(model.seen) & held_out
     ids, _ = training_captions(data)
     assert {c["clip_id"] for c in data["clips"] if c["split"] == "train"} == set(ids)
+    again = FakeModel()  # same identity and settings: the cached student, nothing embedded
+    fit_student(clip_data, again, DistillConfig(epochs=2, hidden=8))
+    assert again.seen == []
 
 
 # ---- clip vectors, teacher, distillation --------------------------------------------------------

@@ -65,13 +65,13 @@ def fit_student(root: str | Path, model: SceneModel, cfg: DistillConfig | None =
     root = Path(root)
     data = read_clip_dataset(root)
     path = root / "students" / (re.sub(r"[^A-Za-z0-9._-]", "_", model.identity) + ".safetensors")
-    meta = {"model": model.identity, "data_seed": data.get("seed"), "config": config_dict(cfg)}
+    ids, caps = training_captions(data)
+    meta = {"model": model.identity, "data_seed": data.get("seed"), "train_clips": ids, "config": config_dict(cfg)}
     if path.is_file() and not retrain:
         student, saved = load_afa(path)
         if saved == meta:
             return student
     v, cids, fidx = frame_vectors(root, model, progress=progress)
-    ids, caps = training_captions(data)
     frames, mask = pad_clips(v, cids, fidx, ids)
     k = min(len(c) for c in caps)
     text = model.embed_texts([t for c in caps for t in c[:k]]).astype(np.float32).reshape(len(caps), k, -1)
