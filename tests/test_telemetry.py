@@ -3,9 +3,10 @@
 watched from inside by a ``sitecustomize`` shim on PYTHONPATH. It notes every name resolved
 (``socket.getaddrinfo``) and every address connected or sent to (``socket.socket.connect``,
 ``connect_ex``, ``sendto``) by every Python process of the server, before the call goes on. After
-start-up and a few requests (the demo answers a ``/classify``), each noted name and address must be
-the machine's own (loopback or a local socket). Usage statistics, update checks, external-IP
-lookups, font or model downloads would all show up as another address or name.
+start-up and a few requests (the workbench runs its start page for a websocket session as a
+browser would, the demo answers a ``/classify``), each noted name and address must be the
+machine's own (loopback or a local socket). Usage statistics, update checks, external-IP lookups,
+font or model downloads would all show up as another address or name.
 """
 
 from __future__ import annotations
@@ -132,14 +133,40 @@ def _assert_only_local(log: Path) -> None:
     assert outside == [], f"requests off the machine: {outside}"
 
 
+def _run_page(port: int) -> list[str]:
+    """Open a session on Streamlit's websocket as the browser does and run the start page once
+    (without a session the page script never runs); returns the kinds of its elements."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.sync.client import connect
+
+    deadline = time.monotonic() + START_S
+    elements = []
+    with connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"], open_timeout=30) as ws:
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        ws.send(rerun.SerializeToString())
+        while True:
+            msg = ForwardMsg()
+            msg.ParseFromString(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+            kind = msg.WhichOneof("type")
+            if kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                elements.append(msg.delta.new_element.WhichOneof("type"))
+            if kind == "script_finished":
+                assert msg.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+                return elements
+
+
 def test_workbench_requests_nothing_off_the_machine(tmp_path: Path, small_index: SmallIndex) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with _watched([str(SCENESCOPE), "workbench", "--port", str(port)], tmp_path, f"{url}/_stcore/health",
                   SCENESCOPE_INDEX=str(small_index.index)) as log:
-        for path in ("/", "/_stcore/host-config", "/map"):
+        for path in ("/", "/_stcore/host-config"):
             with urllib.request.urlopen(url + path, timeout=10) as r:
                 assert r.status == 200
+        elements = _run_page(port)  # the start page loads the model and the index
+        assert elements and "exception" not in elements, elements
     _assert_only_local(log)
 
 
