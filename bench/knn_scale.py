@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     np.save(work / "truth.npy", gt)
     print(f"# {args.n} x {args.dim} vectors, {args.clusters} clusters, {os.cpu_count()} CPUs; "
           f"data + exact truth {time.perf_counter() - t:.1f} s; work folder {work}", flush=True)
-    print("| index | factory | build s (1 thread) | disk MB (index / all) | load RSS MB (private) | p50 / p99 ms 1 thr "
+    print("| index | factory | build s (1 thread) | disk MB (index / all) | load RSS MB (private; after the queries) | p50 / p99 ms 1 thr "
           "| p50 / p99 ms 2 thr | recall@5 | vote ms p50 (first) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for kind in args.kinds:
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
                "--latency-queries", str(args.latency_queries)]
         m = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         print(f"| {kind} | `{factory}` | {build_s:.1f} | {index_bytes / 2**20:.0f} / {du(folder) / 2**20:.0f} | "
-              f"{m['rss_mb']:.0f} ({m['anon_mb']:.0f}) | {m['p50_1']:.2f} / {m['p99_1']:.2f} | "
+              f"{m['rss_mb']:.0f} ({m['anon_mb']:.0f}; {m['rss_after_mb']:.0f}) | {m['p50_1']:.2f} / {m['p99_1']:.2f} | "
               f"{m['p50_2']:.2f} / {m['p99_2']:.2f} | {m['recall5']:.3f} | {m['vote_p50_ms']:.2f} "
               f"({m['first_vote_ms']:.0f}) |", flush=True)
         shutil.rmtree(folder, ignore_errors=True)

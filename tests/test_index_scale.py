@@ -260,3 +260,11 @@ def test_killed_build_leaves_the_previous_index(data, ivf_flat, tmp_path):
     again = IndexStore.load(out, model=SimpleNamespace(identity="toy@1"))
     assert len(again) == N
     np.testing.assert_array_equal(again.search(x_ := data[0][:5], 5)[1], ivf_flat.search(x_, 5)[1])
+
+
+def test_saving_an_ondisk_store_copies_its_lists(data, ivf_flat, tmp_path):
+    q = normalize(clustered(20, DIM, seed=9))
+    IndexStore.load(ivf_flat.path).save(tmp_path / "copy")  # a store of its own: save() moves its path
+    copy = IndexStore.load(tmp_path / "copy")
+    assert (tmp_path / "copy" / LISTS_FILE).is_file()
+    np.testing.assert_array_equal(copy.search(q, 5)[1], ivf_flat.search(q, 5)[1])
