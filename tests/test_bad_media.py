@@ -409,8 +409,8 @@ for _fmt in ("JPEG", "GIF", "BMP", "WEBP"):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(sorted(SEEDS)), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
-       st.floats(0, 1))
+@given(st.sampled_from(sorted(SEEDS)), st.lists(st.tuples(st.floats(0, 1, allow_subnormal=False), st.integers(0, 255)), max_size=8),
+       st.floats(0, 1, allow_subnormal=False))
 def test_damaged_images_give_an_image_or_one_image_error(fmt: str, edits: list, keep: float) -> None:
     data = bytearray(SEEDS[fmt])
     for where, value in edits:

@@ -170,7 +170,14 @@ def ctx():
 def run_child(ctx, fn_name: str, args: tuple, crash_at: str | None = None, log: str | None = None,
               states: tuple[str, str] | None = None) -> int:
     p = ctx.Process(target=child, args=(fn_name, args, crash_at, log, states))
-    p.start()
+    # Streamlit's AppTest (earlier in the session) leaves the workbench script as __main__, and a
+    # spawned child re-runs the parent's __main__ file: start the child from a bare __main__.
+    real_main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        p.start()
+    finally:
+        sys.modules["__main__"] = real_main
     p.join(CHILD_TIMEOUT_S)
     if p.is_alive():
         p.kill()
