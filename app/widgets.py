@@ -146,6 +146,11 @@ def label_lines(labels: Mapping[str, str], schema: Schema, compact: bool = False
 def metric_table(df: pd.DataFrame, key: str | None = None) -> None:
     cfg = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f", color="blue")
            for c in ("Precision", "Recall", "F1", "Accuracy") if c in df.columns}
+    if "Decided" in df.columns:
+        cfg["Decided"] = st.column_config.NumberColumn("Decided", format="percent",
+                                                       help="Share of frames a majority of voters agreed on")
+    if "F1 when decided" in df.columns:
+        cfg["F1 when decided"] = st.column_config.NumberColumn("F1 when decided", format="%.3f")
     st.dataframe(df, hide_index=True, width="stretch", column_config=cfg, key=key)
 
 
