@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from core.train.loop import (
     mixed_precision,
     multi_positive_loss,
 )
+
+if TYPE_CHECKING:
+    from core.index import IndexStore
 
 ProgressFn = Callable[[dict[str, Any]], None]
 _RUNTIME = ("device", "workers")  # options a resume may change
@@ -388,7 +391,7 @@ def reference_store(dataset: Dataset, embeddings: np.ndarray, identity: str):  #
                                       schema=dataset.schema)
 
 
-def target_report(store: Any, target_embeddings: np.ndarray, k: int = 5) -> dict[str, Any]:
+def target_report(store: IndexStore, target_embeddings: np.ndarray, k: int = 5) -> dict[str, Any]:
     """Familiarity and votes of target frames against ``store``.
 
     ``votes``: per attribute, the share of frames leaning to each value (the plurality vote,
@@ -571,7 +574,7 @@ def adapt(
     if ref_px is None:
         ref_px = load_pixels(ref, model.preprocess, workers=options.workers, progress=False)
 
-    def measure(identity: str, store: Any | None) -> dict[str, Any]:
+    def measure(identity: str, store: IndexStore | None) -> dict[str, Any]:
         emit({"phase": "measuring", "epochs": options.epochs})
         tgt = embed(clip, target_px, device=options.device)
         store = store or reference_store(ref, embed(clip, ref_px, device=options.device), identity)

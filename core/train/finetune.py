@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import open_clip
 import torch
@@ -45,6 +45,9 @@ from core.train.resources import activation_bytes_per_sample, auto_batch_size, p
 from core.train.trainable import set_trainable, tower_of, trainable_at
 from core.train.validation import Validator, embed_pixels
 from core.train.wise import interpolate, wise_ft
+
+if TYPE_CHECKING:
+    from core.models import SceneModel
 
 __all__ = [
     "OPTION_HELP", "FinetuneOptions", "FinetuneResult", "ProgressFn", "Validator", "activation_bytes_per_sample",
@@ -92,7 +95,7 @@ class _Start:
     train: Dataset
     val: Dataset
     schema: Schema
-    model: Any  # the SceneModel loaded from the registry (identity, tokenizer, preprocess)
+    model: SceneModel  # loaded from the registry (identity, tokenizer, preprocess)
     model_cfg: dict
     preprocess_cfg: dict
     theta0: dict[str, torch.Tensor]  # the start weights, for WiSE-FT

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from core.tokens.select import random_scores
 from core.vqa.drivelm import split_options
 from core.vqa.questions import CLIP_FRAME, QA_FILE, question_bank
 from core.vqa.vlm import VLM, VLMConfig, save_vlm, train_tokenizer
+
+if TYPE_CHECKING:
+    from core.models import SceneModel
 
 Progress = Callable[[str], None]
 
@@ -230,7 +233,7 @@ def train_vqa(
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
-    vision_model: Any = None,
+    vision_model: SceneModel | None = None,
 ) -> dict[str, Any]:
     """Train a VLM on a dataset (manifest + optional qa.jsonl) and save it to ``out``; returns the
     training report (also saved as training.json beside the weights)."""
