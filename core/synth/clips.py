@@ -9,7 +9,7 @@ and only ``travel`` (metres driven) changes, so the place slides smoothly from f
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,12 +70,19 @@ def clip_plan(schema: Schema | None = None, rng: random.Random | None = None, fp
         for i, st in enumerate(stages):
             segments.append((place, st, per + (1 if i < extra else 0)))
         segments.append((plain_place, driving, tail))
+    return plan_frames(schema, segments, fixed, place, fps)
+
+
+def plan_frames(schema: Schema, segments: Sequence[tuple[str, str, int]], fixed: Mapping[str, str], place: str,
+                fps: float) -> list[dict]:
+    """The per-frame plan of a clip made of ``segments`` (place value, stage value, frames), the
+    other attributes held at ``fixed``: what ``render_clip`` draws frame by frame."""
+    place_attr, stage_attr = attribute_with(schema, "feature"), attribute_with(schema, "distance")
+    n = sum(k for _, _, k in segments)
     plan: list[dict] = []
     for pl, st, k in segments:
         for j in range(k):
-            labels = dict(fixed)
-            labels[place_attr.name] = pl
-            labels[stage_attr.name] = st
+            labels = {**fixed, place_attr.name: pl, stage_attr.name: st}
             schema.check(labels)
             i = len(plan)
             plan.append({

@@ -16,7 +16,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from core.schema import Schema, default_schema
-from core.synth.clips import STAGE_ORDER, attribute_with, value_with
+from core.synth.clips import STAGE_ORDER, attribute_with, plan_frames, value_with
 
 
 def place_stages(schema: Schema, place: str) -> list[str]:
@@ -58,22 +58,7 @@ def event_plan(schema: Schema | None = None, rng: random.Random | None = None, f
         segments = [(plain_place, driving, 1)]
         segments += [(place, st, per + (1 if k < extra else 0)) for k, st in enumerate(stages)]
         segments.append((plain_place, driving, 1))
-    plan: list[dict] = []
-    for pl, st, k in segments:
-        for j in range(k):
-            labels = {**fixed, place_attr.name: pl, stage_attr.name: st}
-            schema.check(labels)
-            i = len(plan)
-            plan.append({
-                "labels": labels,
-                "frame_index": i,
-                "timestamp_s": round(i / fps, 4),
-                "progress": (j + 0.5) / k,
-                "clip_progress": i / max(1, n - 1),
-                "stage_key": str(stage_attr.value(st).render.get("distance", "none")),
-                "clip_place": place,
-            })
-    return plan
+    return plan_frames(schema, segments, fixed, place, fps)
 
 
 def clip_event(schema: Schema, frame_labels: Sequence[Mapping[str, str]], timestamps: Sequence[float],
