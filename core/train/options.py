@@ -19,7 +19,7 @@ OPTION_HELP: dict[str, str] = {
     "batch_size": ("0: as memory allows, the largest power of two up to 128 on CPU (256 on CUDA) that "
                    "fits and leaves at least 4 steps per epoch."),
     "warmup_fraction": "Share of the steps with a linear warmup before the cosine decay.",
-    "precision": "auto: bf16 autocast on CPU, bf16 or fp16 (loss-scaled) on CUDA.",
+    "precision": "auto: bf16 autocast on a CPU that computes bf16 natively (else fp32), bf16 or fp16 (loss-scaled) on CUDA.",
     "freeze_text": "Lock the whole text tower (LiT-style): prompts and captions keep their embeddings.",
     "freeze_blocks": "Freeze the embeddings and the first N transformer blocks of both towers.",
     "unfreeze_text_at": "Gradual unfreezing: the text tower body trains from this epoch (1-based).",
@@ -39,7 +39,7 @@ class FinetuneOptions:
     weight_decay: float = 0.1
     batch_size: int = 0  # 0: as memory allows (auto_batch_size)
     warmup_fraction: float = 0.05
-    precision: str = "auto"  # auto (bf16 on CPU, bf16/fp16 on CUDA) | bf16 | fp16 | fp32
+    precision: str = "auto"  # auto (bf16 on a CPU with native bf16, else fp32; bf16/fp16 on CUDA) | bf16 | fp16 | fp32
     seed: int = 0
     paraphrase: bool = True
     freeze_text: bool = False  # lock the whole text tower, projection included (LiT-style)
