@@ -4,62 +4,18 @@ or outside address; the demo serves the files it shows, not the rest of the data
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 from conftest import ROOT, SmallIndex, free_port
+from servers import clean_env, output, running
 
 SCENESCOPE = Path(sys.executable).with_name("scenescope")  # the console script `pip install -e .` made
-START_S = 120  # model and index load on a busy 2-core machine; a hang fails instead of blocking
-
-
-def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without any STREAMLIT_*/GRADIO_* setting (what a user's shell
-    has), and HOME in tmp_path, so no ~/.streamlit/config.toml helps either."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "GRADIO_"))}
-    env.update(HOME=str(tmp_path), **extra)
-    return env
-
-
-@contextmanager
-def _server(argv: list[str], cwd: Path, env: dict[str, str], ready_url: str) -> Iterator[subprocess.Popen]:
-    """Start argv, wait until ready_url answers 200, and always stop it (and read its output)."""
-    log = open(cwd / "server.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{argv[:3]} did not answer {ready_url}:\n{_output(cwd)[-3000:]}")
-            time.sleep(0.3)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
-
-
-def _output(cwd: Path) -> str:
-    return (cwd / "server.log").read_text(errors="replace")
 
 
 def _listening(pid: int) -> set[tuple[str, int]]:
@@ -70,7 +26,7 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 
 def _assert_streamlit_local(proc: subprocess.Popen, port: int, cwd: Path) -> None:
     assert _listening(proc.pid) == {("127.0.0.1", port)}
-    out = _output(cwd)
+    out = output(cwd)
     assert f"URL: http://127.0.0.1:{port}" in out
     # gatherUsageStats on would print the first, an unset address makes Streamlit list (and look up
     # over the network) the others.
@@ -92,7 +48,7 @@ def test_workbench_command_defaults_to_loopback() -> None:
 
 def test_workbench_command_listens_on_loopback_only(tmp_path: Path) -> None:
     port = free_port()
-    with _server([str(SCENESCOPE), "workbench", "--port", str(port)], tmp_path, _clean_env(tmp_path),
+    with running([str(SCENESCOPE), "workbench", "--port", str(port)], tmp_path, clean_env(tmp_path),
                  f"http://127.0.0.1:{port}/_stcore/health") as proc:
         _assert_streamlit_local(proc, port, tmp_path)
 
@@ -102,7 +58,7 @@ def test_streamlit_run_from_another_folder_listens_on_loopback_only(tmp_path: Pa
     .streamlit/config.toml is not read from there, app/.streamlit/config.toml is."""
     port = free_port()
     argv = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "workbench.py"), "--server.port", str(port)]
-    with _server(argv, tmp_path, _clean_env(tmp_path), f"http://127.0.0.1:{port}/_stcore/health") as proc:
+    with running(argv, tmp_path, clean_env(tmp_path), f"http://127.0.0.1:{port}/_stcore/health") as proc:
         _assert_streamlit_local(proc, port, tmp_path)
 
 
@@ -114,9 +70,9 @@ def test_demo_ui_listens_on_loopback_and_serves_only_what_it_shows(tmp_path: Pat
     from core.index import IndexStore
 
     port = free_port()
-    env = _clean_env(tmp_path, SCENESCOPE_INDEX=str(small_index.index))
+    env = clean_env(tmp_path, SCENESCOPE_INDEX=str(small_index.index))
     url = f"http://127.0.0.1:{port}"
-    with _server([str(SCENESCOPE), "demo-ui", "--port", str(port)], tmp_path, env, f"{url}/config") as proc:
+    with running([str(SCENESCOPE), "demo-ui", "--port", str(port)], tmp_path, env, f"{url}/config") as proc:
         assert _listening(proc.pid) == {("127.0.0.1", port)}
         manifest = small_index.data / "manifest.jsonl"
         assert manifest.is_file()

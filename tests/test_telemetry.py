@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import SmallIndex, free_port
+from servers import START_S, clean_env, running
 
 SCENESCOPE = Path(sys.executable).with_name("scenescope")  # the console script `pip install -e .` made
-START_S = 120  # model and index load on a busy 2-core machine; a hang fails instead of blocking
 LOG_ENV = "SCENESCOPE_TEST_NET_LOG"
 
 SHIM = '''
@@ -96,33 +96,9 @@ def _watched(argv: list[str], cwd: Path, ready_url: str, **env: str) -> Iterator
     shim, log = cwd / "shim", cwd / "net.log"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(SHIM)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "GRADIO_"))}
-    clean.update(HOME=str(cwd), PYTHONPATH=str(shim), **{LOG_ENV: str(log)}, **env)
-    out = open(cwd / "server.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(argv, cwd=cwd, env=clean, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{argv[:3]} did not answer {ready_url}:\n"
-                                     f"{(cwd / 'server.log').read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
+    with running(argv, cwd, clean_env(cwd, PYTHONPATH=str(shim), **{LOG_ENV: str(log)}, **env), ready_url):
         yield log
         time.sleep(1.0)  # anything sent soon after start-up (a usage ping, an update check)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        out.close()
 
 
 def _assert_only_local(log: Path) -> None:
