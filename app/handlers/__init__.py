@@ -1,0 +1,127 @@
+"""The one app layer under both front ends: the workbench's pages (``app/views``) and the Gradio
+demo (``app/demo.py``) call these plain functions, and only these, to reach the engine.
+
+Nothing here imports Streamlit or Gradio, so both front ends share it and tests call it directly.
+Each function calls the engine (``core``) and shapes its answer for drawing; errors the user can
+fix come back as one readable string instead of a traceback. Engine logic (how votes are made,
+where indexes live) stays in ``core``; what is here is shaping and wiring.
+"""
+
+from __future__ import annotations
+
+from app.handlers.files import (
+    ACCEPTED_SUFFIXES,
+    ACCEPTED_TYPES,
+    CLIP_FPS,
+    DISPLAY_WIDTH,
+    MAX_UPLOAD_MB,
+    VOTE_SPACE_LABELS,
+    bundled_models,
+    check_upload,
+    example_files,
+    frame_file,
+    open_engine,
+    prepare_demo,
+    thumbnail,
+)
+from app.handlers.jobs import (
+    cancel_job,
+    finetune_defaults,
+    finetune_fields,
+    job_comparison,
+    job_errors,
+    job_index_meta,
+    job_limits,
+    job_status,
+    list_jobs,
+    measured_throughput,
+    resume_job,
+    start_job,
+    train_choices,
+    train_frame_count,
+)
+from app.handlers.map import (
+    EXPORT_FORMATS,
+    PLACE_TRANSFORM_MAX,
+    color_label,
+    color_options,
+    colors_need_votes,
+    export_rows,
+    labelled,
+    map_categories,
+    map_layout,
+    place_upload,
+    selected_ids,
+    selection_table,
+)
+from app.handlers.scene import (
+    NeighbourCard,
+    SceneAnalysis,
+    analyze_file,
+    analyze_index_scene,
+    analyze_upload,
+    attribute_voters,
+    classify_file,
+    clip_duration,
+    disagreements,
+    display_names,
+    first_frame,
+    load_query_image,
+    neighbour_cards,
+    upload_frames,
+    vote_frame,
+    vote_space_of,
+)
+from app.handlers.search import SEGMENT_HITS, search_scenes, search_segments
+from app.handlers.tokens import (
+    pruned_summary,
+    token_background,
+    token_choices,
+    token_heatmap,
+    token_kept,
+    token_votes,
+    tokens_available,
+)
+from app.handlers.triage import (
+    class_key,
+    evaluate_index_split,
+    failure_table,
+    focus_classes,
+    focus_values,
+    index_splits,
+    leakage_pairs,
+    metrics_table,
+    per_class_table,
+)
+from core.pipeline import IMAGE_SUFFIXES
+from core.schema import UNKNOWN
+from core.workspace import (
+    DEMO_INDEX,
+    ENV_INDEX,
+    ENV_WORKSPACE,
+    INDEX_ROOT,
+    ROOT,
+    default_index,
+    demo_missing,
+    is_demo,
+    list_datasets,
+    list_indexes,
+    list_models,
+    workspace,
+)
+
+__all__ = [
+    "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX", "ENV_WORKSPACE",
+    "EXPORT_FORMATS", "INDEX_ROOT", "IMAGE_SUFFIXES", "MAX_UPLOAD_MB", "NeighbourCard", "PLACE_TRANSFORM_MAX", "ROOT",
+    "SEGMENT_HITS", "SceneAnalysis", "UNKNOWN", "VOTE_SPACE_LABELS", "analyze_file", "analyze_index_scene",
+    "analyze_upload", "attribute_voters", "bundled_models", "cancel_job", "check_upload", "class_key",
+    "classify_file", "clip_duration", "color_label", "color_options", "colors_need_votes", "default_index",
+    "demo_missing", "disagreements", "display_names", "evaluate_index_split", "example_files", "export_rows", "failure_table",
+    "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "index_splits", "is_demo",
+    "job_comparison", "job_errors", "job_index_meta", "job_limits", "job_status", "labelled", "leakage_pairs", "list_datasets",
+    "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout", "measured_throughput",
+    "metrics_table", "neighbour_cards", "open_engine", "per_class_table", "place_upload", "prepare_demo",
+    "pruned_summary", "resume_job", "search_scenes", "search_segments", "selected_ids", "selection_table",
+    "start_job", "thumbnail", "token_background", "token_choices", "token_heatmap", "token_kept", "token_votes",
+    "tokens_available", "train_choices", "train_frame_count", "upload_frames", "vote_frame", "vote_space_of", "workspace",
+]

@@ -1,0 +1,121 @@
+"""Where indexes, models and frames live, and what an upload may be (size, type)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from core import pipeline
+from core.images import open_image
+from core.pipeline import IMAGE_SUFFIXES
+from core.video import VIDEO_SUFFIXES, name_problem
+from core.workspace import (
+    demo_missing,
+    is_demo,
+)
+
+if TYPE_CHECKING:
+    from core.types import IndexStore, SceneModel
+
+
+MAX_UPLOAD_MB = 200  # keep equal to server.maxUploadSize in .streamlit/config.toml
+DISPLAY_WIDTH = 640  # frames kept for display are shrunk to this width (memory, not accuracy)
+ACCEPTED_SUFFIXES: tuple[str, ...] = tuple(sorted(IMAGE_SUFFIXES)) + tuple(VIDEO_SUFFIXES)
+ACCEPTED_TYPES: list[str] = [s.lstrip(".") for s in ACCEPTED_SUFFIXES]
+CLIP_FPS = 2.0
+
+
+def shrink(frame: np.ndarray | Image.Image, width: int = DISPLAY_WIDTH) -> np.ndarray:
+    im = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame, dtype=np.uint8))
+    im = im.convert("RGB")
+    if im.width > width:
+        im = im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.BILINEAR)
+    return np.asarray(im)
+
+
+# ---- indexes, models and frames on disk (where they live: core.workspace) -------------------------
+def prepare_demo(progress: bool = False) -> Path:
+    """Build the embedded demo dataset and index if missing (the only index made implicitly)."""
+    from core.demo import ensure_demo
+
+    _, index_dir = ensure_demo(progress=progress)
+    return Path(index_dir)
+
+
+def open_engine(index_dir: str | Path, model_name: str | None = None,
+                progress: bool = False) -> tuple[SceneModel, IndexStore]:
+    """(model, store) of an index (with the model that built it, or ``model_name``), building the
+    embedded demo first when it is the one asked for and missing."""
+    if demo_missing(index_dir):
+        prepare_demo(progress=progress)
+    return pipeline.open_index(index_dir, model_name)
+
+
+def example_files(store: IndexStore, index_dir: str | Path) -> list[Path]:
+    """Files to try the app on: the demo's clip (when serving the demo index), a frame of a clip
+    and a still from the index, those that exist."""
+    out: list[Path] = []
+    if is_demo(index_dir):
+        from core.demo import demo_clip
+
+        out.append(demo_clip(store.data_root))
+    meta = store.meta
+    in_clip = meta["clip_id"].duplicated(keep=False)
+    for rows in (meta.index[in_clip], meta.index[~in_clip]):
+        if len(rows):
+            out.append(store.abspath(int(rows[0])))
+    return [p for p in out if p.is_file()]
+
+
+def bundled_models() -> list[str]:
+    """Registry names of the models shipped with SceneScope."""
+    from core.model_names import BUNDLED
+
+    return list(BUNDLED)
+
+
+def frame_file(store: IndexStore, row: int | None = None, rel: str | None = None) -> Path | None:
+    """The image file of index ``row`` (or of the dataset-relative path ``rel``), or None when it
+    cannot be named (no path, or a path escaping the dataset folder, which the engine refuses)."""
+    from core.data import resolve_inside
+
+    try:
+        if row is not None:
+            return store.abspath(int(row))
+        return resolve_inside(store.data_root, rel) if rel else None
+    except ValueError:
+        return None
+
+
+def thumbnail(path: str | Path | None, width: int = 320) -> np.ndarray | None:
+    """A small RGB copy (``width`` wide at most) of an image file, or None when it is gone."""
+    if path is None:
+        return None
+    try:
+        im = open_image(path, draft=(width, width))  # JPEG: decode at reduced scale, much faster
+        im.thumbnail((width, width * 2))
+        return np.asarray(im)
+    except (OSError, ValueError):
+        return None
+
+
+VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}  # core.predict.VOTE_SPACES
+
+
+def check_upload(name: str, size: int, max_mb: int = MAX_UPLOAD_MB) -> str | None:
+    """Why an upload cannot be used before reading it (type, emptiness, size), or None."""
+    problem = name_problem(Path(name), ACCEPTED_SUFFIXES)  # ".jpg", "clip.mp4 ", no extension
+    if problem:
+        return problem
+    suffix = Path(name).suffix.lower()
+    if suffix not in ACCEPTED_SUFFIXES:
+        return (f"{Path(name).name}: unsupported file type {suffix or '(none)'}; upload an image "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}) or a clip ({', '.join(VIDEO_SUFFIXES)})")
+    if size == 0:
+        return f"{Path(name).name}: the file is empty"
+    if size > max_mb * 1024 * 1024:
+        return f"{Path(name).name}: {size / 1024**2:.0f} MB is over the {max_mb} MB upload limit"
+    return None

@@ -1,0 +1,35 @@
+"""Text and image search over the index."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+if TYPE_CHECKING:
+    from core.types import IndexStore, SceneModel
+
+
+# ---- search ----------------------------------------------------------------------------------------
+SEGMENT_HITS = 200  # frame hits grouped into clip segments (more than shown: segments need runs)
+
+
+def search_scenes(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
+                  k: int = 12) -> pd.DataFrame:
+    """Indexed frames ranked by similarity to a text (``str``) or an example image, best first;
+    ValueError for an empty text."""
+    from core import search
+
+    if isinstance(query, str):
+        return search.search_text(model, store, query, k=int(k))
+    return search.search_image(model, store, query, k=int(k))
+
+
+def search_segments(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
+                    hits: int = SEGMENT_HITS) -> pd.DataFrame:
+    """The top ``hits`` frames for ``query`` merged into time segments inside clips, best first."""
+    from core.search import clip_windows
+
+    return clip_windows(search_scenes(model, store, query, k=hits), store)
