@@ -5,11 +5,31 @@ module, ``core.quant.storage`` reads and writes the safetensors format the regis
 ``core.quant.export`` writes a `file:` model folder (`scenescope quantize`).
 """
 
-from core.quant.gptq import dequantize, pack_int4, quantize_gptq, quantize_rtn, unpack_int4
-from core.quant.model import QuantizedWeight, linear_targets, quantize_module
-from core.quant.storage import QUANT_WEIGHTS, is_quantized, load_quantized, save_quantized
+from __future__ import annotations
 
-__all__ = [
-    "QUANT_WEIGHTS", "QuantizedWeight", "dequantize", "is_quantized", "linear_targets", "load_quantized",
-    "pack_int4", "quantize_gptq", "quantize_module", "quantize_rtn", "save_quantized", "unpack_int4",
-]
+import importlib
+
+# Names load on first use (PEP 562): the command line imports this package's cli module to build its
+# parser, and `scenescope --help` must not pay for torch or numpy.
+_WHERE = {
+    "dequantize": "core.quant.gptq",
+    "pack_int4": "core.quant.gptq",
+    "quantize_gptq": "core.quant.gptq",
+    "quantize_rtn": "core.quant.gptq",
+    "unpack_int4": "core.quant.gptq",
+    "QuantizedWeight": "core.quant.model",
+    "linear_targets": "core.quant.model",
+    "quantize_module": "core.quant.model",
+    "QUANT_WEIGHTS": "core.quant.storage",
+    "is_quantized": "core.quant.storage",
+    "load_quantized": "core.quant.storage",
+    "save_quantized": "core.quant.storage",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -1,0 +1,128 @@
+"""``scenescope ask``, ``eval-vqa`` and ``train-vqa``: questions about scenes (core.vqa)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from core.cli_args import schema_option
+
+
+def _answerer_index(a: argparse.Namespace) -> tuple:
+    """The model and index a retrieval answerer votes with: --index, else the default index."""
+    from core.pipeline import open_index
+    from core.workspace import default_index, demo_missing
+
+    index = Path(a.index) if a.index else default_index()
+    if demo_missing(index):
+        from core.demo import ensure_demo
+
+        ensure_demo()
+    return open_index(index, getattr(a, "model", None))
+
+
+def cmd_ask(a: argparse.Namespace) -> None:
+    from core.vqa.answer import DEFAULT_THRESHOLD, RetrievalAnswerer, check_question
+
+    check_question(a.question)  # a bad question fails before the model loads
+    threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
+    if a.answerer == "vlm":
+        from core.vqa.vlm import VLMAnswerer, load_vlm
+
+        if not a.vlm:
+            raise ValueError("--answerer vlm needs --vlm DIR (a folder written by scenescope train-vqa)")
+        answerer = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)
+        ans = answerer.answer(a.question, a.path, a.option)
+    else:
+        model, store = _answerer_index(a)
+        ans = RetrievalAnswerer(model, store, k=a.k, threshold=threshold).answer(a.question, a.path, a.option)
+    out = ans.to_dict()
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return
+    letter = f"{out['letter']}. " if out["letter"] else ""
+    said = f"; {len(ans.evidence)} voters)" if a.answerer == "retrieval" else ")"
+    print(f"{letter}{ans.text}  (confidence {ans.confidence:.2f}" + (f"; {ans.reason})" if ans.reason else said))
+
+
+def cmd_eval_vqa(a: argparse.Namespace) -> None:
+    from core.vqa.drivelm import read_drivelm, read_predictions
+    from core.vqa.metrics import report_text, score_predictions
+
+    if bool(a.data) == bool(a.predictions):
+        raise ValueError("eval-vqa needs either --predictions FILE or --data DIR")
+    if a.data:
+        from core.vqa.answer import DEFAULT_THRESHOLD
+        from core.vqa.evaluate import evaluate_dataset
+
+        model, store = _answerer_index(a)
+        threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
+        report = evaluate_dataset(a.data, model, store, split=a.split, k=a.k, threshold=threshold,
+                                  meteor=not a.no_meteor, limit=a.limit)
+        print(json.dumps(report, indent=2) if a.json else report_text(report))
+        return
+    qa = read_drivelm(a.qa).qa if a.qa else None
+    report = score_predictions(read_predictions(a.predictions), qa, challenge_filter=not a.all_questions,
+                               meteor=not a.no_meteor)
+    print(json.dumps(report, indent=2) if a.json else report_text(report))
+
+
+def cmd_train_vqa(a: argparse.Namespace) -> None:
+    from core.vqa.train_vlm import train_vqa
+
+    report = train_vqa(a.data, a.out, vision=a.model, schema=schema_option(a), text_epochs=a.text_epochs,
+                       stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, keep_ratio=a.keep,
+                       batch_size=a.batch_size, max_rows=a.max_rows, seed=a.seed, device=a.device,
+                       progress=print)
+    print(f"trained in {report['seconds']:.0f} s; wrote {a.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("ask", help="answer a question about an image or clip from its k-NN votes")
+    s.add_argument("path", help="image, video or folder of frames")
+    s.add_argument("question", help="e.g. \"Is the road surface wet?\" (at most 512 characters)")
+    s.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
+    s.add_argument("--index", help="index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
+    s.add_argument("--answerer", choices=["retrieval", "vlm"], default="retrieval")
+    s.add_argument("--vlm", metavar="DIR", help="--answerer vlm: the VLM folder (scenescope train-vqa --out)")
+    s.add_argument("--keep", type=float, default=None, help="--answerer vlm: share of patch tokens kept "
+                   "(default: the VLM's own, 0.25)")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--threshold", type=float, default=None,
+                   help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_ask)
+
+    s = sub.add_parser("eval-vqa", help="score DriveLM-style VQA predictions with the challenge's metrics, "
+                       "or answer and score a dataset's qa.jsonl (--data)")
+    s.add_argument("--predictions",
+                   help="JSON list of {id, question, gt_answer, answer} with optional tag, group, type")
+    s.add_argument("--data", help="dataset folder with qa.jsonl (synth --qa): answer its --split and score it")
+    s.add_argument("--index", help="--data: index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
+    s.add_argument("--answerer", choices=["retrieval"], default="retrieval")
+    s.add_argument("--split", default="test")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--threshold", type=float, default=None,
+                   help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")
+    s.add_argument("--limit", type=int, default=None, help="--data: only the first N questions")
+    s.add_argument("--qa", help="DriveLM QA JSON with tags (test_eval.json): questions, answers, groups, tags")
+    s.add_argument("--all-questions", action="store_true",
+                   help="score every question (skip the challenge's filter on objects the first answer missed)")
+    s.add_argument("--no-meteor", action="store_true", help="skip METEOR (its java start-up takes seconds)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_eval_vqa)
+
+    s = sub.add_parser("train-vqa", help="train the small VLM (DriVLM's two stages) on a dataset's qa.jsonl")
+    s.add_argument("--data", required=True, help="dataset folder (manifest, qa.jsonl from synth --qa)")
+    s.add_argument("--out", required=True, help="VLM folder to write (safetensors, config, tokenizer, card)")
+    s.add_argument("--model", default="scenescope-tiny", help="registry vision tower (frozen)")
+    s.add_argument("--text-epochs", type=int, default=1, help="language warm-up of the LM, no image")
+    s.add_argument("--stage1-epochs", type=int, default=2, help="projector alignment on captions")
+    s.add_argument("--stage2-epochs", type=int, default=4, help="projector + LM fine-tuning on the QA mix")
+    s.add_argument("--keep", type=float, default=0.25, help="share of patch tokens kept per question")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--max-rows", type=int, default=None, help="at most N questions per split (smoke runs)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=cmd_train_vqa)
