@@ -1,0 +1,114 @@
+"""Views: filtering and counts against a pandas reference, saved views round trip."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.schema import default_schema
+from core.views import (
+    CLIP,
+    SPLIT,
+    TAGS,
+    TAGS_COLUMN,
+    VOTE,
+    ViewError,
+    familiarity_band,
+    frame_table,
+    load_views,
+    make_view,
+    save_view,
+    value_counts,
+    view_rows,
+    views_path,
+)
+
+SCHEMA = default_schema()
+
+
+def _meta(n: int = 300, seed: int = 1) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append({"path": f"f/{i}.jpg", "clip_id": f"c{i % 7}", "frame_index": i, "timestamp_s": 0.0,
+                     "split": rng.choice(["train", "val", "test"]), **SCHEMA.sample(rng),
+                     TAGS_COLUMN: rng.choice(["", "blurry", "blurry,review", "review"])})
+    return pd.DataFrame(rows)
+
+
+def _pick(meta: pd.DataFrame, rng: random.Random) -> dict[str, tuple[str, ...]]:
+    a, b = SCHEMA.names[0], SCHEMA.names[-1]
+    return {a: tuple(rng.sample(sorted(set(meta[a])), 2)), b: tuple(rng.sample(sorted(set(meta[b])), 1))}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_view_rows_and_counts_match_pandas(seed: int) -> None:
+    meta = _meta(seed=seed)
+    rng = random.Random(seed)
+    votes = np.array(rng.choices(["correct", "wrong", "abstained"], k=len(meta)), dtype=object)
+    labels = _pick(meta, rng)
+    fields = {SPLIT: ("train", "test"), TAGS: ("review",), VOTE: ("wrong", "abstained")}
+    view = make_view("v", labels, fields, SCHEMA)
+    table = frame_table(meta, SCHEMA, vote=votes)
+
+    # Reference: plain pandas boolean indexing, each filter written out independently.
+    tagged = meta[TAGS_COLUMN].str.split(",").apply(lambda t: "review" in t)
+    conds = {a: meta[a].isin(v) for a, v in labels.items()}
+    conds[SPLIT] = meta["split"].isin(["train", "test"])
+    conds[TAGS] = tagged
+    conds[VOTE] = pd.Series(votes).isin(["wrong", "abstained"])
+    ref = np.flatnonzero(np.logical_and.reduce(list(conds.values())))
+    assert np.array_equal(view_rows(table, view), ref)
+    assert len(ref) > 0
+
+    counts = value_counts(table, view, [SCHEMA.names[0], SPLIT, CLIP, TAGS])
+    a0 = SCHEMA.names[0]
+    others = np.logical_and.reduce([c for k, c in conds.items() if k != a0])
+    assert counts[a0] == meta[a0][others].value_counts().to_dict()
+    others_split = np.logical_and.reduce([c for k, c in conds.items() if k != SPLIT])
+    assert counts[SPLIT] == meta["split"][others_split].value_counts().to_dict()
+    assert counts[CLIP] == meta["clip_id"][np.logical_and.reduce(list(conds.values()))].value_counts().to_dict()
+    others_tags = np.logical_and.reduce([c for k, c in conds.items() if k != TAGS])
+    flat = pd.Series([t for s in meta[TAGS_COLUMN][others_tags] for t in s.split(",") if t])
+    assert counts[TAGS] == flat.value_counts().to_dict()
+
+
+def test_empty_view_keeps_everything_and_missing_field_is_refused() -> None:
+    meta = _meta(50)
+    table = frame_table(meta, SCHEMA)
+    assert np.array_equal(view_rows(table, make_view("all")), np.arange(50))
+    with pytest.raises(ViewError, match="vote"):
+        view_rows(table, make_view("v", fields={VOTE: ["wrong"]}))
+
+
+def test_view_checked_against_schema() -> None:
+    a = SCHEMA.names[0]
+    with pytest.raises(ViewError, match="unknown attribute"):
+        make_view("v", {"no_such_attribute": ["x"]}, schema=SCHEMA)
+    with pytest.raises(ViewError, match="unknown value"):
+        make_view("v", {a: ["no_such_value"]}, schema=SCHEMA)
+    with pytest.raises(ViewError, match="unknown field"):
+        make_view("v", fields={"weather_mood": ["x"]}, schema=SCHEMA)
+
+
+def test_saved_views_round_trip(tmp_path) -> None:
+    path = views_path(tmp_path, tmp_path / "indexes" / "demo")
+    a = SCHEMA.names[1]
+    v1 = make_view("rainy test", {a: SCHEMA[a].value_names[:2]}, {SPLIT: ["test"]}, SCHEMA)
+    v2 = make_view("tagged", fields={TAGS: ["review"]}, schema=SCHEMA)
+    save_view(path, v1, SCHEMA)
+    saved = save_view(path, v2, SCHEMA)
+    assert load_views(path, SCHEMA) == saved == {"rainy test": v1, "tagged": v2}
+    with pytest.raises(ViewError, match="name"):
+        save_view(path, make_view(" "), SCHEMA)
+    path.write_text("{not json")
+    with pytest.raises(ViewError, match=str(path.name)):
+        load_views(path, SCHEMA)
+
+
+def test_familiarity_bands() -> None:
+    bands = familiarity_band(np.array([0.0, 0.1, 0.9, np.nan]), flag_below=0.01)
+    assert list(bands) == ["unlike this index", "less familiar", "typical", ""]
