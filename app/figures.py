@@ -59,6 +59,36 @@ def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
     return fig
 
 
+def answer_timeline_figure(spans: Sequence[Any], duration: float, yes: str, no_answer: str,
+                           cursor_s: float | None = None, unfamiliar: Sequence[tuple[float, float]] = ()) -> go.Figure:
+    """A clip's answer frame by frame (``app.handlers.ask.AnswerSpan``: text, start_s, end_s,
+    confidence) as one lane; ``yes`` stretches (a when-question's window) green, no definite answer grey."""
+    fig = go.Figure()
+    others: dict[str, str] = {}
+    for s in spans:
+        if s.text == yes:
+            color = "#009E73"
+        elif s.text == no_answer:
+            color = UNKNOWN_COLOR
+        else:
+            color = others.setdefault(s.text, PALETTE[len(others) % len(PALETTE)])
+        fig.add_bar(
+            y=["Answer"], x=[max(s.end_s - s.start_s, 1e-3)], base=[s.start_s], orientation="h",
+            marker={"color": color, "line": {"color": "white", "width": 1}}, text=[s.text],
+            textposition="inside", insidetextanchor="middle", textfont={"color": "white"},
+            hovertemplate=f"{s.text}<br>{words.span(s.start_s, s.end_s)} · confidence {s.confidence:.2f}<extra></extra>",
+            showlegend=False, name=s.text,
+        )
+    for start, end in unfamiliar:
+        fig.add_vrect(x0=start, x1=max(end, start + 0.05), fillcolor="#d62728", opacity=0.12, line_width=0)
+    if cursor_s is not None:
+        fig.add_vline(x=cursor_s, line_width=2, line_color="#222", line_dash="dot")
+    fig.update_layout(barmode="overlay", height=130, margin={"l": 10, "r": 10, "t": 10, "b": 30},
+                      xaxis={"title": "seconds", "range": [0, max(duration, 0.1)], "showgrid": True},
+                      plot_bgcolor="white", uniformtext={"minsize": 10, "mode": "hide"})
+    return fig
+
+
 # ---- evaluation ---------------------------------------------------------------------------------
 def confusion_figure(confusion: Mapping[str, Any], schema: Schema, attribute: str) -> go.Figure:
     a = schema[attribute]

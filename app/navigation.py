@@ -44,7 +44,7 @@ PAGES: tuple[PageSpec, ...] = (
              ("core.tokens:select_images", "core.tokens:heatmap_image", "core.tokens:embed_pruned")),
     PageSpec("Train", "views/train.py", ":material/model_training:", "Model",
              ("core.jobs:start_job", "core.compare:Comparison", "core.train.finetune:FinetuneOptions")),
-    # PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa",)),
+    PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa.answer:RetrievalAnswerer",)),
 )
 
 

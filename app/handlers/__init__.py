@@ -20,6 +20,7 @@ from app.handlers.ask import (
     choice_sets,
     open_vlm,
     question_heatmap,
+    question_problem,
     suggested_questions,
     vlm_status,
     when_question,
@@ -127,7 +128,7 @@ from core.workspace import (
 
 __all__ = [
     "ANSWERER_LABELS", "BUNDLED_VLM", "DEFAULT_KEEP", "AnswerSpan", "AskResult", "EvidenceCard", "ask", "choice_sets",
-    "open_vlm", "question_heatmap", "suggested_questions", "vlm_status", "when_question",
+    "open_vlm", "question_heatmap", "question_problem", "suggested_questions", "vlm_status", "when_question",
     "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX", "ENV_WORKSPACE",
     "EXPORT_FORMATS", "INDEX_ROOT", "IMAGE_SUFFIXES", "MAX_UPLOAD_MB", "NeighbourCard", "PLACE_TRANSFORM_MAX", "ROOT",
     "SEGMENT_HITS", "SceneAnalysis", "UNKNOWN", "VOTE_SPACE_LABELS", "analyze_file", "analyze_index_scene",

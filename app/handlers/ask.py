@@ -284,6 +284,17 @@ def _vlm_answers(vlm: Any, q: str, frames: list[np.ndarray], options: list[str] 
     return (per[focus] if per else ans.answer_image(q, images[focus], options)), per
 
 
+def question_problem(question: str, schema: Schema) -> str | None:
+    """Why a question cannot be asked (empty, too long, outside the schema), before any scene work."""
+    try:
+        q = check_question(question)
+    except QuestionError as e:
+        return f"Cannot ask that: {e}."
+    stem, _ = _stem(schema, q, None)
+    intent, _, why = match_question(stem, schema)
+    return None if intent is not None else f"Cannot answer “{stem}”: {why}."
+
+
 def ask(analysis: SceneAnalysis, question: str, model: SceneModel, store: IndexStore, *,
         options: list[str] | None = None, answerer: str = "retrieval", keep_ratio: float = DEFAULT_KEEP,
         threshold: float = DEFAULT_THRESHOLD, vlm_folder: str | Path = BUNDLED_VLM, heatmap: bool = True,
@@ -339,5 +350,5 @@ def ask(analysis: SceneAnalysis, question: str, model: SceneModel, store: IndexS
 
 __all__ = [
     "ANSWERER_LABELS", "BUNDLED_VLM", "DEFAULT_KEEP", "AnswerSpan", "AskResult", "EvidenceCard", "ask",
-    "choice_sets", "open_vlm", "question_heatmap", "suggested_questions", "vlm_status", "when_question",
+    "choice_sets", "open_vlm", "question_heatmap", "question_problem", "suggested_questions", "vlm_status", "when_question",
 ]
