@@ -63,6 +63,7 @@ class Thumb:
     title: str
     lines: list[str] = field(default_factory=list)  # Markdown, one per line
     flag: str | None = None  # short warning shown as a red badge
+    row: int | None = None  # its index row: with a grid ``source``, an "Open" button opens the sample view
 
 
 VOTE_SPACE_SHORT = {"embedding": "Embedding", "prompts": "Prompts"}  # for narrow columns
@@ -87,8 +88,13 @@ def image(where: Any, img: np.ndarray | None) -> None:
         where.image(img, width="stretch")
 
 
-def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = None) -> None:
-    """Thumbnails in rows of ``columns`` bordered cards; ``key`` gives the grid a stable CSS hook."""
+def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = None,
+                   source: str | None = None) -> None:
+    """Thumbnails in rows of ``columns`` bordered cards; ``key`` gives the grid a stable CSS hook.
+    With ``source`` (words for the list, e.g. "Map selection"), each card with a ``row`` gets an
+    "Open" button: the sample view opens on it and the arrow keys walk this grid's rows."""
+    rows = [t.row for t in items if t.row is not None]
+    places = iter(range(len(rows)))  # each card's place in ``rows`` (cards without a row have none)
     with st.container(key=key):
         for start in range(0, len(items), columns):
             cols = st.columns(columns)
@@ -98,6 +104,11 @@ def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = N
                     st.markdown(f"**{item.title}**" + (f" :red-badge[{item.flag}]" if item.flag else ""))
                     if item.lines:
                         st.caption("  \n".join(item.lines))
+                    if source is not None and item.row is not None:
+                        from app import sample_view  # (imports this module)
+
+                        place = next(places)
+                        sample_view.open_button(rows, place, source, f"{key or 'grid'}-open-{place}")
 
 
 def neighbor_thumbs(vote: Vote, schema: Schema, store: IndexStore) -> list[Thumb]:
@@ -109,7 +120,7 @@ def neighbor_thumbs(vote: Vote, schema: Schema, store: IndexStore) -> list[Thumb
             text = f"{a.display}: {a.display_of(card.labels.get(a.name, UNKNOWN))}"
             lines.append(f":red[**{text}**]" if a.name in card.against else text)
         flag = f"disagrees on {len(card.against)}" if card.against else None
-        out.append(Thumb(state.thumb_of_path(store, card.path), card.title, lines, flag))
+        out.append(Thumb(state.thumb_of_path(store, card.path), card.title, lines, flag, row=card.id))
     return out
 
 
@@ -119,13 +130,19 @@ def compact_labels(meta: pd.DataFrame, schema: Schema) -> np.ndarray:
     return pd.concat(cols, axis=1).agg(" · ".join, axis=1).to_numpy()
 
 
-def failure_card(f: Any, store: IndexStore, schema: Schema, k: int) -> None:
-    """One failure: the scene, truth vs prediction, and the neighbours that out-voted the truth."""
+def failure_card(f: Any, store: IndexStore, schema: Schema, k: int,
+                 browse: tuple[Sequence[int], int] | None = None) -> None:
+    """One failure: the scene, truth vs prediction, and the neighbours that out-voted the truth.
+    ``browse`` (the listed failures' rows, this one's place): an "Open" button for the sample view."""
     with st.container(border=True):
         c_scene, c_nb = st.columns([1, 4], gap="medium")
         with c_scene:
             image(st, state.thumb_of(store, f.id))
             st.caption(f"#{f.id} · {f.clip_id} · {f.timestamp_s:.1f} s")
+            if browse is not None:
+                from app import sample_view  # (imports this module)
+
+                sample_view.open_button(browse[0], browse[1], "Triage failures", f"triage-open-{browse[1]}")
         with c_nb:
             st.markdown(f"**{f.Attribute}** — truth **{f.Truth}**, predicted :red[**{f.Prediction}**]")
             if not f.misleading:

@@ -38,10 +38,11 @@ class SceneAnalysis:
     truth: dict[str, str] | None = None  # ground truth when the scene comes from the index
     index_id: int | None = None
     decode: DecodeReport | None = None  # a clip's decode report (frames that did not decode)
+    length_s: float | None = None  # a clip's declared length (the player's), when the file says
 
     @property
     def duration(self) -> float:
-        return clip_duration(self.times) if self.kind == "clip" else 0.0
+        return clip_duration(self.times, length=self.length_s) if self.kind == "clip" else 0.0
 
     @property
     def unfamiliar(self) -> list[int]:
@@ -83,8 +84,10 @@ def analyze_file(path: Path, model: SceneModel, store: IndexStore, k: int = 5,
     if isinstance(result, ClipResult):
         # The engine returns votes, not pixels: decode once more (same timestamps) for the scrubber.
         frames = [shrink(f) for _, f in sample_frames(path, fps=CLIP_FPS)][: len(result.votes)]
+        from app.handlers.playback import video_length
+
         return SceneAnalysis(label, "clip", np.asarray(result.times, dtype=float), list(result.votes),
-                             frames, list(result.segments), decode=result.decode)
+                             frames, list(result.segments), decode=result.decode, length_s=video_length(path))
     frame = shrink(pipeline.load_image(path))
     return SceneAnalysis(label, "image", np.zeros(1), [result.vote], [frame])
 
@@ -213,13 +216,17 @@ def classify_file(path: str | Path, model: SceneModel, store: IndexStore, k: int
     return {**result.to_dict(), "display": display_names(store.schema), "name": path.name}
 
 
-def clip_duration(times: Sequence[float], lone_step: float = 0.0) -> float:
+def clip_duration(times: Sequence[float], lone_step: float = 0.0, length: float | None = None) -> float:
     """A sampled clip's length: its last frame's time plus one sampling step (``lone_step`` when
-    only one frame was sampled)."""
+    only one frame was sampled), cut to the file's declared ``length`` when known, so the timeline
+    ends where the video player does (9.0 s of samples for an 8.9 s clip reads 8.9 s)."""
     if not len(times):
         return 0.0
     step = float(np.median(np.diff(times))) if len(times) > 1 else lone_step
-    return float(times[-1]) + step
+    end = float(times[-1]) + step
+    if length is not None and float(times[-1]) < length < end:
+        return float(length)
+    return end
 
 
 # ---- votes and neighbours as tables ------------------------------------------------------------

@@ -6,7 +6,7 @@ import contextlib
 
 import streamlit as st
 
-from app import figures, handlers, state, widgets
+from app import figures, handlers, sample_view, state, widgets
 
 GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
 HOVER_TEXT_MAX = 20_000  # above this, per-point hover text costs more to ship than it helps
@@ -71,10 +71,11 @@ for col, fmt in zip(dl, handlers.EXPORT_FORMATS, strict=False):
 shown = table.head(GRID_MAX)
 widgets.thumbnail_grid(
     [widgets.Thumb(state.thumb_of(store, r.id), f"#{r.id} · {r.split}",
-                   widgets.label_lines(store.labels(r.id), schema, compact=True))
+                   widgets.label_lines(store.labels(r.id), schema, compact=True), row=r.id)
      for r in shown.itertuples()],
-    columns=6, key="map-selection-grid",
+    columns=6, key="map-selection-grid", source="Map selection",
 )
+sample_view.show()
 if len(table) > GRID_MAX:
     st.caption(f"Showing the first {GRID_MAX} of {len(table):,}; the table and the exports hold all of them.")
 st.dataframe(handlers.labelled(table, schema), hide_index=True, width="stretch", key="map_selection_table")

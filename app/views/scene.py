@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import handlers, state, widgets
+from app import handlers, playback, sample_view, state, widgets, words
 
 RESULT_KEY = "scene_result"  # (signature, analysis or None, error or None)
 
@@ -62,44 +62,55 @@ banner = analysis.familiarity_banner()
 if banner:
     st.warning(banner, icon=":material/help:")
 
-frame_i = 0
 if analysis.kind == "clip":
     st.subheader(f"Timeline · {analysis.name}")
     if analysis.decode is not None and not analysis.decode.complete:
         st.warning(f"{analysis.name}: {analysis.decode.summary()}; its votes come from the frames that decoded.",
                    icon=":material/warning:")
+    playback.clip_player(upload.getvalue() if source == "Upload" and upload is not None else None,
+                         analysis, schema)
+
+
+@st.fragment
+def frame_details() -> None:
+    """The picked frame, its votes and its voters. A fragment: moving the frame slider redraws
+    only this part, not the player and the timeline above."""
+    frame_i = 0
     n = len(analysis.votes)
-    frame_i = st.select_slider(
-        "Frame", options=list(range(n)), key="scene_frame",
-        format_func=lambda i: f"{analysis.times[i]:.1f} s",
-        help=f"{n} frames sampled at {handlers.CLIP_FPS:g} per second",
-    ) if n > 1 else 0
-    st.plotly_chart(widgets.timeline_figure(analysis.segments, schema, analysis.duration,
-                                            float(analysis.times[frame_i]), analysis.unfamiliar_stretches()),
-                    width="stretch", config={"displayModeBar": False}, key="scene_timeline")
+    if analysis.kind == "clip" and n > 1:
+        frame_i = st.select_slider(
+            "Frame", options=list(range(n)), key="scene_frame",
+            format_func=lambda i: words.seconds(analysis.times[i]),
+            help=f"{words.count(n, 'frame')} sampled at {handlers.CLIP_FPS:g} per second",
+        )
+    vote = analysis.votes[frame_i]
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        caption = (analysis.name if analysis.kind == "image"
+                   else f"{analysis.name} at {words.seconds(analysis.times[frame_i])}")
+        st.image(analysis.frames[frame_i], caption=caption, width="stretch")
+    with right:
+        st.subheader("Votes")
+        widgets.vote_table(vote, schema, analysis.truth, key="scene_votes")
+        abstained = [schema[a].display for a, v in vote.attributes.items() if v.abstained]
+        voted = (f"{len(vote.neighbors)} neighbours voted" if prompt_space is None
+                 else f"each attribute voted by its {eng.k} nearest scenes in its prompt space")
+        st.caption(voted + (f" · abstained on {', '.join(abstained)}" if abstained else " · no abstentions"))
 
-vote = analysis.votes[frame_i]
-left, right = st.columns([2, 3], gap="large")
-with left:
-    caption = analysis.name if analysis.kind == "image" else f"{analysis.name} at {analysis.times[frame_i]:.1f} s"
-    st.image(analysis.frames[frame_i], caption=caption, width="stretch")
-with right:
-    st.subheader("Votes")
-    widgets.vote_table(vote, schema, analysis.truth, key="scene_votes")
-    abstained = [schema[a].display for a, v in vote.attributes.items() if v.abstained]
-    voted = (f"{len(vote.neighbors)} neighbours voted" if prompt_space is None
-             else f"each attribute voted by its {eng.k} nearest scenes in its prompt space")
-    st.caption(voted + (f" · abstained on {', '.join(abstained)}" if abstained else " · no abstentions"))
+    st.subheader("Neighbours")
+    st.caption("Nearest indexed scenes, most similar first. Labels that contradict the vote are red.")
+    widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, eng.store), columns=min(5, max(1, eng.k)),
+                           key="neighbours-grid", source="Scene neighbours")
 
-st.subheader("Neighbours")
-st.caption("Nearest indexed scenes, most similar first. Labels that contradict the vote are red.")
-widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, eng.store), columns=min(5, max(1, eng.k)),
-                       key="neighbours-grid")
+    if prompt_space is not None:
+        st.subheader("Voters per attribute")
+        st.caption("The scenes that carried each attribute's vote, nearest in that attribute's prompt space.")
+        name = st.selectbox("Attribute", schema.names, format_func=lambda n: schema[n].display,
+                            key="scene_voter_attr")
+        voters = handlers.attribute_voters(vote, name)
+        widgets.thumbnail_grid(widgets.neighbor_thumbs(voters, schema, eng.store), columns=min(5, max(1, eng.k)),
+                               key="voters-grid", source="Voters of " + schema[name].display)
+    sample_view.show()
 
-if prompt_space is not None:
-    st.subheader("Voters per attribute")
-    st.caption("The scenes that carried each attribute's vote, nearest in that attribute's prompt space.")
-    name = st.selectbox("Attribute", schema.names, format_func=lambda n: schema[n].display, key="scene_voter_attr")
-    voters = handlers.attribute_voters(vote, name)
-    widgets.thumbnail_grid(widgets.neighbor_thumbs(voters, schema, eng.store), columns=min(5, max(1, eng.k)),
-                           key="voters-grid")
+
+frame_details()

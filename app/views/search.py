@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import streamlit as st
 
-from app import handlers, state, widgets
+from app import handlers, sample_view, state, widgets
 
 widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
                     "cosine similarity, and hits inside clips are merged into time segments.")
@@ -58,10 +58,11 @@ st.subheader(f"Scenes · top {len(hits)}")
 widgets.thumbnail_grid(
     [widgets.Thumb(state.thumb_of(store, r.id), f"#{rank} · sim {r.similarity:.3f}",
                    [f"{r.split} · {r.clip_id} · {r.timestamp_s:.1f} s",
-                    *widgets.label_lines(store.labels(r.id), schema, compact=True)])
+                    *widgets.label_lines(store.labels(r.id), schema, compact=True)], row=r.id)
      for rank, r in enumerate(hits.itertuples(), start=1)],
-    columns=6, key="search-results-grid",
+    columns=6, key="search-results-grid", source="Search results",
 )
+sample_view.show()
 
 st.subheader("Clip segments")
 if windows is None or windows.empty:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import handlers, state, widgets
+from app import handlers, sample_view, state, widgets
 
 PAGE_SIZE = 8
 LEAK_PAIRS_SHOWN = 6
@@ -81,8 +81,10 @@ with tab_failures:
     if table.empty:
         st.success("No failures match these filters.", icon=":material/check_circle:")
     with st.container(key="triage-failures"):
-        for f in table.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE].itertuples():
-            widgets.failure_card(f, store, schema, eng.k)
+        listed = table.iloc[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        for place, f in enumerate(listed.itertuples()):
+            widgets.failure_card(f, store, schema, eng.k, browse=(listed["id"].tolist(), place))
+    sample_view.show()
 
 with tab_leak:
     st.caption("Pairs of frames in different splits that are near-duplicates: a k-NN vote can copy the "
