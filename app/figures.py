@@ -37,11 +37,13 @@ def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
         a = schema[seg.attribute]
         color = value_colors(schema, seg.attribute).get(seg.value, UNKNOWN_COLOR)
         label = a.display_of(seg.value)
+        # The last frame's segment runs one sampling step past it: cut it at the clip's end.
+        end = min(seg.end_s, duration) if duration > seg.start_s else seg.end_s
         fig.add_bar(
-            y=[a.display], x=[max(seg.end_s - seg.start_s, 1e-3)], base=[seg.start_s], orientation="h",
+            y=[a.display], x=[max(end - seg.start_s, 1e-3)], base=[seg.start_s], orientation="h",
             marker={"color": color, "line": {"color": "white", "width": 1}},
             text=[label], textposition="inside", insidetextanchor="middle", textfont={"color": "white"},
-            hovertemplate=f"{a.display}: {label}<br>{words.span(seg.start_s, seg.end_s)}<extra></extra>",
+            hovertemplate=f"{a.display}: {label}<br>{words.span(seg.start_s, end)}<extra></extra>",
             showlegend=False, name=label,
         )
     for start, end in unfamiliar:
@@ -55,6 +57,9 @@ def timeline_figure(segments: Sequence[Any], schema: Schema, duration: float,
         xaxis={"title": "seconds", "range": [0, max(duration, 0.1)], "showgrid": True},
         yaxis={"categoryorder": "array", "categoryarray": list(reversed(lanes))},
         plot_bgcolor="white", bargap=0.25,
+        # A label that would shrink below 10 px (a one-frame segment) is hidden, not squeezed
+        # unreadable; the segment's colour and hover still say what it is.
+        uniformtext={"minsize": 10, "mode": "hide"},
     )
     return fig
 

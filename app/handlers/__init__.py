@@ -70,6 +70,15 @@ from app.handlers.map import (
     selected_ids,
     selection_table,
 )
+from app.handlers.playback import vote_captions, vote_cues
+from app.handlers.sample import (
+    SIMILAR_MAX,
+    SampleInfo,
+    sample_info,
+    sample_neighbours,
+    sample_step,
+    similar_rows,
+)
 from app.handlers.scene import (
     NeighbourCard,
     SceneAnalysis,
@@ -127,6 +136,8 @@ from core.workspace import (
 )
 
 __all__ = [
+    "SIMILAR_MAX", "SampleInfo", "sample_info", "sample_neighbours", "sample_step", "similar_rows", "vote_captions",
+    "vote_cues",
     "ANSWERER_LABELS", "BUNDLED_VLM", "DEFAULT_KEEP", "AnswerSpan", "AskResult", "EvidenceCard", "ask", "choice_sets",
     "open_vlm", "question_heatmap", "question_problem", "suggested_questions", "vlm_status", "when_question",
     "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX", "ENV_WORKSPACE",
