@@ -35,7 +35,25 @@ MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"
 
 
 _INDEX: dict[str, str | None] = {"dir": None}  # set by build(); None: the default index
+TIME_KEYS = ("t", "start_s", "end_s", "timestamp_s")  # seconds in the API's answers, rounded to 1 ms
+# Neighbour captions wrap onto a second line instead of being cut off at the thumbnail's width.
+CSS = ".ss-neighbours .thumbnail-item .caption { white-space: pre-line !important; text-overflow: clip !important; }"
 
+
+class NamedFile(gr.File):
+    """``gr.File`` whose refusal of a wrong file type names the file (Gradio's own message lists
+    the accepted types but not the file). Drawn by the stock File component (``is_template``)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        for f in (payload if isinstance(payload, list) else [payload] if payload is not None else []):
+            name = Path(getattr(f, "orig_name", None) or getattr(f, "path", "")).name
+            size = getattr(f, "size", None)
+            problem = handlers.check_upload(name, 1 if size is None else int(size))
+            if problem:
+                raise gr.Error(problem)
+        return super().preprocess(payload)
 
 def index_dir() -> Path:
     return Path(_INDEX["dir"]) if _INDEX["dir"] else handlers.default_index()
@@ -70,8 +88,9 @@ def _thumb(store: IndexStore, rel: str | None) -> np.ndarray | None:
 def _api_safe(obj: Any) -> Any:
     """Rename ``path`` keys to ``scene_path``: gradio_client takes any dict with a ``path`` string
     for a file to download, and a scene's dataset-relative path is not one."""
-    if isinstance(obj, dict):
-        return {("scene_path" if k == "path" else k): _api_safe(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # times lose their float noise too: 1.48, not 1.4800000000000004
+        return {("scene_path" if k == "path" else k):
+                round(v, 3) if k in TIME_KEYS and isinstance(v, float) else _api_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_api_safe(v) for v in obj]
     return obj
@@ -124,7 +143,15 @@ def heatmap(file: Any, query: str = "", keep_ratio: float = 0.25) -> tuple[Image
         raise gr.Error(str(e)) from None
     query = (query or "").strip() or None
     result = handlers.token_votes(model, store, image, k=5, keep_ratio=float(keep_ratio), query=query)
-    return handlers.token_heatmap(image, result.selection, query), handlers.pruned_summary(result, query)
+    summary = {**handlers.pruned_summary(result, query), "display": handlers.display_names(store.schema)}
+    return handlers.token_heatmap(image, result.selection, query), summary
+
+
+def _heat_table(summary: dict[str, Any] | None) -> pd.DataFrame | None:
+    if not summary:
+        return None
+    _, store = engine()
+    return handlers.pruned_vote_table(summary, store.schema)
 
 
 # ---- page rendering from the API's answers ---------------------------------------------------------
@@ -139,7 +166,7 @@ def _gallery(frame: dict[str, Any]) -> list[tuple[np.ndarray, str]]:
     out = []
     for card in handlers.neighbour_cards(frame):
         img = _thumb(store, card.path)
-        note = f" · disagrees: {', '.join(store.schema[a].display for a in card.against)}" if card.against else ""
+        note = f"\ndisagrees: {', '.join(store.schema[a].display for a in card.against)}" if card.against else ""
         if img is not None:
             out.append((img, f"{card.title}{note}"))
     return out
@@ -178,9 +205,9 @@ def build(index: str | Path | None = None) -> gr.Blocks:
         result_state = gr.State(None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
-                upload = gr.File(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
+                upload = NamedFile(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
                                  type="filepath")
-                k = gr.Slider(1, 25, value=5, step=1, label="Neighbours (k)")
+                k = gr.Slider(1, 25, value=5, step=1, precision=0, label="Neighbours (k)")
                 space = gr.Radio([(label, name) for name, label in handlers.VOTE_SPACE_LABELS.items()],
                                  value="embedding", label="Voters found by")
                 go_btn = gr.Button("Analyse", variant="primary")
@@ -189,12 +216,12 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                     gr.Examples(examples, inputs=[upload], label="Demo files")
             with gr.Column(scale=3):
                 table = gr.Dataframe(label="Attributes", interactive=False, wrap=True)
-                frame = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False)
+                frame = gr.Slider(0, 1, value=0, step=1, precision=0, label="Frame", visible=False)
                 timeline = gr.Plot(label="Timeline")
-        gallery = gr.Gallery(label="Neighbours (most similar first)", columns=5, rows=1, height=250,
-                             object_fit="contain", allow_preview=True)
+        gallery = gr.Gallery(label="Neighbours (most similar first)", columns=5, rows=1, height=270,
+                             object_fit="contain", allow_preview=True, elem_classes=["ss-neighbours"])
         with gr.Accordion("Raw result (API /classify)", open=False):
-            raw = gr.JSON(show_label=False)
+            raw = gr.JSON(label="Result", show_label=False)
 
         go_btn.click(classify, [upload, k, space], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
             .then(lambda r: r, [raw], [result_state], api_visibility="private") \
@@ -205,8 +232,8 @@ def build(index: str | Path | None = None) -> gr.Blocks:
             with gr.Row():
                 text = gr.Textbox(label="Describe the scene", scale=4,
                                   placeholder="snowy night, approaching a 5-way intersection")
-                n = gr.Slider(4, 48, value=12, step=4, label="Results", scale=1)
-            hits_json = gr.JSON(visible=False)
+                n = gr.Slider(4, 48, value=12, step=4, precision=0, label="Results", scale=1)
+            hits_json = gr.JSON(label="Matching scenes", visible=False)
             hits = gr.Gallery(label="Matching scenes", columns=6, height="auto")
             text.submit(search, [text, n], [hits_json], api_name="search", concurrency_limit=CONCURRENCY) \
                 .then(_hit_gallery, [hits_json], [hits], api_visibility="private")
@@ -218,9 +245,12 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                 heat_btn = gr.Button("Show heatmap", scale=1)
             with gr.Row():
                 heat_img = gr.Image(label="Patch relevance (kept patches outlined)", type="pil")
-                heat_json = gr.JSON(label="Kept tokens and votes (full vs pruned)")
+                heat_table = gr.Dataframe(label="Votes: full image vs kept tokens only", interactive=False, wrap=True)
+            with gr.Accordion("Raw result (API /heatmap)", open=False):
+                heat_json = gr.JSON(label="Kept tokens and votes", show_label=False)
             heat_btn.click(heatmap, [upload, query, keep], [heat_img, heat_json], api_name="heatmap",
-                           concurrency_limit=CONCURRENCY)
+                           concurrency_limit=CONCURRENCY) \
+                .then(_heat_table, [heat_json], [heat_table], api_visibility="private")
     return demo
 
 
@@ -260,7 +290,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, index: str | Path | None =
     # nothing here: they are arrays, which Gradio writes to its own cache.
     allowed = [row[0] for row in _example_files()]
     demo.launch(server_name=host, server_port=int(port), share=False, show_error=True, quiet=True,
-                prevent_thread_lock=not block, theme=theme(), footer_links=["api"], allowed_paths=allowed,
+                prevent_thread_lock=not block, theme=theme(), css=CSS, footer_links=["api"], allowed_paths=allowed,
                 max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", enable_monitoring=False, ssr_mode=False,
                 pwa=False, mcp_server=False)
     return demo

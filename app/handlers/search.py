@@ -33,3 +33,13 @@ def search_segments(model: SceneModel, store: IndexStore, query: str | Image.Ima
     from core.search import clip_windows
 
     return clip_windows(search_scenes(model, store, query, k=hits), store)
+
+
+SEGMENT_COLUMNS = {"clip_id": "Clip", "start_s": "Start (s)", "end_s": "End (s)", "n_frames": "Matching frames",
+                   "best_similarity": "Best similarity", "best_timestamp_s": "Best frame at (s)",
+                   "best_id": "Best frame (index row)"}
+
+
+def segment_table(windows: pd.DataFrame) -> pd.DataFrame:
+    """``search_segments``' table with its columns named for people, in reading order."""
+    return windows[list(SEGMENT_COLUMNS)].rename(columns=SEGMENT_COLUMNS)

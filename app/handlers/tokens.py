@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from core.schema import Schema
+from core.schema import UNKNOWN, Schema
 
 if TYPE_CHECKING:
     from core.types import IndexStore, SceneModel
@@ -56,10 +57,16 @@ def token_heatmap(image: Image.Image | np.ndarray, selection: Any, query: str | 
 
 
 def token_kept(image: Image.Image | np.ndarray, selection: Any) -> Image.Image:
-    """The image with the patches the selection dropped dimmed."""
+    """The image with the patches the selection dropped dimmed, padded on the right as wide as
+    ``token_heatmap``'s colour bar: side by side at equal widths, both then stand equally tall."""
     from core.tokens import heatmap_image
+    from core.tokens.heatmap import BAR_WIDTH
 
-    return heatmap_image(image, selection, alpha=0.0, dim_pruned=0.85, colorbar=False)
+    kept = heatmap_image(image, selection, alpha=0.0, dim_pruned=0.85, colorbar=False)
+    canvas = Image.new("RGB", (kept.width + BAR_WIDTH, kept.height), (255, 255, 255))
+    canvas.paste(kept, (0, 0))
+    return canvas
+
 
 
 def pruned_summary(result: Any, query: str | None = None) -> dict[str, Any]:
@@ -67,3 +74,12 @@ def pruned_summary(result: Any, query: str | None = None) -> dict[str, Any]:
     sel = result.selection
     return {"kept_tokens": sel.k, "total_tokens": int(sel.scores.size), "query": query or None,
             "full": result.full.labels(), "pruned": result.pruned.labels(), "agree": result.agree}
+
+
+def pruned_vote_table(summary: dict[str, Any], schema: Schema) -> pd.DataFrame:
+    """``pruned_summary``'s two votes side by side in the schema's words, one row per attribute."""
+    full, pruned, agree = summary["full"], summary["pruned"], set(summary.get("agree") or ())
+    return pd.DataFrame([{"Attribute": a.display, "Full image": a.display_of(full.get(a.name, UNKNOWN)),
+                          "Kept tokens only": a.display_of(pruned.get(a.name, UNKNOWN)),
+                          "Same": "yes" if a.name in agree else "no"}
+                         for a in schema.attributes if a.name in full or a.name in pruned])

@@ -107,3 +107,15 @@ def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: An
     from core.scoring import score_index
 
     return score_index(store, split, k=k, progress=progress, prompt_space=prompt_space)
+
+
+def leakage_table(pairs: pd.DataFrame, store: IndexStore) -> pd.DataFrame:
+    """``leakage_pairs`` with its columns named for people: each frame's index row, split, clip
+    and file, then the pair's similarity."""
+    clips = store.meta["clip_id"].astype(str).to_numpy()
+    out = {}
+    for side, name in (("i", "First"), ("j", "Second")):
+        rows = pairs[side].to_numpy(np.int64)
+        out.update({f"{name} frame (row)": rows, f"{name} split": pairs[f"split_{side}"].to_numpy(),
+                    f"{name} clip": clips[rows], f"{name} file": pairs[f"path_{side}"].to_numpy()})
+    return pd.DataFrame({**out, "Similarity": pairs["similarity"].to_numpy()})

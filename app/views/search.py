@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import streamlit as st
 
-from app import handlers, sample_view, state, widgets
+from app import handlers, sample_view, state, widgets, words
 
 widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
                     "cosine similarity, and hits inside clips are merged into time segments.")
@@ -57,7 +57,7 @@ if hits is None:
 st.subheader(f"Scenes · top {len(hits)}")
 widgets.thumbnail_grid(
     [widgets.Thumb(state.thumb_of(store, r.id), f"#{rank} · sim {r.similarity:.3f}",
-                   [f"{r.split} · {r.clip_id} · {r.timestamp_s:.1f} s",
+                   [" · ".join(x for x in (r.split, r.clip_id, words.seconds(r.timestamp_s)) if x),
                     *widgets.label_lines(store.labels(r.id), schema, compact=True)], row=r.id)
      for rank, r in enumerate(hits.itertuples(), start=1)],
     columns=6, key="search-results-grid", source="Search results",
@@ -70,12 +70,14 @@ if windows is None or windows.empty:
 else:
     best = windows.head(12)
     widgets.thumbnail_grid(
-        [widgets.Thumb(state.thumb_of(store, w.best_id), f"{w.clip_id} · {w.start_s:.1f}–{w.end_s:.1f} s",
-                       [f"best sim {w.best_similarity:.3f} at {w.best_timestamp_s:.1f} s · {w.n_frames} frames"])
+        [widgets.Thumb(state.thumb_of(store, w.best_id), f"{w.clip_id} · {words.span(w.start_s, w.end_s)}",
+                       [f"best sim {w.best_similarity:.3f} {words.span(w.best_timestamp_s, w.best_timestamp_s)}"
+                        f" · {words.count(w.n_frames, 'matching frame')}"])
          for w in best.itertuples()],
         columns=6, key="search-segments-grid",
     )
-    st.dataframe(windows, hide_index=True, width="stretch", key="search_windows",
-                 column_config={"best_similarity": st.column_config.NumberColumn("best sim", format="%.3f"),
-                                "start_s": st.column_config.NumberColumn("start (s)", format="%.1f"),
-                                "end_s": st.column_config.NumberColumn("end (s)", format="%.1f")})
+    st.dataframe(handlers.segment_table(windows), hide_index=True, width="stretch", key="search_windows",
+                 column_config={"Best similarity": st.column_config.NumberColumn(format="%.3f"),
+                                "Start (s)": st.column_config.NumberColumn(format="%.1f"),
+                                "End (s)": st.column_config.NumberColumn(format="%.1f"),
+                                "Best frame at (s)": st.column_config.NumberColumn(format="%.1f")})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import handlers, sample_view, state, widgets
+from app import handlers, sample_view, state, widgets, words
 
 PAGE_SIZE = 8
 LEAK_PAIRS_SHOWN = 6
+ROW_PX = 35  # st.dataframe's row height, to size a table to all its rows
 
 widgets.page_header("Triage", "Leave-one-out k-NN votes on one split of the index, scored against its "
                     "labels: metrics, confusions, failures with the neighbours that out-voted the truth, "
@@ -55,29 +56,31 @@ with tab_metrics:
         st.plotly_chart(widgets.confusion_figure(report["attributes"][attr]["confusion"], schema, attr),
                         width="stretch", config={"displayModeBar": False}, key="triage_confusion")
     with right:
-        st.dataframe(handlers.per_class_table(report, schema, attr), hide_index=True, width="stretch",
-                     key="triage_per_class",
+        per_class = handlers.per_class_table(report, schema, attr)
+        st.dataframe(per_class, hide_index=True, width="stretch", key="triage_per_class",
+                     height=ROW_PX * (len(per_class) + 1) + 3,  # every class, no inner scroll
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
                                     for c in ("Precision", "Recall", "F1")})
 
 with tab_failures:
     focus = handlers.focus_values(schema)
-    f1, f2 = st.columns([1, 2])
-    attrs = f1.multiselect("Attributes", schema.names, default=list(focus), key="triage_attrs",
+    attrs = st.multiselect("Attributes", schema.names, default=list(focus), key="triage_attrs",
                            format_func=lambda a: schema[a].display)
     options = [handlers.class_key(a, v) for a in (attrs or schema.names) for v in schema[a].value_names]
-    classes = f2.multiselect(
+    classes = st.multiselect(
         "Classes (truth or prediction)", options, key="triage_classes",
         default=[c for c in handlers.focus_classes(schema) if c in options],
         format_func=lambda c: f"{schema[c.split('=')[0]].display} · {schema.display(*c.split('=', 1))}",
     )
     table = handlers.failure_table(report, schema, attrs, classes)
     pages = max(1, -(-len(table) // PAGE_SIZE))
-    p1, p2 = st.columns([3, 1])
-    p1.caption(f"{len(table):,} failures match · {PAGE_SIZE} per page")
+    p1, p2, p3 = st.columns([6, 2, 1], vertical_alignment="center")
+    p1.caption(f"{words.count(len(table), 'failure')} {'matches' if len(table) == 1 else 'match'} · "
+               f"{PAGE_SIZE} per page")
     # A new key per filter: the page number restarts at 1 instead of overshooting a shorter list.
-    page = p2.number_input("Page", 1, pages, 1, label_visibility="collapsed",
+    page = p2.number_input(f"Page (of {pages})", 1, pages, 1, label_visibility="collapsed",
                            key=f"triage_page_{split}_{'|'.join(attrs)}_{'|'.join(classes)}")
+    p3.markdown(f"of {pages:,}")
     if table.empty:
         st.success("No failures match these filters.", icon=":material/check_circle:")
     with st.container(key="triage-failures"):
@@ -100,4 +103,5 @@ with tab_leak:
                     widgets.image(col, state.thumb_of(store, i, 240))
                     col.caption(f"#{i} · {sp} · {store.meta['clip_id'].iat[i]}")
                 cols[2].metric("Similarity", f"{r.similarity:.4f}")
-        st.dataframe(pairs, hide_index=True, width="stretch", key="triage_leak_table")
+        st.dataframe(handlers.leakage_table(pairs, store), hide_index=True, width="stretch", key="triage_leak_table",
+                     column_config={"Similarity": st.column_config.NumberColumn(format="%.4f")})
