@@ -107,10 +107,13 @@ def confusion_figure(confusion: Mapping[str, Any], schema: Schema, attribute: st
         hovertemplate="truth %{y}<br>predicted %{x}<br>%{text} frames (%{customdata:.0%} of row)<extra></extra>",
         colorbar={"title": "row share", "tickformat": ".0%"},
     ))
-    side = 140 + 34 * len(labels)
-    fig.update_layout(height=min(max(side, 280), 700), margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      xaxis={"title": "predicted", "side": "top", "tickangle": -30},
-                      yaxis={"title": "truth", "autorange": "reversed"})
+    # Column headers stand at -45° and the margins grow to fit them (automargin): at -30° long
+    # names overlapped their neighbours. The height leaves room for the headers above the cells.
+    longest = max((len(t) for t in labels), default=0)
+    side = 60 + 34 * len(labels) + round(5.5 * longest)
+    fig.update_layout(height=min(max(side, 320), 900), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "predicted", "side": "top", "tickangle": -45, "automargin": True},
+                      yaxis={"title": "truth", "autorange": "reversed", "automargin": True})
     return fig
 
 

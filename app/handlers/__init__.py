@@ -97,9 +97,10 @@ from app.handlers.scene import (
     vote_frame,
     vote_space_of,
 )
-from app.handlers.search import SEGMENT_HITS, search_scenes, search_segments
+from app.handlers.search import SEGMENT_HITS, search_scenes, search_segments, segment_table
 from app.handlers.tokens import (
     pruned_summary,
+    pruned_vote_table,
     token_background,
     token_choices,
     token_heatmap,
@@ -115,6 +116,7 @@ from app.handlers.triage import (
     focus_values,
     index_splits,
     leakage_pairs,
+    leakage_table,
     metrics_table,
     per_class_table,
 )
@@ -147,10 +149,10 @@ __all__ = [
     "classify_file", "clip_duration", "color_label", "color_options", "colors_need_votes", "default_index",
     "demo_missing", "disagreements", "display_names", "evaluate_index_split", "example_files", "export_rows", "failure_table",
     "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "index_splits", "is_demo",
-    "job_comparison", "job_errors", "job_index_meta", "job_limits", "job_status", "labelled", "leakage_pairs", "list_datasets",
+    "job_comparison", "job_errors", "job_index_meta", "job_limits", "job_status", "labelled", "leakage_pairs", "leakage_table", "list_datasets",
     "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout", "measured_throughput",
     "metrics_table", "neighbour_cards", "open_engine", "per_class_table", "place_upload", "prepare_demo",
-    "pruned_summary", "resume_job", "search_scenes", "search_segments", "selected_ids", "selection_table",
+    "pruned_summary", "pruned_vote_table", "resume_job", "search_scenes", "search_segments", "segment_table", "selected_ids", "selection_table",
     "start_job", "thumbnail", "token_background", "token_choices", "token_heatmap", "token_kept", "token_votes",
     "tokens_available", "train_choices", "train_frame_count", "upload_frames", "vote_frame", "vote_space_of", "workspace",
 ]
