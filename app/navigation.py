@@ -44,6 +44,7 @@ PAGES: tuple[PageSpec, ...] = (
              ("core.tokens:select_images", "core.tokens:heatmap_image", "core.tokens:embed_pruned")),
     PageSpec("Train", "views/train.py", ":material/model_training:", "Model",
              ("core.jobs:start_job", "core.compare:Comparison", "core.train.finetune:FinetuneOptions")),
+    PageSpec("Quantize", "views/quantize.py", ":material/compress:", "Model", ("core.quant.compare",)),
     PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa.answer:RetrievalAnswerer",)),
 )
 

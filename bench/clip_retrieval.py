@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--family", type=int, default=1,
                     help="clips per shared context (> 1: a harder gallery where only place and stages differ)")
     ap.add_argument("--epochs", type=int, default=DistillConfig.epochs)
+    ap.add_argument("--lr", type=float, default=DistillConfig.lr, help="AFA learning rate")
+    ap.add_argument("--temperature", type=float, default=DistillConfig.temperature, help="InfoNCE temperature")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--quick", action="store_true", help="tiny sizes in a temporary folder; checks the script runs")
@@ -75,7 +77,7 @@ def run(a: argparse.Namespace) -> None:
     t1 = time.time()
     vectors, cids, fidx = frame_vectors(root, model, progress=True)
     print(f"frame vectors {vectors.shape} in {time.time() - t1:.0f} s (cached after the first run)")
-    cfg = DistillConfig(epochs=a.epochs)
+    cfg = DistillConfig(epochs=a.epochs, lr=a.lr, temperature=a.temperature)
     t2 = time.time()
     student = fit_student(root, model, cfg, progress=False)
     print(f"student ready in {time.time() - t2:.1f} s")

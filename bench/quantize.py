@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch and ORT threads (1: per-core figures, steadier on a shared machine)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the quantized models and ONNX files")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="skip the weight-only RTN/GPTQ variants (they run float32 kernels: no speed path)")
     a = parse_args(ap, {"index": 120, "queries": 60, "calibration": 16, "reps": 1, "timing_images": 32}, argv)
 
     import torch
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     from core.models import load_model
     from core.quant import QUANT_WEIGHTS
     from core.quant.export import quantize_to_folder
-    from core.quant.ort import OrtEncoder, export_vision, quantize_int8
+    from core.quant.export import synthetic_frames
+    from core.quant.ort import OrtEncoder, export_vision, quantize_int8, quantize_int8_static
     from core.retrieval import rank_metrics, retrieval_ranks
     from core.schema import default_schema
     from core.scoring import score_queries
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     variants: dict[str, dict] = {"FP32 (torch)": {
         "model": fp32, "encode": fp32.embed_batch, "file_mb": fp32_file.stat().st_size / 1e6,
         "vision_mb": tensor_bytes(fp32_file) / 1e6, "prep_s": 0.0}}
-    for bits, method in VARIANTS:
+    for bits, method in ([] if a.speed_only else VARIANTS):
         name = f"INT{bits} {method.upper()}"
         t = time.perf_counter()
         out = quantize_to_folder(a.model, bits, work / name.replace(" ", "-"), method=method,
@@ -128,8 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     onnx8 = quantize_int8(onnx32, work / "vision.int8.onnx")
     ort_s = time.perf_counter() - t
+    t = time.perf_counter()  # static: activation scales fixed on the GPTQ calibration frames
+    calib_px = fp32.preprocess_batch(synthetic_frames(a.calibration)).numpy()
+    onnx8s = quantize_int8_static(onnx32, work / "vision.int8s.onnx", calib_px)
+    static_s = time.perf_counter() - t
     threads = a.threads
-    for name, path, prep in (("ORT FP32", onnx32, export_s), ("ORT INT8", onnx8, export_s + ort_s)):
+    for name, path, prep in (("ORT FP32", onnx32, export_s), ("ORT INT8", onnx8, export_s + ort_s),
+                             ("ORT INT8 static QDQ", onnx8s, export_s + static_s)):
         enc = OrtEncoder(path, threads=threads)
         size = path.stat().st_size / 1e6
         variants[name] = {"model": fp32, "encode": enc.embed_batch, "file_mb": size, "vision_mb": size,

@@ -25,6 +25,16 @@ from app.handlers.ask import (
     vlm_status,
     when_question,
 )
+from app.handlers.clips import (
+    CLIP_RESULTS,
+    RETRIEVAL_CLIPS,
+    cached_retrieval_report,
+    clip_moments,
+    clip_pooling,
+    compute_retrieval_report,
+    retrieval_table,
+    search_clip_results,
+)
 from app.handlers.files import (
     ACCEPTED_SUFFIXES,
     ACCEPTED_TYPES,
@@ -71,6 +81,7 @@ from app.handlers.map import (
     selection_table,
 )
 from app.handlers.playback import vote_captions, vote_cues
+from app.handlers.quantize import QUANT_SIZES, quant_table, quant_variants, quantize_compare
 from app.handlers.sample import (
     SIMILAR_MAX,
     SampleInfo,
@@ -138,6 +149,9 @@ from core.workspace import (
 )
 
 __all__ = [
+    "CLIP_RESULTS", "RETRIEVAL_CLIPS", "cached_retrieval_report", "clip_moments", "clip_pooling",
+    "compute_retrieval_report", "retrieval_table", "search_clip_results",
+    "QUANT_SIZES", "quant_table", "quant_variants", "quantize_compare",
     "SIMILAR_MAX", "SampleInfo", "sample_info", "sample_neighbours", "sample_step", "similar_rows", "vote_captions",
     "vote_cues",
     "ANSWERER_LABELS", "BUNDLED_VLM", "DEFAULT_KEEP", "AnswerSpan", "AskResult", "EvidenceCard", "ask", "choice_sets",

@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import streamlit as st
 
-from app import handlers, sample_view, state, widgets, words
+from app import clip_results, handlers, sample_view, state, widgets, words
 
 widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
                     "cosine similarity, and hits inside clips are merged into time segments.")
@@ -50,6 +50,8 @@ else:
             hits = handlers.search_scenes(eng.model, store, image, k=n_results)
             windows = handlers.search_segments(eng.model, store, image)
 
+clip_results.retrieval_panel(eng)
+
 if hits is None:
     st.info("Type a description or upload an image to rank the index.", icon=":material/search:")
     st.stop()
@@ -81,3 +83,5 @@ else:
                                 "Start (s)": st.column_config.NumberColumn(format="%.1f"),
                                 "End (s)": st.column_config.NumberColumn(format="%.1f"),
                                 "Best frame at (s)": st.column_config.NumberColumn(format="%.1f")})
+
+clip_results.show_clips(eng, query if mode == "Text" else image)

@@ -28,6 +28,7 @@ from core.atomic import atomic_path, atomic_write_text, crash_point
 from core.data.manifest import Dataset, check_frame_numbers
 from core.familiarity import calibrate
 from core.images import ImageError, open_image
+from core.index.clips import build_clips, write_clips
 from core.index.errors import IndexBusyError, IndexStoreError
 from core.index.factory import DEFAULT_FACTORY, check_trainable, make_index, normalize, parse_factory
 from core.index.folder import CHUNKS_DIR, building_path, is_index_folder, lock_path, recover, swap_into_place
@@ -94,6 +95,7 @@ def build_index(
                            embeddings=emb, schema=dataset.schema)
         store.manifest["familiarity"] = calibrate(store)  # where its own frames' look-alikes lie
         store.write_files(building)
+        write_clips(building, build_clips(store))  # clip vectors beside the frames (core.index.clips)
         swap_into_place(building, out)
         # The chunks stayed in the building folder up to the swap so that a crash before it could
         # still resume; in the finished index they are clutter.

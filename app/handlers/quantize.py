@@ -1,0 +1,35 @@
+"""The Quantize page: one quantized encoder measured beside its FP32 source (core.quant.compare)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+QUANT_SIZES = {"index": 300, "queries": 150, "calibration": 200}  # frames; a few minutes on 2 cores
+
+
+def quant_variants() -> list[str]:
+    from core.quant.compare import VARIANTS
+
+    return list(VARIANTS)
+
+
+def quantize_compare(model_name: str, variant: str, progress: Callable[[float, str], None] | None = None,
+                     sizes: dict[str, int] | None = None) -> list[dict] | str:
+    """[FP32 row, quantized row], or one readable line when the variant cannot be made."""
+    from core.quant.compare import compare_quantized
+
+    sizes = {**QUANT_SIZES, **(sizes or {})}
+    try:
+        return compare_quantized(model_name, variant, progress=progress, **sizes)
+    except (ValueError, OSError, RuntimeError) as e:
+        return f"Could not quantize {model_name} ({variant}): {e}"
+
+
+def quant_table(rows: list[dict]) -> pd.DataFrame:
+    """The before/after table, columns named for people."""
+    return pd.DataFrame([{
+        "encoder": r["variant"], "file MB": r["file_mb"], "ms / image (CPU, 1 thread)": r["ms_per_image"],
+        "speed-up": r["speedup"], "R@1": r["r1"], "R@5": r["r5"], "R@10": r["r10"], "k-NN macro F1": r["knn_f1"],
+    } for r in rows])

@@ -1,0 +1,154 @@
+"""Before/after figures of one quantized encoder against its FP32 source, measured in one run:
+file size, encoder time per image, text-to-frame R@1/5/10 and k-NN macro F1 (the Model section's
+Quantize page; ``bench/quantize.py`` is the full benchmark of every variant).
+
+Data: fresh synthetic frames (seed 9200 by default, unused by training, the model card, the bench
+and calibration). R@k: each distinct schema sentence of the query frames is a text query, and
+every query frame with exactly those labels is a hit (ties pessimistic, ``core.retrieval``). k-NN
+F1: query frames voted by an index of the indexed frames embedded by the same encoder (k=5).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.models import SceneModel, load_model
+from core.schema import default_schema
+
+VARIANTS = {  # the page's choices: label -> (bits, method)
+    "INT8 RTN (weights)": (8, "rtn"), "INT8 GPTQ (weights)": (8, "gptq"), "INT4 RTN (weights)": (4, "rtn"),
+    "INT4 GPTQ (weights)": (4, "gptq"), "INT8 ONNX Runtime (dynamic)": (8, "ort-dynamic"),
+    "INT8 ONNX Runtime (static QDQ)": (8, "ort-static"),
+}
+DATA_SEED = 9200
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class Encoder:
+    name: str
+    encode: Callable  # preprocessed pixels (B, 3, H, W) -> unit vectors (B, d)
+    text_model: SceneModel  # embeds the R@k queries (the text tower is never quantized)
+    file_mb: float
+    prep_s: float
+
+
+def render_frames(n: int, seed: int) -> tuple[list[np.ndarray], list[dict]]:
+    """``n`` synthetic frames with their labels, places uniform."""
+    from core.synth.clips import attribute_with
+    from core.synth.render import render_params
+
+    schema = default_schema()
+    place = attribute_with(schema, "feature")
+    rng = random.Random(seed)
+    frames, labels = [], []
+    for _ in range(n):
+        lab = schema.sample(rng, {place.name: rng.choice(place.value_names)})
+        frames.append(render_params(schema.render_params(lab), rng.getrandbits(31), (320, 180)))
+        labels.append(lab)
+    return frames, labels
+
+
+def quantized_encoder(source: SceneModel, source_name: str, bits: int, method: str, folder: Path,
+                      calibration: int) -> Encoder:
+    """Make the quantized encoder (a ``file:`` model, or an ONNX Runtime session) in ``folder``."""
+    from core.quant.export import quantize_to_folder, synthetic_frames
+    from core.quant.ort import OrtEncoder, export_vision, quantize_int8, quantize_int8_static
+    from core.quant.storage import QUANT_WEIGHTS
+
+    t = time.perf_counter()
+    if method in ("rtn", "gptq"):
+        out = quantize_to_folder(source_name, bits, folder / f"int{bits}-{method}", method=method,
+                                 calibration=calibration)
+        m = load_model(f"file:{out}")
+        return Encoder(m.identity, m.embed_batch, m, (out / QUANT_WEIGHTS).stat().st_size / 1e6,
+                       time.perf_counter() - t)
+    onnx32 = export_vision(source.clip, source.image_size, folder / "vision.onnx")
+    if method == "ort-static":
+        pixels = source.preprocess_batch(synthetic_frames(calibration)).numpy()
+        path = quantize_int8_static(onnx32, folder / "vision.int8s.onnx", pixels)
+    elif method == "ort-dynamic":
+        path = quantize_int8(onnx32, folder / "vision.int8.onnx")
+    else:
+        raise ValueError(f"unknown quantization method {method!r}")
+    enc = OrtEncoder(path, threads=1)
+    return Encoder(path.name, enc.embed_batch, source, path.stat().st_size / 1e6, time.perf_counter() - t)
+
+
+def fp32_file_mb(model: SceneModel) -> float:
+    """What an FP32 safetensors copy of the model's weights weighs (the bundled file may be fp16):
+    4 bytes a number, the header's few kB left out."""
+    return sum(4 * v.numel() for v in model.clip.state_dict().values()) / 1e6
+
+
+def measure(enc: Encoder, idx_px: object, idx_labels: list[dict], q_px: object, q_labels: list[dict],
+            batch: int = 32, reps: int = 3) -> dict:
+    """One encoder's row: size, CPU ms per image (best of ``reps``), R@1/5/10 and k-NN macro F1."""
+    from core.index import IndexStore
+    from core.retrieval import rank_metrics, retrieval_ranks
+    from core.scoring import score_queries
+
+    schema = default_schema()
+
+    def embed(px: object) -> np.ndarray:
+        return np.concatenate([enc.encode(px[i:i + batch]) for i in range(0, len(px), batch)])
+
+    idx, q = embed(idx_px), embed(q_px)
+    rows = [{"path": f"f{i}.png", "clip_id": f"f{i}", **lab} for i, lab in enumerate(idx_labels)]
+    store = IndexStore.from_embeddings(idx, rows, model=f"compare:{enc.name}", schema=schema)
+    f1 = score_queries(store, q, q_labels, k=5)["macro_f1"]
+    sentences = [schema.to_sentence(lab) for lab in q_labels]
+    texts = sorted(set(sentences))
+    relevant = np.array([[s == t for s in sentences] for t in texts])
+    r = rank_metrics(retrieval_ranks(enc.text_model.embed_texts(texts) @ q.T, relevant))
+    times = []
+    for _ in range(reps):  # CPU time: steadier than wall time on a shared machine
+        c0 = time.process_time()
+        embed(q_px)
+        times.append(1e3 * (time.process_time() - c0) / len(q_px))
+    return {"variant": enc.name, "file_mb": enc.file_mb, "ms_per_image": min(times), "r1": r["r1"], "r5": r["r5"],
+            "r10": r["r10"], "knn_f1": float(f1), "prep_s": enc.prep_s}
+
+
+def compare_quantized(model_name: str, variant: str, *, index: int = 300, queries: int = 150, calibration: int = 200,
+                      seed: int = DATA_SEED, progress: Progress | None = None) -> list[dict]:
+    """[FP32 row, quantized row] for ``variant`` (a key of ``VARIANTS``) of registry model ``model_name``."""
+    import torch
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+    say = progress or (lambda _f, _t: None)
+    bits, method = VARIANTS[variant]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-core figures, comparable with ONNX Runtime's one intra-op thread
+    try:
+        with tempfile.TemporaryDirectory(prefix="scenescope-quant-") as work:
+            say(0.05, f"Rendering {index + queries} frames…")
+            source = load_model(model_name)
+            idx_frames, idx_labels = render_frames(index, seed)
+            q_frames, q_labels = render_frames(queries, seed + 1)
+            idx_px, q_px = source.preprocess_batch(idx_frames), source.preprocess_batch(q_frames)
+            say(0.2, f"Quantizing ({variant})…")
+            quant = quantized_encoder(source, model_name, bits, method, Path(work), calibration)
+            fp32 = Encoder("FP32", source.embed_batch, source, fp32_file_mb(source), 0.0)
+            say(0.6, "Measuring FP32…")
+            before = measure(fp32, idx_px, idx_labels, q_px, q_labels)
+            say(0.8, f"Measuring {variant}…")
+            after = measure(quant, idx_px, idx_labels, q_px, q_labels)
+    finally:
+        torch.set_num_threads(threads)
+    after["variant"] = variant
+    after["speedup"] = before["ms_per_image"] / after["ms_per_image"]
+    before["speedup"] = 1.0
+    say(1.0, "Done")
+    return [before, after]
+
+
+__all__ = ["VARIANTS", "compare_quantized", "measure", "quantized_encoder", "render_frames"]
