@@ -14,6 +14,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# The optional Ray engine, for the tests only (`make run` stays lean).
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): requirements-ray.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-ray.txt
+	touch $(RAY_STAMP)
+
 run: $(STAMP)
 	$(PY) -m core.cli demo --prepare-only
 	$(PY) -m core.cli workbench --host $(HOST) --port $(PORT)
@@ -26,7 +32,7 @@ demo-ui: $(STAMP)
 	$(PY) -m core.cli demo-ui --host $(HOST)
 
 # Installs what the tests need first (the venv, Debian's Chromium), so it passes on a fresh machine.
-test: $(STAMP) browser-deps
+test: $(STAMP) $(RAY_STAMP) browser-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra
 

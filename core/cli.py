@@ -31,7 +31,8 @@ def cmd_synth(a: argparse.Namespace) -> None:
     from core.synth import write_synth_dataset
 
     path = write_synth_dataset(Path(a.out), scenes=a.scenes, clips=a.clips, seed=a.seed,
-                               size=frame_size(a.size), fps=a.fps, schema=schema_option(a), qa=a.qa)
+                               size=frame_size(a.size), fps=a.fps, schema=schema_option(a), qa=a.qa,
+                               randomize=a.randomize)
     print(f"wrote {path}")
 
 
@@ -42,10 +43,22 @@ def cmd_index(a: argparse.Namespace) -> None:
 
     if a.discard:
         discard_build(Path(a.out))
+        from core.index.ray_engine import discard_shards
+
+        discard_shards(Path(a.out))  # the Ray engine's finished shards, if any
         print(f"discarded the unfinished build of {a.out}")
         return
-    store = build_index(read_manifest(a.data, schema_option(a)), load_model(a.model), Path(a.out), split=a.split,
-                        factory=a.factory, batch_size=a.batch_size, resume=a.resume)
+    if a.engine == "ray":
+        from core.index.ray_engine import build_index_ray, import_ray
+
+        import_ray()  # without Ray: one line saying how to install it, before loading anything
+        store = build_index_ray(read_manifest(a.data, schema_option(a)), load_model(a.model), a.model, Path(a.out),
+                                split=a.split, factory=a.factory, batch_size=a.batch_size,
+                                workers=a.workers or 2, address=a.address, resume=a.resume)
+    else:
+        store = build_index(read_manifest(a.data, schema_option(a)), load_model(a.model), Path(a.out),
+                            split=a.split, factory=a.factory, batch_size=a.batch_size, resume=a.resume,
+                            workers=2 if a.workers is None else a.workers)
     print(f"indexed {len(store)} frames into {a.out} ({a.factory}, model {store.manifest['model']})")
 
 
@@ -143,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="320x180", help="frame size WxH")
     s.add_argument("--fps", type=float, default=2.0, help="clip frame rate")
     s.add_argument("--qa", action="store_true", help="also write the question bank qa.jsonl beside the manifest")
+    s.add_argument("--randomize", action="store_true", help="domain randomization: camera, distractors, textures, "
+                   "photometric noise, lens, blur and JPEG vary (same labels; off: the usual look)")
     s.set_defaults(fn=cmd_synth)
 
     s = sub.add_parser("index", help="embed a dataset split into a FAISS index")
@@ -154,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--resume", action="store_true", help="continue an interrupted build")
     s.add_argument("--discard", action="store_true", help="delete an interrupted build")
+    s.add_argument("--engine", choices=("default", "ray"), default="default",
+                   help="default: one process; ray: an actor pool on Ray (pip install 'scenescope[ray]')")
+    s.add_argument("--address", default=None,
+                   help="ray engine: auto or ray://HOST:PORT to join a cluster (default: start a local Ray)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="ray engine: embedding actors (default 2); default engine: image loader threads (default 2)")
     s.set_defaults(fn=cmd_index)
 
     s = sub.add_parser("classify", help="vote the attributes of an image or clip from its k nearest scenes")
