@@ -51,6 +51,9 @@ from app.handlers.files import (
     thumbnail,
 )
 from app.handlers.jobs import (
+    adapt_fields,
+    adapt_summary,
+    adapt_table,
     cancel_job,
     finetune_defaults,
     finetune_fields,
@@ -159,7 +162,7 @@ __all__ = [
     "ACCEPTED_SUFFIXES", "ACCEPTED_TYPES", "CLIP_FPS", "DEMO_INDEX", "DISPLAY_WIDTH", "ENV_INDEX", "ENV_WORKSPACE",
     "EXPORT_FORMATS", "INDEX_ROOT", "IMAGE_SUFFIXES", "MAX_UPLOAD_MB", "NeighbourCard", "PLACE_TRANSFORM_MAX", "ROOT",
     "SEGMENT_HITS", "SceneAnalysis", "UNKNOWN", "VOTE_SPACE_LABELS", "analyze_file", "analyze_index_scene",
-    "analyze_upload", "attribute_voters", "bundled_models", "cancel_job", "check_upload", "class_key",
+    "analyze_upload", "attribute_voters", "bundled_models", "adapt_fields", "adapt_summary", "adapt_table", "cancel_job", "check_upload", "class_key",
     "classify_file", "clip_duration", "color_label", "color_options", "colors_need_votes", "default_index",
     "demo_missing", "disagreements", "display_names", "evaluate_index_split", "example_files", "export_rows", "failure_table",
     "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "index_splits", "is_demo",

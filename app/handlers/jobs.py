@@ -138,3 +138,29 @@ def measured_throughput(jobs: Sequence[Mapping[str, Any]]) -> float | None:
         if rate:
             return float(rate)
     return None
+
+
+# ---- adaptation jobs (issue 20) ------------------------------------------------------------------
+def adapt_fields() -> tuple[list[Any], dict[str, str]]:
+    """The adaptation options with defaults (dataclass fields, in order) and their help texts."""
+    import dataclasses
+
+    from core.train.adapt import OPTION_HELP, AdaptOptions
+
+    return [f for f in dataclasses.fields(AdaptOptions) if f.default is not dataclasses.MISSING], dict(OPTION_HELP)
+
+
+def adapt_summary(job_id: str) -> dict[str, Any] | None:
+    """A finished adaptation job's summary (options, log, before/after on the target footage), or None."""
+    from core.jobs.adapt_job import read_adapt_summary
+    from core.jobs.runner import job_dir
+
+    return read_adapt_summary(job_dir(workspace(), job_id))
+
+
+def adapt_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The before/after table of an adaptation, one row per measure, in words."""
+    from core.train.adapt import before_after_rows
+
+    return pd.DataFrame(before_after_rows(summary["before"], summary["after"]),
+                        columns=["Measure", "Before", "After"])

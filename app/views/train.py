@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import handlers, state, widgets, words
+from app import adapt_form, handlers, state, widgets, words
 
 FIELDS, OPTION_HELP = handlers.finetune_fields()  # the fine-tuning options that have defaults, in order
 CHOICES = handlers.train_choices()  # device, precision, save dtype: (value, words)
@@ -371,7 +371,12 @@ def _comparison(job_id: str) -> None:
 
 
 jobs = handlers.list_jobs()
-spec, started = _options_form(jobs)
+# Two kinds of job: fine-tuning on labels, or adapting to the user's own unlabelled footage (app/adapt_form.py).
+KINDS = {"finetune": "Fine-tune on a labelled dataset", "adapt": "Adapt to your unlabelled footage"}
+kind = st.radio("Job", list(KINDS), key="train_kind", horizontal=True, format_func=KINDS.get,
+                help="Adapting teaches the model the look of your own footage without labels (domain-adversarial "
+                     "alignment + distillation), and reports familiarity and votes on it before and after.")
+spec, started = adapt_form.adapt_form(eng) if kind == "adapt" else _options_form(jobs)
 if started:
     try:
         st.session_state["train_job"] = handlers.start_job(spec)
@@ -405,6 +410,7 @@ def live() -> None:
         st.rerun(scope="app")  # a job ended (stop polling) or started (start polling)
     if s["state"] == "finished":
         _comparison(s["job_id"])
+        adapt_form.adapt_result(s, schema)
 
 
 live()

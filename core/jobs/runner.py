@@ -60,7 +60,11 @@ class JobSpec:
     maps: bool = True  # UMAP maps of both indexes, Procrustes-aligned
     threads: int | None = None  # torch threads in the worker (default: all cores)
     train_frames: int | None = None  # a quick run: train on this many random train frames (None: all)
-    kind: str = "finetune"
+    kind: str = "finetune"  # or "adapt" (core.jobs.adapt_job): options are AdaptOptions fields
+    # Adaptation only: unlabelled target footage, an index to measure it against, hand labels.
+    target: list[str] = field(default_factory=list)
+    index: str | None = None
+    labels: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobSpec:
@@ -180,19 +184,25 @@ def _spawn(workspace: Path, job_id: str, fd: int) -> subprocess.Popen:
 # ---- public API ------------------------------------------------------------------------------
 def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
     """Validate ``spec``, take the workspace lock and start the worker; returns the job id."""
+    from core.jobs.adapt_job import KIND as ADAPT
+    from core.jobs.adapt_job import check_adapt_spec, resolved
     from core.train.finetune import FinetuneOptions
 
     spec = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(spec)
-    if spec.kind != "finetune":
-        raise JobError(f"unknown job kind {spec.kind!r}")
-    FinetuneOptions.from_dict(spec.options).check()  # fail here, not in the background
+    if spec.kind not in ("finetune", ADAPT):
+        raise JobError(f"unknown job kind {spec.kind!r}; known: finetune, {ADAPT}")
+    if spec.kind == ADAPT:
+        check_adapt_spec(spec)
+    else:
+        FinetuneOptions.from_dict(spec.options).check()  # fail here, not in the background
     if spec.train_frames is not None and spec.train_frames < 2:
         raise JobError(f"a training subset needs at least 2 frames, got {spec.train_frames}")
     if not Path(spec.data_dir).is_dir():
         raise JobError(f"{spec.data_dir}: dataset folder not found")
     workspace = Path(workspace).resolve()
     with workspace_lock(workspace) as fd:
-        job_id = f"ft-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        prefix = "ad" if spec.kind == ADAPT else "ft"
+        job_id = f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         jdir = jobs_dir(workspace) / job_id
         jdir.mkdir(parents=True)
         spec = JobSpec(**{**asdict(spec), "data_dir": str(Path(spec.data_dir).resolve()),
@@ -200,7 +210,8 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
                           else str(workspace / "models" / job_id),
                           # Fixed now so a resume computes with the same thread count (float sums
                           # are split per thread; same threads, same bits).
-                          "threads": spec.threads or os.cpu_count() or 1})
+                          "threads": spec.threads or os.cpu_count() or 1,
+                          **(resolved(spec) if spec.kind == ADAPT else {})})
         atomic_write_text(jdir / "spec.json", json.dumps(asdict(spec), indent=2))
         _launch(workspace, job_id, fd, {"job_id": job_id, "created": _now(), "attempts": 0})
     return job_id

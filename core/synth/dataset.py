@@ -27,11 +27,12 @@ PARALLEL_ABOVE = 500  # frames; below this a pool costs more than it saves
 JPEG_QUALITY = 92
 
 _schema: Schema | None = None  # per worker process
+_randomize = False  # domain randomization (core.synth.randomize), per worker process
 
 
-def _init(schema: Schema) -> None:
-    global _schema
-    _schema = schema
+def _init(schema: Schema, randomize: bool = False) -> None:
+    global _schema, _randomize
+    _schema, _randomize = schema, randomize
 
 
 def _save(img, path: Path) -> None:  # noqa: ANN001 - numpy array
@@ -47,13 +48,14 @@ def _run(job: tuple) -> list[dict]:
     rows = []
     if kind == "scene":
         labels = payload
-        img = render_params(schema.render_params(labels), seed, size)
+        img = render_params(schema.render_params(labels), seed, size, randomize=_randomize)
         rel = f"images/{name}.jpg"
         _save(img, root / rel)
         rows.append({"path": rel, "clip_id": name, "frame_index": 0, "timestamp_s": 0.0, "split": split, **labels})
     else:
         for f in clip_frames(payload, seed, size, schema):
-            img = render_params(f["params"], seed, size, travel=f["travel"], place_z=f["place_z"])
+            img = render_params(f["params"], seed, size, travel=f["travel"], place_z=f["place_z"],
+                                randomize=_randomize)
             rel = f"images/{name}_f{f['frame_index']:03d}.jpg"
             _save(img, root / rel)
             rows.append({"path": rel, "clip_id": name, "frame_index": f["frame_index"],
@@ -83,12 +85,15 @@ def write_synth_dataset(
     schema: Schema | None = None,
     clip_seconds: tuple[float, float] = (6.0, 10.0),
     qa: bool = False,
+    randomize: bool = False,
 ) -> Path:
     """Render ``scenes`` single frames and ``clips`` clips into ``out``; returns the dataset root.
 
     ``out/images/*.jpg`` plus ``out/manifest.jsonl`` (written by ``write_manifest``, so it is
     validated against the schema and replaced atomically). ``qa``: also the question bank,
     ``out/qa.jsonl`` (core.vqa.questions, from the labels the frames were rendered with).
+    ``randomize``: domain randomization (core.synth.randomize) on every frame; the labels and
+    layouts are the same as without it.
     """
     schema = schema or default_schema()
     root = Path(out)
@@ -108,12 +113,13 @@ def write_synth_dataset(
     bar = tqdm(total=frames, desc="synth", unit="frame", disable=not progress)
     rows: list[dict] = []
     if frames > PARALLEL_ABOVE and (mp.cpu_count() or 1) > 1:
-        with mp.get_context("fork").Pool(min(2, mp.cpu_count()), initializer=_init, initargs=(schema,)) as pool:
+        with mp.get_context("fork").Pool(min(2, mp.cpu_count()), initializer=_init,
+                                         initargs=(schema, randomize)) as pool:
             for r in pool.imap_unordered(_run, jobs, chunksize=16):
                 rows.extend(r)
                 bar.update(len(r))
     else:
-        _init(schema)
+        _init(schema, randomize)
         for job in jobs:
             r = _run(job)
             rows.extend(r)
@@ -125,7 +131,8 @@ def write_synth_dataset(
         from core.vqa.questions import write_question_bank
 
         write_question_bank(root, schema, seed)
-    atomic_write_text(root / STAMP, json.dumps(_stamp(scenes, clips, seed, size, fps, splits)))
+    stamp = _stamp(scenes, clips, seed, size, fps, splits)
+    atomic_write_text(root / STAMP, json.dumps({**stamp, "randomize": True} if randomize else stamp))
     return root
 
 

@@ -22,6 +22,7 @@ from core.synth.atmosphere import Look, finish, ground_pass, make_look, paint_sk
 from core.synth.camera import Camera
 from core.synth.canvas import Canvas
 from core.synth.features import Place, make_place
+from core.synth.randomize import jitter_camera, randomize_frame, stream
 from core.synth.road import Road, build_road, paint_far, paint_ground, shadow_offset
 from core.synth.scenery import populate
 
@@ -45,7 +46,8 @@ def _streams(seed: int) -> tuple[random.Random, ...]:
     return tuple(random.Random(base + k) for k in range(1, 5))
 
 
-def _setup(params: Mapping[str, object], seed: int, size: Size) -> tuple[Setup, tuple[random.Random, ...]]:
+def _setup(params: Mapping[str, object], seed: int, size: Size,
+           randomize: bool = False) -> tuple[Setup, tuple[random.Random, ...]]:
     w, h = int(size[0]), int(size[1])
     if w < 16 or h < 16:
         raise ValueError(f"size {size} too small; need at least 16x16")
@@ -53,6 +55,8 @@ def _setup(params: Mapping[str, object], seed: int, size: Size) -> tuple[Setup, 
     rnd, frnd = streams[0], streams[1]
     cam = Camera(w, h, f=w * rnd.uniform(0.76, 0.84), h=rnd.uniform(1.55, 2.2),
                  cx=w * (0.5 + rnd.uniform(-0.04, 0.04)), yh=h * rnd.uniform(0.40, 0.47))
+    if randomize:  # its own stream: the layout drawn next is the same as without it
+        jitter_camera(cam, stream(seed))
     look = make_look(dict(params), rnd)
     road, u_cam, curve = build_road(dict(params), rnd)
     if params.get("feature") == "gore":
@@ -81,14 +85,16 @@ def render_params(
     progress: float | None = None,
     travel: float = 0.0,
     place_z: float | None = None,
+    randomize: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render from merged render parameters.
 
     ``progress`` (0..1) sets where in its stage the place is (random from the seed when None);
     ``place_z`` overrides it with an explicit distance. ``travel`` moves the camera along the
-    road (metres) without changing the scene, which is how clips move smoothly.
+    road (metres) without changing the scene, which is how clips move smoothly. ``randomize``
+    applies domain randomization (core.synth.randomize); off, the output is unchanged.
     """
-    st, streams = _setup(params, seed, size)
+    st, streams = _setup(params, seed, size, randomize)
     cam, look, road, rnd, place = st.cam, st.look, st.road, st.rnd, st.place
     cv = Canvas(cam, look, rnd, dict(params), want_mask=return_mask)
     shadow_offset(cv)  # fix the sun before anything draws from the layout stream
@@ -112,6 +118,8 @@ def render_params(
     cv.flush()
     frame_rng = random.Random((int(seed) & 0xFFFFFFFF) * 1_000_003 + int(round(travel * 100)))
     out = finish(img, cv, frame_rng)
+    if randomize:
+        out = randomize_frame(out, cam, stream(seed, 0.0), stream(seed, travel, per_frame=True))
     if return_mask:
         mask = np.asarray(cv.mask) > 127 if cv.mask is not None else np.zeros(out.shape[:2], bool)
         return out, mask
@@ -126,6 +134,7 @@ def render_scene(
     return_mask: bool = False,
     progress: float | None = None,
     travel: float = 0.0,
+    randomize: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render a frame for a label set: HxWx3 uint8 RGB (``size`` is (width, height)).
 
@@ -133,4 +142,5 @@ def render_scene(
     """
     schema = schema or default_schema()
     schema.check(labels)
-    return render_params(schema.render_params(labels), seed, size, return_mask, progress, travel)
+    return render_params(schema.render_params(labels), seed, size, return_mask, progress, travel,
+                         randomize=randomize)

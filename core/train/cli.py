@@ -23,6 +23,7 @@ def cmd_adapt(a: argparse.Namespace) -> None:
 
     options = AdaptOptions(epochs=a.epochs, domain_lambda=a.domain_lambda, lr=a.lr, batch_size=a.batch_size,
                            max_target_frames=a.max_target_frames, augment=not a.no_augment, seed=a.seed,
+                           randomize=a.randomize,
                            device=a.device)
 
     def show(info: dict) -> None:
@@ -32,7 +33,8 @@ def cmd_adapt(a: argparse.Namespace) -> None:
         elif info.get("phase") in ("loading", "measuring", "saving"):
             print(f"{info['phase']}...", file=sys.stderr)
 
-    r = adapt(a.data, a.target, a.model, a.out, options, index=a.index, state_dir=a.state, on_progress=show)
+    r = adapt(a.data, a.target, a.model, a.out, options, index=a.index, state_dir=a.state, on_progress=show,
+              labels=a.labels)
     print(f"wrote {r.model_dir} (load it as {r.model_name}; identity {r.identity})")
     for key, label in (("familiarity_median", "target familiarity (median)"),
                        ("flagged_share", "target frames unlike the index"),
@@ -61,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--max-target-frames", type=int, default=1000)
     s.add_argument("--no-augment", action="store_true", help="no blur/noise/JPEG/colour augmentation")
+    s.add_argument("--randomize", action="store_true",
+                   help="also the renderer's domain randomization as augmentation (camera zoom/pitch, lens, texture)")
+    s.add_argument("--labels", default=None,
+                   help="CSV of target-frame labels (file,<attribute>...): accuracy before/after; evaluation only")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.add_argument("--state", default=None, help="per-epoch state folder (default <out>.state); rerun to resume")

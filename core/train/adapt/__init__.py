@@ -18,7 +18,7 @@ familiarity and the vote distribution against an index of labelled frames).
 """
 
 from core.train.adapt.augment import SensorAugment, _normalization
-from core.train.adapt.data import preprocess_all, target_images
+from core.train.adapt.data import preprocess_all, read_frame_labels, target_frames, target_images
 from core.train.adapt.loop import adapt_model
 from core.train.adapt.losses import (
     dann_lambda,
@@ -27,12 +27,20 @@ from core.train.adapt.losses import (
     encode_with_tokens,
     source_task_loss,
 )
-from core.train.adapt.options import AdaptOptions
-from core.train.adapt.report import AdaptResult, model_card, reference_store, target_report
+from core.train.adapt.options import OPTION_HELP, AdaptOptions
+from core.train.adapt.report import (
+    AdaptResult,
+    before_after_rows,
+    label_accuracy,
+    model_card,
+    reference_store,
+    target_report,
+)
 from core.train.adapt.run import adapt
 
 __all__ = [
-    "AdaptOptions", "AdaptResult", "SensorAugment", "_normalization", "adapt", "adapt_model", "dann_lambda",
-    "domain_probe_accuracy", "embed", "encode_with_tokens", "model_card", "preprocess_all", "reference_store",
-    "source_task_loss", "target_images", "target_report",
+    "OPTION_HELP", "AdaptOptions", "AdaptResult", "SensorAugment", "_normalization", "adapt", "adapt_model",
+    "before_after_rows", "dann_lambda", "domain_probe_accuracy", "embed", "encode_with_tokens", "label_accuracy",
+    "model_card", "preprocess_all", "read_frame_labels", "reference_store", "source_task_loss", "target_frames",
+    "target_images", "target_report",
 ]

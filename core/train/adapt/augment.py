@@ -38,6 +38,10 @@ class SensorAugment:
     noise_sigma: tuple[float, float] = (0.0, 12 / 255)
     jpeg_quality: tuple[int, int] = (30, 95)
     p: float = 0.5  # chance of each of blur, noise and JPEG
+    # The renderer's domain randomization (core.synth.randomize) as augmentations, off by default:
+    # camera intrinsics and pitch (zoom, vertical and horizontal shift), and lens effects
+    # (vignetting, blotchy texture). Each applies with chance ``p``.
+    randomize: bool = False
 
     def __post_init__(self) -> None:
         from torchvision.transforms import v2
@@ -45,6 +49,9 @@ class SensorAugment:
         self.colour = v2.ColorJitter(self.jitter, self.jitter, self.jitter, self.hue)
         self.blur = v2.GaussianBlur(5, sigma=self.blur_sigma)
         self.jpeg = v2.JPEG(self.jpeg_quality)
+        # Zoom 0.8-1.3 is a focal length 0.8-1.3x; a vertical shift of 8% of the height moves the
+        # horizon as the renderer's pitch range does; edges left empty read black.
+        self.camera = v2.RandomAffine(degrees=0, translate=(0.05, 0.08), scale=(0.8, 1.3))
 
     def __call__(self, pixels: torch.Tensor, seed: int) -> torch.Tensor:
         """A new batch; the draws come from ``seed`` alone (resumed runs see the same ones)."""
@@ -53,6 +60,8 @@ class SensorAugment:
             out = []
             for x in pixels.float():
                 x = (x * self.std + self.mean).clamp(0, 1)
+                if self.randomize:
+                    x = self._randomize(x)
                 x = self.colour(x)
                 if torch.rand(()) < self.p:
                     x = self.blur(x)
@@ -62,3 +71,17 @@ class SensorAugment:
                     x = self.jpeg((x.clamp(0, 1) * 255).round().to(torch.uint8)).float() / 255
                 out.append((x.clamp(0, 1) - self.mean) / self.std)
             return torch.stack(out)
+
+    def _randomize(self, x: torch.Tensor) -> torch.Tensor:
+        """Camera and lens of the renderer's randomization on one (3, H, W) image in [0, 1]."""
+        if torch.rand(()) < self.p:
+            x = self.camera(x)
+        if torch.rand(()) < self.p:  # vignetting: darker towards the corners
+            h, w = x.shape[-2:]
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+            x = x * (1 - float(torch.empty(()).uniform_(0, 0.45)) * ((xs**2 + ys**2) / 2).clamp(0, 1))
+        if torch.rand(()) < self.p:  # texture: smooth multiplicative blotches
+            coarse = torch.empty(1, 1, 4, 6).uniform_(-1, 1)
+            field = torch.nn.functional.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = x * (1 + float(torch.empty(()).uniform_(0.04, 0.18)) * field[0])
+        return x.clamp(0, 1)

@@ -24,6 +24,7 @@ class AdaptOptions:
     distill_weight: float = 1.0  # cosine distance to the frozen source model on source frames
     attribute_loss: float = 1.0  # weight of the attribute heads' loss in the source task
     augment: bool = True  # renderer-matching augmentations on source frames
+    randomize: bool = False  # also the renderer's domain randomization (camera, lens, texture) as augmentation
     max_target_frames: int = 1000
     target_fps: float = 2.0  # frames sampled per second of a target clip
     precision: str = "fp32"
@@ -55,3 +56,30 @@ class AdaptOptions:
 def comparable(options: AdaptOptions) -> dict[str, Any]:
     """The options that must match for a state to be resumed (all but the runtime ones)."""
     return {k: v for k, v in asdict(options).items() if k not in RUNTIME}
+
+
+# Each option in words, for the command line and the Train page.
+OPTION_HELP = {
+    "epochs": "Passes over the labelled source frames (each joined by as many target frames).",
+    "lr": "Learning rate of the encoder: small steps, the model is already trained.",
+    "head_lr": "Learning rate of the domain classifiers and attribute heads (they start from scratch).",
+    "weight_decay": "AdamW weight decay of the encoder's matrices.",
+    "batch_size": "Source frames per step; as many target frames join each step.",
+    "warmup_fraction": "Share of the steps over which the learning rate warms up.",
+    "domain_lambda": "Gradient-reversal strength: how hard the encoder is pushed to hide which domain a "
+                     "frame comes from (0: no alignment, only the source task and distillation).",
+    "ramp": "Grow the reversal strength from 0 over the run (DANN's schedule).",
+    "token_weight": "Weight of the patch-token domain classifier beside the pooled-embedding one.",
+    "distill_weight": "Weight of the pull towards the original model's embeddings on source frames.",
+    "attribute_loss": "Weight of the attribute heads' loss in the labelled source task.",
+    "augment": "Blur, noise, JPEG and colour augmentation of the source frames (like real cameras).",
+    "randomize": "Also the renderer's domain randomization as augmentation: camera zoom and pitch, "
+                 "vignetting and blotchy textures.",
+    "max_target_frames": "At most this many target frames (images and sampled clip frames).",
+    "target_fps": "Frames sampled per second of a target clip.",
+    "precision": "Number format of training: fp32 exact; bf16/fp16 faster on chips that support them.",
+    "seed": "Random seed: the same seed and inputs give the same model.",
+    "device": "Where it trains: cpu, cuda or cuda:N.",
+    "workers": "Frame-decoding workers.",
+}
+

@@ -24,13 +24,16 @@ def reference_store(dataset: Dataset, embeddings: np.ndarray, identity: str):  #
                                       schema=dataset.schema)
 
 
-def target_report(store: IndexStore, target_embeddings: np.ndarray, k: int = 5) -> dict[str, Any]:
+def target_report(store: IndexStore, target_embeddings: np.ndarray, k: int = 5,
+                  truth: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Familiarity and votes of target frames against ``store``.
 
     ``votes``: per attribute, the share of frames leaning to each value (the plurality vote,
     shown whether or not it was decided: on footage unlike the index nearly every vote abstains,
     and what it leaned to is what changes); ``decided``: per attribute, the share of frames whose
-    vote was decided (a majority agreed and the frame is familiar).
+    vote was decided (a majority agreed and the frame is familiar). With ``truth`` (per frame, the
+    labels known for it; may be empty), ``accuracy``: per attribute, the share of labelled frames
+    whose plurality vote is the label, and ``labelled``: how many frames each share is over.
     """
     from core.familiarity import calibration_of, is_unfamiliar, judge, median_familiarity
     from core.predict import vote_batch
@@ -46,9 +49,23 @@ def target_report(store: IndexStore, target_embeddings: np.ndarray, k: int = 5) 
             counts[v.attributes[attr].lean] = counts.get(v.attributes[attr].lean, 0) + 1
         dist[attr] = {value: c / len(votes) for value, c in sorted(counts.items(), key=lambda kv: -kv[1])}
         decided[attr] = float(np.mean([not v.attributes[attr].abstained for v in votes]))
-    return {"frames": len(votes), "familiarity_median": median_familiarity(values),
-            "flagged_share": float(np.mean([is_unfamiliar(f, calibration) for f in values])),
-            "votes": dist, "decided": decided}
+    report = {"frames": len(votes), "familiarity_median": median_familiarity(values),
+              "flagged_share": float(np.mean([is_unfamiliar(f, calibration) for f in values])),
+              "votes": dist, "decided": decided}
+    if truth is not None:
+        report |= label_accuracy([{a: v.attributes[a].lean for a in store.schema.names} for v in votes], truth)
+    return report
+
+
+def label_accuracy(predicted: list[dict[str, str]], truth: list[dict[str, str]]) -> dict[str, Any]:
+    """``accuracy`` per attribute over the frames labelled for it, and ``labelled`` (their count);
+    attributes no frame is labelled for are left out."""
+    accuracy: dict[str, float] = {}
+    labelled: dict[str, int] = {}
+    for attr in dict.fromkeys(a for t in truth for a in t):
+        hits = [p.get(attr) == t[attr] for p, t in zip(predicted, truth, strict=True) if attr in t]
+        accuracy[attr], labelled[attr] = float(np.mean(hits)), len(hits)
+    return {"accuracy": accuracy, "labelled": labelled}
 
 
 @dataclass
@@ -71,9 +88,24 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def before_after_rows(b: dict[str, Any], a: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, before, after) rows of the target-footage table, values as text."""
+    rows = [
+        ("familiarity (median)", _pct(b["familiarity_median"]), _pct(a.get("familiarity_median"))),
+        ("frames flagged unlike the index", _pct(b["flagged_share"]), _pct(a.get("flagged_share"))),
+        ("domain probe accuracy (0.5 = indistinguishable)", f"{b['domain_probe']:.3f}",
+         f"{a['domain_probe']:.3f}" if "domain_probe" in a else "n/a"),
+        ("source contrastive loss", f"{b['source_loss']:.4f}",
+         f"{a['source_loss']:.4f}" if "source_loss" in a else "n/a"),
+    ]
+    return rows + [(f"accuracy: {attr} ({n} labelled frames)", _pct(b["accuracy"][attr]),
+                    _pct(a.get("accuracy", {}).get(attr))) for attr, n in b.get("labelled", {}).items()]
+
+
 def model_card(summary: dict[str, Any]) -> str:
     """MODEL_CARD.md of an adapted model: where it came from and what adaptation changed."""
     b, a, o = summary["before"], summary["after"], summary["options"]
+    table = before_after_rows(b, a)
     lines = [
         f"# Adapted model: {Path(summary['model_dir']).name}",
         "",
@@ -96,10 +128,7 @@ def model_card(summary: dict[str, Any]) -> str:
         "",
         "| measure | before | after |",
         "|---|---|---|",
-        f"| familiarity (median) | {_pct(b['familiarity_median'])} | {_pct(a['familiarity_median'])} |",
-        f"| frames flagged unlike the index | {_pct(b['flagged_share'])} | {_pct(a['flagged_share'])} |",
-        f"| domain probe accuracy (0.5 = indistinguishable) | {b['domain_probe']:.3f} | {a['domain_probe']:.3f} |",
-        f"| source contrastive loss | {b['source_loss']:.4f} | {a['source_loss']:.4f} |",
+        *[f"| {m} | {x} | {y} |" for m, x, y in table],
         "",
         "### Votes (share of target frames leaning to each value; decided: share whose vote was decided)",
         "",

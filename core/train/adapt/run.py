@@ -16,7 +16,7 @@ import torch
 from core.atomic import atomic_write_text
 from core.data import Dataset, read_manifest
 from core.train.adapt.augment import SensorAugment, _normalization
-from core.train.adapt.data import preprocess_all, target_images
+from core.train.adapt.data import preprocess_all, read_frame_labels, target_frames
 from core.train.adapt.loop import ProgressFn, adapt_model
 from core.train.adapt.losses import domain_probe_accuracy, embed, source_task_loss
 from core.train.adapt.options import AdaptOptions, comparable
@@ -61,13 +61,16 @@ def adapt(
     state_dir: str | Path | None = None,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    labels: str | Path | None = None,
 ) -> AdaptResult:
     """Adapt ``base_model`` to the ``target`` footage; write the new ``file:`` model to ``out_dir``.
 
     ``data_dir``'s train split is the labelled source. The before/after table measures the target
     frames against ``index`` (an index built with ``base_model``) re-embedded by each model, or
     else against ``data_dir``'s frames. ``state_dir`` (default ``<out_dir>.state``) holds the
-    per-epoch states; calling again with the same arguments resumes.
+    per-epoch states; calling again with the same arguments resumes. ``labels`` (a CSV read by
+    :func:`~core.train.adapt.data.read_frame_labels`; evaluation only, never trained on) adds the
+    target frames' accuracy before and after, where labels exist.
     """
     from core.models import load_model
     from core.train.base_model import check_captions, model_config
@@ -83,7 +86,9 @@ def adapt(
     train = dataset.split("train")
     if len(train) < 2:
         raise ValueError(f"{data_dir}: the train split has {len(train)} frames; adaptation needs at least 2")
-    images = target_images(target, options.target_fps, options.max_target_frames)  # bad input fails first
+    images, names = target_frames(target, options.target_fps, options.max_target_frames)  # bad input fails first
+    table = read_frame_labels(labels, dataset.schema) if labels is not None else None
+    truth = None if table is None else [table.get(name, {}) for name in names]
     threads = torch.get_num_threads()
     model = load_model(base_model, device=options.device)
     torch.set_num_threads(threads)  # load_model takes every core; keep the caller's choice
@@ -115,13 +120,14 @@ def adapt(
         store = store or reference_store(ref, embed(clip, ref_px, device=options.device), identity)
         src = embed(clip, pixels, device=options.device)
         captions, mentions = epoch_subset_captions(train, dataset.schema, options.seed, 0)
-        return {**target_report(store, tgt), "domain_probe": domain_probe_accuracy(src, tgt, options.seed),
+        return {**target_report(store, tgt, truth=truth), "domain_probe": domain_probe_accuracy(src, tgt, options.seed),
                 "source_loss": source_task_loss(clip, pixels, captions, mentions, label_codes(train, dataset.schema),
                                                 model.tokenizer, device=options.device)}
 
     _check_run(state_dir, {"options": comparable(options), "base_identity": model.identity,
                            "data_dir": str(Path(data_dir).resolve()), "index": str(index) if index else None,
-                           "target": [str(Path(t).resolve()) for t in target], "target_frames": len(target_px)})
+                           "target": [str(Path(t).resolve()) for t in target], "target_frames": len(target_px),
+                           **({"labels": str(Path(labels).resolve())} if labels is not None else {})})
     before_file = state_dir / "before.json"  # measured once: a resume must not re-measure an adapted model
     if before_file.is_file():
         before = json.loads(before_file.read_text())
@@ -130,7 +136,7 @@ def adapt(
         state_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(before_file, json.dumps(before))
 
-    augment = SensorAugment(*_normalization(model.preprocess)) if options.augment else None
+    augment = SensorAugment(*_normalization(model.preprocess), randomize=options.randomize) if options.augment else None
     for p in clip.parameters():
         p.requires_grad_(True)
     log = adapt_model(clip, model.tokenizer, train, pixels, target_px, options, augment=augment,
