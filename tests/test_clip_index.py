@@ -121,9 +121,15 @@ def test_search_page_shows_clips_with_weights_and_moments(index_env: SmallIndex,
     at.text_input(key="search_text").set_value("approaching a roundabout").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Clips · top 3" in [s.value for s in at.subheader]
-    captions = [c.value for c in at.get("imgs")] if at.get("imgs") else []
-    texts = " ".join(str(m.value) for m in at.markdown) + " ".join(captions)
-    assert "#1 ·" in texts
+    assert any(str(m.value).startswith("**#1 ·") for m in at.markdown)
+    # the strips: frames of the three clips (up to 8 + the moment's each), captioned with their weight
+    captions = [c for im in at.get("image") for c in im.captions if " · w " in c]
+    clips = clips_of(IndexStore.load(index_env.index))
+    assert len(captions) >= 3 * min(8, int(clips.table["n_frames"].min()))
+    stored = clips.frame_weight[clips.frame_clip >= 0]
+    for c in captions:
+        assert np.abs(stored - float(c.split(" · w ")[1])).min() <= 0.005, c
+    assert any(c.startswith("▶") for c in captions)  # each clip's best moment is marked
     moments = next(df.value for df in at.dataframe if "moment_start_s" in df.value.columns)
     assert len(moments) == 3 and (moments["moment_end_s"] > moments["moment_start_s"]).all()
 

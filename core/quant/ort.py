@@ -100,3 +100,16 @@ def quantize_int8_static(src: str | Path, dst: str | Path, calibration: np.ndarr
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return dst
+
+
+def quantize_int8_fused(src: str | Path, dst: str | Path, heads: int, width: int) -> Path:
+    """ONNX Runtime's transformer optimizer first (fused LayerNorm + residual, bias + GELU, attention
+    where its pattern matches), then dynamic INT8: fewer, larger kernels around the int8 products."""
+    from onnxruntime.transformers import optimizer
+
+    dst = Path(dst)
+    with tempfile.TemporaryDirectory(prefix="scenescope-ort-") as work:
+        fused = Path(work) / "fused.onnx"
+        optimizer.optimize_model(str(src), model_type="vit", num_heads=heads, hidden_size=width,
+                                 opt_level=1).save_model_to_file(str(fused))
+        return quantize_int8(fused, dst)
