@@ -113,6 +113,37 @@ def test_ondisk_store_is_memory_mapped_and_keeps_the_frame_table(data, ivf_flat)
         {a: table[a].iat[i] for a in SCHEMA.names} for i in (0, 2500, N - 1)]
 
 
+def test_large_index_reads_its_frame_table_by_row_id_and_maps_its_vectors(data, ivf_flat, monkeypatch, tmp_path):
+    import mmap
+
+    import core.index.store as store_mod
+    from core.index.frames import FrameTable
+
+    _, _, table = data
+    monkeypatch.setattr(store_mod, "LAZY_FRAMES_ROWS", 1000)  # this 5000-row table counts as large
+    whole = FrameTable.to_pandas
+
+    def never(*_a, **_k):
+        raise AssertionError("the frame table was read whole")
+
+    monkeypatch.setattr(pd, "read_parquet", never)
+    monkeypatch.setattr(FrameTable, "to_pandas", never)
+    store = IndexStore.load(ivf_flat.path)
+    emb = store.embeddings()  # the vectors: a view of the file's pages, never a copy in RAM
+    assert isinstance(emb, np.memmap) and isinstance(emb.base, mmap.mmap) and not emb.flags.owndata
+    rows = np.array([4999, 0, 2500, 1999, 2000, 0, 3600])  # across the shards' row groups, repeats, any order
+    assert store.paths_of(rows) == table["path"].iloc[rows].tolist()
+    assert [store.labels(i) for i in rows] == [{a: table[a].iat[i] for a in SCHEMA.names} for i in rows]
+    assert str(store.abspath(2500)).endswith(table["path"].iat[2500])
+    votes = vote_batch(store, clustered(5, DIM, seed=5), k=5)
+    assert [[n.path for n in v.neighbors] for v in votes] == [table["path"].iloc[[n.id for n in v.neighbors]].tolist()
+                                                             for v in votes]
+    copy = store.save(tmp_path / "copy")  # copies the table file instead of reading it
+    monkeypatch.setattr(FrameTable, "to_pandas", whole)
+    assert IndexStore.load(copy).meta.equals(store.meta)  # whole on demand, for callers that need it
+    assert store.meta[table.columns].astype(str).equals(table.astype(str))
+
+
 def test_votes_search_and_model_check_work_on_disk(data, ivf_flat):
     x, _, table = data
     memory = IndexStore.from_embeddings(x, table, model="toy@1", factory="Flat")

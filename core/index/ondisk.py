@@ -45,6 +45,7 @@ from core.index.folder import (
     recover,
     swap_into_place,
 )
+from core.index.frames import ROW_GROUP_ROWS
 from core.index.store import ONDISK_KEY, IndexStore, make_manifest, meta_table, read_index_mapped
 from core.schema import Schema, default_schema
 
@@ -234,7 +235,7 @@ def _write_vectors_and_table(shards: Sequence[Shard], vecs: list[np.ndarray], fo
                 batch = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, batch.schema)
-                writer.write_table(batch.cast(writer.schema))
+                writer.write_table(batch.cast(writer.schema), row_group_size=ROW_GROUP_ROWS)
         finally:
             if writer is not None:
                 writer.close()

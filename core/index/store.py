@@ -29,6 +29,7 @@ from core.index.folder import (
     recover,
     swap_into_place,
 )
+from core.index.frames import LAZY_FRAMES_ROWS, ROW_GROUP_ROWS, FrameTable
 from core.schema import UNKNOWN, Schema, default_schema
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class IndexStore:
     def __init__(
         self,
         index: faiss.Index,
-        meta: pd.DataFrame,
+        meta: pd.DataFrame | FrameTable,
         manifest: dict[str, Any],
         *,
         embeddings: np.ndarray | None = None,
@@ -118,7 +119,9 @@ class IndexStore:
         schema: Schema | None = None,
     ) -> None:
         self.index = index
-        self.meta = meta
+        # A large index's table stays on disk (FrameTable) until something asks for all of it.
+        self._frames = meta if isinstance(meta, FrameTable) else None
+        self._meta = None if isinstance(meta, FrameTable) else meta
         self.manifest = manifest
         self.path = Path(path) if path is not None else None
         self.schema = schema or default_schema()
@@ -175,7 +178,10 @@ class IndexStore:
             raise IndexStoreError(f"{path}: incomplete index (missing {lists}, its on-disk lists); rebuild it")
         index = read_index_mapped(path / INDEX_FILE, ondisk=bool(lists))
         try:
-            meta = pd.read_parquet(path / META_FILE)
+            if int(manifest["count"]) >= LAZY_FRAMES_ROWS:
+                meta = FrameTable(path / META_FILE)  # read by row id (core.index.frames)
+            else:
+                meta = pd.read_parquet(path / META_FILE)
         except Exception as e:  # pyarrow raises several unrelated types for a torn file
             raise IndexStoreError(f"{path / META_FILE}: cannot read ({e}); rebuild it") from None
         try:  # header only: the vectors are read when first asked for
@@ -217,12 +223,27 @@ class IndexStore:
             with atomic_path(folder / lists) as tmp:  # the lists live outside index.faiss
                 shutil.copyfile(self.path / lists, tmp)
         with atomic_path(folder / META_FILE) as tmp:
-            self.meta.to_parquet(tmp, index=False)
+            if self._meta is None:  # still on disk: copy it rather than read it whole
+                shutil.copyfile(self._frames.path, tmp)
+            else:
+                self.meta.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
         with atomic_path(folder / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(self.embeddings(), dtype=np.float32))
         atomic_write_text(folder / MANIFEST_FILE, json.dumps(self.manifest, indent=2) + "\n")
 
     # ---- queries -----------------------------------------------------------------------
+    @property
+    def meta(self) -> pd.DataFrame:
+        """The whole frame table (row i = FAISS id i); a large index reads it on first use, so
+        per-query code uses :meth:`label_rows` / :meth:`paths_of` instead."""
+        if self._meta is None:
+            self._meta = self._frames.to_pandas()
+        return self._meta
+
+    @meta.setter
+    def meta(self, table: pd.DataFrame) -> None:
+        self._meta, self._frames = table, None
+
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
@@ -268,7 +289,8 @@ class IndexStore:
         if self._codes is None:
             codes, vocabs = [], []
             for a in self.schema.attributes:
-                found, uniques = pd.factorize(self.meta[a.name].astype(str), use_na_sentinel=False)
+                col = self._frames.column(a.name) if self._meta is None else self.meta[a.name]
+                found, uniques = pd.factorize(col.astype(str), use_na_sentinel=False)
                 known = [*a.value_names, UNKNOWN]
                 vocab = known + sorted(set(map(str, uniques)) - set(known))
                 where = {v: j for j, v in enumerate(vocab)}
@@ -283,6 +305,8 @@ class IndexStore:
         """(len(ids), attributes) label strings of rows ``ids`` only: O(len(ids)) once codes exist."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if schema is not None and schema is not self.schema:  # another schema's columns, as stored
+            if self._meta is None:
+                return self._frames.take(ids, schema.names).astype(str).to_numpy(dtype=object)
             return self.meta[schema.names].iloc[ids].astype(str).to_numpy(dtype=object)
         codes, vocabs = self.label_codes()
         out = np.empty((len(ids), len(codes)), dtype=object)
@@ -292,6 +316,8 @@ class IndexStore:
 
     def paths_of(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """Frame paths of rows ``ids`` only (never a pass over every row)."""
+        if self._meta is None:  # on disk: read only the row groups holding ``ids``
+            return self._frames.take(ids, ["path"])["path"].astype(str).tolist()
         if self._path_column is None:  # the column's own array (no copy): pandas' lookup costs ~1 ms a vote
             self._path_column = self.meta["path"].array
         col = self._path_column
@@ -301,7 +327,7 @@ class IndexStore:
         """(N, attributes) array of label strings in schema order (cached; O(N) memory: votes use
         :meth:`label_rows`)."""
         if self._label_table is None:
-            self._label_table = self.label_rows(np.arange(len(self.meta)))
+            self._label_table = self.label_rows(np.arange(len(self)))
         return self._label_table
 
     def paths(self) -> np.ndarray:
@@ -311,7 +337,7 @@ class IndexStore:
         return self._paths
 
     def abspath(self, i: int) -> Path:
-        return resolve_inside(self.data_root, str(self.meta["path"].iat[int(i)]))
+        return resolve_inside(self.data_root, self.paths_of([int(i)])[0])
 
     def __repr__(self) -> str:
         m = self.manifest
