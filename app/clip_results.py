@@ -47,8 +47,12 @@ def show_clips(eng: state.Engine, query: object, k: int = handlers.CLIP_RESULTS)
             cols = st.columns(max(len(picks), 4))
             for col, i in zip(cols, picks, strict=False):
                 inside = c.moment_start_s <= t[i] < c.moment_end_s
-                col.image(state.thumb_of(store, int(c.frame_ids[i]), 160),
-                          caption=f"{'▶ ' if inside else ''}{t[i]:.1f} s · w {c.weights[i]:.2f}")
+                text = f"{'▶ ' if inside else ''}{t[i]:.1f} s · w {c.weights[i]:.2f}"
+                thumb = state.thumb_of(store, int(c.frame_ids[i]), 160)
+                if thumb is None:  # the frame file is gone: the weight still says what the clip vector used
+                    col.caption(f"(missing) {text}")
+                else:
+                    col.image(thumb, caption=text)
     st.subheader("Moments")
     moments = handlers.clip_moments(ranked)
     st.dataframe(moments.drop(columns=["clip_row"]), hide_index=True, width="stretch", key="search_moments",
