@@ -299,3 +299,40 @@ def test_saving_an_ondisk_store_copies_its_lists(data, ivf_flat, tmp_path):
     copy = IndexStore.load(tmp_path / "copy")
     assert (tmp_path / "copy" / LISTS_FILE).is_file()
     np.testing.assert_array_equal(copy.search(q, 5)[1], ivf_flat.search(q, 5)[1])
+
+
+def test_map_fits_umap_on_a_sample_and_places_every_other_point(monkeypatch):
+    """A map of more points than UMAP_SAMPLE: UMAP sees only the sample, the rest join by k-NN."""
+    import core.maps.sample as sample
+    from core.maps import density_grid, umap_projection, view_points
+
+    rng = np.random.default_rng(1)
+    centres = 3 * rng.normal(size=(6, DIM)).astype(np.float32)
+    cluster = rng.integers(0, 6, 1500)
+    x = centres[cluster] + 0.3 * rng.normal(size=(1500, DIM)).astype(np.float32)
+    store = IndexStore.from_embeddings(x, frames(0, 1500), model="toy@1")
+    seen = []
+
+    def stand_in_umap(xs, params=None, progress=None):  # a fixed 2-D projection stands in for UMAP
+        seen.append(len(xs))
+        return np.ascontiguousarray(normalize(xs)[:, :2] * 10, dtype=np.float32)
+
+    monkeypatch.setattr(sample, "UMAP_SAMPLE", 200)
+    monkeypatch.setattr(sample, "compute_layout", stand_in_umap)
+    layout = umap_projection(store)
+    rows = sample.sample_rows(1500, 200, 0)
+    assert seen == [200] and layout.shape == (1500, 2) and np.isfinite(layout).all()
+    np.testing.assert_array_equal(layout[rows], stand_in_umap(store.embeddings()[rows]))
+    rest = np.setdiff1d(np.arange(1500), rows)
+    # each placed point lands beside its own cluster's sample points, as sklearn's 1-NN on the layout says
+    from sklearn.neighbors import KNeighborsClassifier
+
+    nearest = KNeighborsClassifier(1).fit(layout[rows], cluster[rows]).predict(layout[rest])
+    assert np.mean(nearest == cluster[rest]) > 0.95
+    assert len(np.unique(layout[rest].round(5), axis=0)) > 0.9 * len(rest)  # placed, not snapped onto the sample
+    counts, xe, ye = density_grid(layout, bins=32)
+    assert counts.sum() == 1500 and counts.shape == (32, 32)
+    box = (float(xe[0]), float(xe[16]), float(ye[0]), float(ye[-1]))
+    inside = view_points(layout, box, limit=10**6)
+    assert len(inside) == counts[:16].sum() or abs(len(inside) - counts[:16].sum()) <= 2  # edge points
+    assert len(view_points(layout, box, limit=50)) == min(50, len(inside))

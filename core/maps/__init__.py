@@ -19,17 +19,21 @@ from core.maps.points import (
     COLOR_CORRECT,
     COLOR_SPLIT,
     CORRECT,
+    DRAW_POINTS,
     UNLABELLED,
     WRONG,
     color_options,
     color_values,
+    density_grid,
     export_selection,
     loo_predictions,
     selection_table,
+    view_points,
 )
+from core.maps.sample import UMAP_SAMPLE, sampled_layout
 
 __all__ = [
-    "ABSTAINED", "COLOR_CORRECT", "COLOR_SPLIT", "CORRECT", "KNN_PLACE_K", "PCA_ABOVE", "UMAP_FILE", "UMAP_META_FILE",
+    "ABSTAINED", "COLOR_CORRECT", "DRAW_POINTS", "UMAP_SAMPLE", "density_grid", "sampled_layout", "view_points", "COLOR_SPLIT", "CORRECT", "KNN_PLACE_K", "PCA_ABOVE", "UMAP_FILE", "UMAP_META_FILE",
     "UNLABELLED", "WRONG", "UmapParams", "aligned_layouts", "color_options", "color_values", "compute_layout",
     "export_selection", "index_key", "loo_predictions", "memo_key", "place_points", "seed_layout", "selection_table",
     "umap_projection",

@@ -112,7 +112,12 @@ def umap_projection(
     if layout is not None:
         report(1.0, "map loaded from cache")
     else:
-        layout = compute_layout(np.asarray(store.embeddings(), dtype=np.float32), params, report)
+        from core.maps import sample  # above its UMAP_SAMPLE points: fitted on a sample, the rest placed
+
+        if len(store) > sample.UMAP_SAMPLE:
+            layout = sample.sampled_layout(store, params, report)
+        else:
+            layout = compute_layout(np.asarray(store.embeddings(), dtype=np.float32), params, report)
         if folder is not None:
             report(0.98, "saving map")
             _write_cache(folder, layout, key, params)

@@ -33,6 +33,41 @@ def selection_table(store: IndexStore, point_ids: Sequence[int] | np.ndarray) ->
     return df
 
 
+# ---- maps of millions of points: what the page draws is aggregated here, on the server ----------
+DRAW_POINTS = 50_000  # WebGL (scattergl) draws this many points smoothly; beyond, a density grid and a sample
+DENSITY_BINS = 256
+
+
+def density_grid(layout: np.ndarray, bins: int = DENSITY_BINS,
+                 box: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points per cell of a ``bins`` x ``bins`` grid over ``box`` (x0, x1, y0, y1; default all points):
+    (counts (bins, bins) indexed [x, y], x edges, y edges). Drawn as a heatmap, 1M points cost one
+    65k-cell image instead of 1M markers."""
+    xy = np.asarray(layout, dtype=np.float32)
+    if box is None:
+        lo, hi = (xy.min(axis=0), xy.max(axis=0)) if len(xy) else (np.zeros(2), np.ones(2))
+        box = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
+    x0, x1, y0, y1 = box
+    counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=int(bins), range=[[x0, x1 if x1 > x0 else x0 + 1],
+                                                                               [y0, y1 if y1 > y0 else y0 + 1]])
+    return counts.astype(np.int64), xe, ye
+
+
+def view_points(layout: np.ndarray, box: tuple[float, float, float, float] | None = None,
+                limit: int = DRAW_POINTS, seed: int = 0) -> np.ndarray:
+    """Row ids of the points inside ``box`` (x0, x1, y0, y1; default all), at most ``limit`` of them
+    drawn uniformly at random (the same ones for the same view), in increasing order."""
+    xy = np.asarray(layout, dtype=np.float32)
+    if box is None:
+        rows = np.arange(len(xy), dtype=np.int64)
+    else:
+        x0, x1, y0, y1 = box
+        rows = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+    if len(rows) > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, int(limit), replace=False))
+    return rows.astype(np.int64)
+
+
 def export_selection(df: pd.DataFrame, fmt: Literal["csv", "jsonl"] = "csv") -> bytes:
     """UTF-8 bytes of the table as CSV (header row) or JSON Lines (one object per row)."""
     if fmt == "csv":
