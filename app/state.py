@@ -45,8 +45,10 @@ class Engine:
 
     @property
     def key(self) -> str:
-        """Identifies this index's contents for cache keys (rebuilt index -> new key)."""
-        return f"{self.index_dir.resolve()}|{self.store.manifest.get('created')}|{len(self.store)}"
+        """Identifies this index's contents for cache keys (rebuilt index -> new key; a label
+        correction bumps ``labels_version``, so votes and metrics made before it are recomputed)."""
+        m = self.store.manifest
+        return f"{self.index_dir.resolve()}|{m.get('created')}|{len(self.store)}|{m.get('labels_version', 0)}"
 
 
 def ensure_index(index_dir: Path) -> None:

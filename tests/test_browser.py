@@ -210,3 +210,76 @@ def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, s
     page.close()
 
     assert not outside, f"pages requested resources off this machine: {sorted(set(outside))[:5]}"
+
+
+def _map_points(page: object) -> int:
+    return int(page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+        return gd._fullData.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0); }"""))
+
+
+def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: object, small_index: SmallIndex) -> None:
+    """Filter split = test in the sidebar: the Map draws only those frames, Search ranks only them,
+    Triage lists only their failures, and the filter stays the same from page to page."""
+    import re
+
+    from core.index import IndexStore
+
+    meta = IndexStore.load(small_index.index).meta
+    n, n_test = len(meta), int((meta["split"] == "test").sum())
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(workbench)
+    page.get_by_role("heading", name="Scene", level=1).wait_for()
+    goto_page(page, "Map")
+    page.locator(".st-key-map_chart .js-plotly-plot").wait_for()
+    assert _map_points(page) == n
+    page.locator(".st-key-fv_split [data-baseweb=select]").click()
+    page.get_by_role("option", name=re.compile(r"^test \(")).click()
+    page.keyboard.press("Escape")
+    page.get_by_text(f"{n_test:,} of {n:,} frames").wait_for()
+    settled(page)
+    assert _map_points(page) == n_test
+
+    goto_page(page, "Search")
+    page.get_by_text(f"{n_test:,} of {n:,} frames").wait_for()
+    box_ = page.get_by_label("Describe the scene")
+    box_.fill("a sunny road")
+    box_.press("Enter")
+    grid = page.locator(".st-key-search-results-grid")
+    grid.locator("img").first.wait_for()
+    settled(page)
+    text = grid.inner_text()
+    assert " test " in f" {text.replace('·', ' ')} " and "train" not in text and "val " not in text
+
+    goto_page(page, "Triage")
+    page.get_by_text(f"{n_test:,} of {n:,} frames").wait_for()
+    page.get_by_role("tab", name="Failures").click()
+    page.get_by_text("Failures of the frames in the sidebar's view").wait_for()
+    page.close()
+
+
+def test_correct_a_label_and_undo_it(workbench: str, browser: object, small_index: SmallIndex) -> None:
+    """Triage: relabel a failure as its prediction (the manifest changes, with history), then undo
+    (the manifest is byte-identical again)."""
+    manifest = small_index.data / "manifest.jsonl"
+    before = manifest.read_bytes()
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(workbench)
+    page.get_by_role("heading", name="Scene", level=1).wait_for()
+    goto_page(page, "Triage")
+    page.get_by_role("tab", name="Failures").click()
+    settled(page)
+    try:
+        page.get_by_role("button", name="Relabel").click()
+        page.get_by_text("Corrected").first.wait_for()
+        settled(page)
+        assert manifest.read_bytes() != before
+        page.get_by_role("tab", name="Failures").click()
+        page.get_by_text("Tag, correct, move or export these").first.click()
+        page.get_by_role("button", name="Undo last change").first.click()
+        page.get_by_text("Undone").first.wait_for()
+        settled(page)
+    finally:
+        page.close()
+    assert manifest.read_bytes() == before

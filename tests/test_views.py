@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from core.index import IndexStore
 from core.schema import default_schema
 from core.views import (
     CLIP,
@@ -27,6 +33,7 @@ from core.views import (
 )
 
 SCHEMA = default_schema()
+WORKBENCH = str(Path(__file__).resolve().parents[1] / "app" / "workbench.py")
 
 
 def _meta(n: int = 300, seed: int = 1) -> pd.DataFrame:
@@ -112,3 +119,76 @@ def test_saved_views_round_trip(tmp_path) -> None:
 def test_familiarity_bands() -> None:
     bands = familiarity_band(np.array([0.0, 0.1, 0.9, np.nan]), flag_below=0.01)
     assert list(bands) == ["unlike this index", "less familiar", "typical", ""]
+
+
+# ---- the workbench: the sidebar's view on every page, correct and undo (AppTest) ---------------
+def _own_index(small: object, tmp: object) -> object:
+    """A copy of the session's small index and its dataset (corrections must not touch the shared one)."""
+    shutil.copytree(small.data, tmp / "data")
+    shutil.copytree(small.index, tmp / "index")
+    manifest = json.loads((tmp / "index" / "manifest.json").read_text())
+    manifest["dataset"] = str(tmp / "data")
+    (tmp / "index" / "manifest.json").write_text(json.dumps(manifest))
+    return tmp / "index"
+
+
+@pytest.fixture(scope="module")
+def own_index(mapped_index: object, tmp_path_factory: pytest.TempPathFactory) -> object:
+    return _own_index(mapped_index, tmp_path_factory.mktemp("views-app"))
+
+
+def _points(at: object) -> int:
+    # Each map trace is named "<category> (<points>)"; plotly ships the coordinates as binary.
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t.get("name", "") for t in spec["data"] if t.get("type") == "scattergl"]
+    return sum(int(re.search(r"\(([\d,]+)\)$", n).group(1).replace(",", "")) for n in names)
+
+
+def test_sidebar_view_followed_by_map_search_triage_and_saved(own_index, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SCENESCOPE_INDEX", str(own_index))
+    monkeypatch.setenv("SCENESCOPE_WORKSPACE", str(tmp_path))
+    meta = IndexStore.load(own_index).meta
+    n_test = int((meta["split"] == "test").sum())
+    at = AppTest.from_file(WORKBENCH, default_timeout=120)
+    at.run()
+    at.switch_page("views/map.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _points(at) == len(meta)
+    at.multiselect(key="fv_split").select("test").run()
+    assert _points(at) == n_test
+    assert any(f"{n_test:,} of {len(meta):,} frames" in m.value for m in at.sidebar.markdown)
+
+    at.switch_page("views/search.py").run()
+    assert at.multiselect(key="fv_split").value == ["test"]
+    at.text_input(key="search_text").input("a sunny road").run()
+    assert not at.exception, [e.value for e in at.exception]
+    # Each frame hit's caption opens with its split ("test · <clip> · <time>").
+    hits = [c.value.split(" · ")[0] for c in at.main.caption if re.match(r"^(train|val|test) · ", c.value)]
+    assert hits and set(hits) == {"test"}
+
+    at.switch_page("views/triage.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="fv_split").value == ["test"]
+    at.text_input(key="fv__name").input("test frames").run()
+    at.button(key="fv__save").click().run()
+    saved = load_views(views_path(tmp_path, own_index), SCHEMA)
+    assert saved["test frames"].fields == {SPLIT: ("test",)}
+
+
+def test_triage_relabel_and_undo_restore_the_manifest(own_index, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SCENESCOPE_INDEX", str(own_index))
+    monkeypatch.setenv("SCENESCOPE_WORKSPACE", str(tmp_path))
+    data = IndexStore.load(own_index).data_root
+    before = (data / "manifest.jsonl").read_bytes()
+    at = AppTest.from_file(WORKBENCH, default_timeout=120)
+    at.run()
+    at.switch_page("views/triage.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.button(key="triage_act_relabel").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Corrected" in s.value for s in at.success), [e.value for e in at.error]
+    assert (data / "manifest.jsonl").read_bytes() != before
+    assert IndexStore.load(own_index).manifest["labels_version"] == 1
+    at.button(key="triage_act_undo").click().run()
+    assert any("Undone" in s.value for s in at.success)
+    assert (data / "manifest.jsonl").read_bytes() == before

@@ -134,6 +134,30 @@ from app.handlers.triage import (
     metrics_table,
     per_class_table,
 )
+from app.handlers.views import (
+    STALE_NOTE,
+    View,
+    correct_labels,
+    delete_view,
+    export_frames,
+    field_label,
+    labels_version,
+    last_change,
+    move_to_split,
+    save_as_dataset,
+    save_view,
+    saved_views,
+    search_in_view,
+    splits,
+    tag_rows,
+    undo_last,
+    value_label,
+    view_counts,
+    view_fields,
+    view_from_filters,
+    view_rows,
+    view_table,
+)
 from core.pipeline import IMAGE_SUFFIXES
 from core.schema import UNKNOWN
 from core.workspace import (
@@ -152,6 +176,10 @@ from core.workspace import (
 )
 
 __all__ = [
+    "STALE_NOTE", "View", "correct_labels", "delete_view", "export_frames", "field_label", "labels_version",
+    "last_change", "move_to_split", "save_as_dataset", "save_view", "saved_views", "search_in_view", "splits",
+    "tag_rows", "undo_last", "value_label", "view_counts", "view_fields", "view_from_filters", "view_rows",
+    "view_table",
     "CLIP_RESULTS", "RETRIEVAL_CLIPS", "cached_retrieval_report", "clip_moments", "clip_pooling",
     "compute_retrieval_report", "retrieval_table", "search_clip_results",
     "QUANT_SIZES", "quant_table", "quant_variants", "quantize_compare",

@@ -17,22 +17,27 @@ SEGMENT_HITS = 200  # frame hits grouped into clip segments (more than shown: se
 
 
 def search_scenes(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
-                  k: int = 12) -> pd.DataFrame:
+                  k: int = 12, among: np.ndarray | None = None) -> pd.DataFrame:
     """Indexed frames ranked by similarity to a text (``str``) or an example image, best first;
-    ValueError for an empty text."""
+    ValueError for an empty text. ``among``: only these rows (the sidebar's view)."""
     from core import search
 
+    if among is not None:
+        from app.handlers.views import search_in_view
+
+        return search_in_view(model, store, query, among, int(k))
     if isinstance(query, str):
         return search.search_text(model, store, query, k=int(k))
     return search.search_image(model, store, query, k=int(k))
 
 
 def search_segments(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
-                    hits: int = SEGMENT_HITS) -> pd.DataFrame:
-    """The top ``hits`` frames for ``query`` merged into time segments inside clips, best first."""
+                    hits: int = SEGMENT_HITS, among: np.ndarray | None = None) -> pd.DataFrame:
+    """The top ``hits`` frames for ``query`` (``among``: of these rows) merged into time segments
+    inside clips, best first."""
     from core.search import clip_windows
 
-    return clip_windows(search_scenes(model, store, query, k=hits), store)
+    return clip_windows(search_scenes(model, store, query, k=hits, among=among), store)
 
 
 SEGMENT_COLUMNS = {"clip_id": "Clip", "start_s": "Start (s)", "end_s": "End (s)", "n_frames": "Matching frames",

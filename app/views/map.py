@@ -6,7 +6,7 @@ import contextlib
 
 import streamlit as st
 
-from app import figures, handlers, sample_view, state, widgets
+from app import actions, figures, filter_sidebar, handlers, sample_view, state, widgets
 
 GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
 HOVER_TEXT_MAX = 20_000  # above this, per-point hover text costs more to ship than it helps
@@ -15,6 +15,7 @@ widgets.page_header("Map", "Every indexed frame placed by UMAP (cosine) on its e
                     "it; box- or lasso-select scenes to list and export them.")
 eng = state.engine()
 store, schema = eng.store, eng.schema
+in_view = filter_sidebar.current_rows(eng)  # the sidebar's view (None: every frame)
 
 
 bar = st.progress(0.0, text="Loading the map…")
@@ -34,7 +35,8 @@ with st.spinner(f"Voting every indexed frame with k={eng.k} (leave-one-out)…",
     categories = handlers.map_categories(store, by, k=eng.k)
 
 hover = widgets.compact_labels(store.meta, schema) if len(store) <= HOVER_TEXT_MAX else None
-fig = figures.map_figure(layout, categories, figures.category_style(schema, by, categories), hover=hover,
+fig = figures.map_figure(layout, filter_sidebar.only(categories, in_view),
+                         figures.category_style(schema, by, categories), hover=hover,
                          size=size, uirevision=f"{eng.key}|{by}")
 
 if place is not None:
@@ -79,3 +81,4 @@ sample_view.show()
 if len(table) > GRID_MAX:
     st.caption(f"Showing the first {GRID_MAX} of {len(table):,}; the table and the exports hold all of them.")
 st.dataframe(handlers.labelled(table, schema), hide_index=True, width="stretch", key="map_selection_table")
+actions.selection_actions(eng, table["id"].tolist(), key="map_act")

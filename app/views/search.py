@@ -7,12 +7,13 @@ import random
 import pandas as pd
 import streamlit as st
 
-from app import clip_results, handlers, sample_view, state, widgets, words
+from app import clip_results, filter_sidebar, handlers, sample_view, state, widgets, words
 
 widgets.page_header("Search", "Describe a scene in words, or give an example image: the index is ranked by "
                     "cosine similarity, and hits inside clips are merged into time segments.")
 eng = state.engine()
 store, schema = eng.store, eng.schema
+in_view = filter_sidebar.current_rows(eng)  # the sidebar's view (None: every frame)
 
 mode = st.segmented_control("Query", ["Text", "Image"], default="Text", key="search_mode",
                             label_visibility="collapsed") or "Text"
@@ -35,8 +36,8 @@ if mode == "Text":
              help="Label combinations drawn from the schema")
     if query:
         with st.spinner("Searching…"):
-            hits = handlers.search_scenes(eng.model, store, query, k=n_results)
-            windows = handlers.search_segments(eng.model, store, query)
+            hits = handlers.search_scenes(eng.model, store, query, k=n_results, among=in_view)
+            windows = handlers.search_segments(eng.model, store, query, among=in_view)
 else:
     up = top[0].file_uploader("Example image", type=sorted(s.lstrip(".") for s in handlers.IMAGE_SUFFIXES),
                               key="search_image", max_upload_size=handlers.MAX_UPLOAD_MB)
@@ -47,8 +48,8 @@ else:
             st.stop()
         st.image(image, caption=up.name, width=240)
         with st.spinner("Searching…"):
-            hits = handlers.search_scenes(eng.model, store, image, k=n_results)
-            windows = handlers.search_segments(eng.model, store, image)
+            hits = handlers.search_scenes(eng.model, store, image, k=n_results, among=in_view)
+            windows = handlers.search_segments(eng.model, store, image, among=in_view)
 
 clip_results.retrieval_panel(eng)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import handlers, sample_view, state, widgets, words
+from app import actions, filter_sidebar, handlers, sample_view, state, widgets, words
 
 PAGE_SIZE = 8
 LEAK_PAIRS_SHOWN = 6
@@ -15,6 +15,7 @@ widgets.page_header("Triage", "Leave-one-out k-NN votes on one split of the inde
                     "and near-duplicates across splits.")
 eng = state.engine()
 store, schema = eng.store, eng.schema
+in_view = filter_sidebar.current_rows(eng)  # the sidebar's view (None: every frame)
 
 splits = handlers.index_splits(store)
 head = st.columns([1, 3])
@@ -72,7 +73,10 @@ with tab_failures:
         default=[c for c in handlers.focus_classes(schema) if c in options],
         format_func=lambda c: f"{schema[c.split('=')[0]].display} · {schema.display(*c.split('=', 1))}",
     )
-    table = handlers.failure_table(report, schema, attrs, classes)
+    table = filter_sidebar.keep(handlers.failure_table(report, schema, attrs, classes), in_view)
+    if in_view is not None:
+        st.caption(f"Failures of the frames in the sidebar's view ({len(in_view):,} frames); the metrics "
+                   f"above cover the whole {split} split.")
     pages = max(1, -(-len(table) // PAGE_SIZE))
     p1, p2, p3 = st.columns([6, 2, 1], vertical_alignment="center")
     p1.caption(f"{words.count(len(table), 'failure')} {'matches' if len(table) == 1 else 'match'} · "
@@ -88,12 +92,15 @@ with tab_failures:
         for place, f in enumerate(listed.itertuples()):
             widgets.failure_card(f, store, schema, eng.k, browse=(listed["id"].tolist(), place))
     sample_view.show()
+    actions.failure_fixes(eng, listed, key="triage_act")
 
 with tab_leak:
     st.caption("Pairs of frames in different splits that are near-duplicates: a k-NN vote can copy the "
                "answer from one to the other, which inflates the scores above.")
     threshold = st.slider("Cosine similarity at least", 0.80, 1.0, 0.97, 0.005, key="triage_leak_threshold")
     pairs = state.memo(("leak", eng.key, threshold), lambda: handlers.leakage_pairs(store, threshold))
+    if in_view is not None:  # pairs with either frame in the sidebar's view
+        pairs = pairs[pairs["i"].isin(in_view) | pairs["j"].isin(in_view)]
     st.metric("Cross-split near-duplicates", f"{len(pairs):,}")
     if len(pairs):
         for r in pairs.head(LEAK_PAIRS_SHOWN).itertuples():
