@@ -157,3 +157,25 @@ def test_index_file_names_agree_with_the_index_package() -> None:
     from core.index.folder import MANIFEST_FILE, META_FILE
 
     assert (corrections.INDEX_META, corrections.INDEX_MANIFEST) == (META_FILE, MANIFEST_FILE)
+
+
+def test_export_selection_is_a_dataset_of_its_frames(tmp_path) -> None:
+    import io
+    import zipfile
+
+    from core.export import export_frames_folder, export_frames_zip
+
+    root, index = make_dataset(tmp_path)
+    store = IndexStore.load(index)
+    for i, p in enumerate(store.meta["path"]):  # stand-in frame files (the export copies bytes)
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        (root / p).write_bytes(f"frame {i}".encode())
+    out = export_frames_folder(store, np.array([5, 1, 5]), tmp_path / "for-labelling")
+    ds = read_manifest(out)  # a dataset: every file present, every row valid
+    assert ds.frames["path"].tolist() == store.meta["path"].iloc[[1, 5]].tolist()
+    assert [ds.labels(i) for i in range(2)] == [store.labels(1), store.labels(5)]
+    assert (out / store.meta["path"].iat[5]).read_bytes() == b"frame 5"
+    with pytest.raises(ValueError, match="already exists"):
+        export_frames_folder(store, np.array([1]), out)
+    names = zipfile.ZipFile(io.BytesIO(export_frames_zip(store, np.array([2])))).namelist()
+    assert sorted(names) == sorted(["selection/manifest.jsonl", f"selection/{store.meta['path'].iat[2]}"])
