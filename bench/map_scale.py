@@ -1,6 +1,10 @@
 """Is the Map page responsive at 100k points (issue 4)? `python bench/map_scale.py [--quick]`
 
-Times the cached UMAP layout and new-point placement.
+Times the cached UMAP layout and new-point placement. Above ``--sample`` points (default 20k)
+UMAP is fitted on a sample and the other points placed by k-NN (issue 23: maps of millions); the
+page's interactions (density grid + drawn sample of a view, a selection) are timed too.
+
+    .venv/bin/python bench/map_scale.py --sizes 100000 1000000 --no-transform --warmup   # issue 23
 
 Points are random unit vectors drawn around ``--clusters`` random centres (closer to scene
 embeddings than uniform noise, which has no neighbourhood structure for UMAP to find). For each
@@ -85,6 +89,17 @@ def bench_size(n: int, n_epochs: int | None, args: argparse.Namespace, folder: P
     print(f"    stages: {stages.summary()}", flush=True)
     maps.layout._LAYOUTS.clear()  # as in a fresh process: read the disk cache
     layout = timed(f"umap_projection cached {tag}", lambda: maps.umap_projection(store, n_epochs=n_epochs), results)
+    # What the page does with it (issue 23): the first view is a density grid of every point plus a
+    # WebGL-sized sample; each zoom recomputes both for the box on the server.
+    timed(f"first view: density grid + drawn sample n={n:,}",
+          lambda: (maps.density_grid(layout), maps.view_points(layout)), results)
+    lo, hi = layout.min(axis=0), layout.max(axis=0)
+    mid = (lo + hi) / 2
+    box = (float(lo[0]), float(mid[0]), float(lo[1]), float(mid[1]))
+    timed(f"interaction: zoom to a quarter (grid + sample) n={n:,}",
+          lambda: (maps.density_grid(layout, box=box), maps.view_points(layout, box)), results)
+    pick = maps.view_points(layout, box, limit=200)
+    timed(f"interaction: select 200 points (table) n={n:,}", lambda: maps.selection_table(store, pick), results)
     q = clustered(args.queries, args.dim, args.clusters, seed=n, draw=1)  # same centres, new points
     timed(f"place_points knn  {args.queries} pts, n={n:,}", lambda: maps.place_points(store, q, layout=layout),
           results)
@@ -109,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--transform-all", action="store_true",
                     help="time the transform refit at every size (default: the last size only)")
     ap.add_argument("--warmup", action="store_true", help="compile umap's numba code first (not timed)")
+    ap.add_argument("--sample", type=int, default=None,
+                    help=f"UMAP fitted on this many points, the rest placed by k-NN (default {maps.UMAP_SAMPLE})")
     args = parse_args(ap, {"sizes": [3000], "epochs": [30], "queries": 20, "no_transform": True}, argv)
+    if args.sample:
+        maps.sample.UMAP_SAMPLE = args.sample
     epochs = (args.epochs + args.epochs[-1:] * len(args.sizes))[: len(args.sizes)]
     print(f"cpus={os.cpu_count()} dim={args.dim} clusters={args.clusters}", flush=True)
     results: list[tuple[str, float]] = []
