@@ -30,9 +30,7 @@ def cmd_ask(a: argparse.Namespace) -> None:
     if a.answerer == "vlm":
         from core.vqa.vlm import VLMAnswerer, load_vlm
 
-        if not a.vlm:
-            raise ValueError("--answerer vlm needs --vlm DIR (a folder written by scenescope train-vqa)")
-        answerer = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)
+        answerer = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)  # None: the bundled one
         ans = answerer.answer(a.question, a.path, a.option)
     else:
         model, store = _answerer_index(a)
@@ -56,10 +54,16 @@ def cmd_eval_vqa(a: argparse.Namespace) -> None:
         from core.vqa.answer import DEFAULT_THRESHOLD
         from core.vqa.evaluate import evaluate_dataset
 
-        model, store = _answerer_index(a)
         threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
-        report = evaluate_dataset(a.data, model, store, split=a.split, k=a.k, threshold=threshold,
-                                  meteor=not a.no_meteor, limit=a.limit)
+        if a.answerer == "vlm":
+            from core.vqa.vlm import VLMAnswerer, load_vlm
+
+            vlm = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)
+            report = evaluate_dataset(a.data, split=a.split, meteor=not a.no_meteor, limit=a.limit, vlm=vlm)
+        else:
+            model, store = _answerer_index(a)
+            report = evaluate_dataset(a.data, model, store, split=a.split, k=a.k, threshold=threshold,
+                                      meteor=not a.no_meteor, limit=a.limit)
         print(json.dumps(report, indent=2) if a.json else report_text(report))
         return
     qa = read_drivelm(a.qa).qa if a.qa else None
@@ -73,21 +77,28 @@ def cmd_train_vqa(a: argparse.Namespace) -> None:
 
     report = train_vqa(a.data, a.out, vision=a.model, schema=schema_option(a), text_epochs=a.text_epochs,
                        stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, keep_ratio=a.keep,
-                       batch_size=a.batch_size, max_rows=a.max_rows, seed=a.seed, device=a.device,
-                       progress=print)
+                       batch_size=a.batch_size, max_rows=a.max_rows, max_frames=a.max_frames, seed=a.seed,
+                       device=a.device, hidden=a.hidden, layers=a.layers, heads=a.heads,
+                       intermediate=a.intermediate, vocab_size=a.vocab_size, lr_align=a.lr_align, lr_qa=a.lr_qa,
+                       progress=lambda m: print(m, flush=True))
     print(f"trained in {report['seconds']:.0f} s; wrote {a.out}")
 
 
+def _vlm_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--vlm", metavar="DIR", default=None,
+                   help="--answerer vlm: the VLM folder (default: the bundled scenescope-vqa-tiny)")
+    s.add_argument("--keep", type=float, default=None, help="--answerer vlm: share of patch tokens kept "
+                   "(default: the VLM's own, 0.25)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("ask", help="answer a question about an image or clip from its k-NN votes")
+    s = sub.add_parser("ask", help="answer a question about an image or clip (k-NN votes, or the bundled VLM)")
     s.add_argument("path", help="image, video or folder of frames")
     s.add_argument("question", help="e.g. \"Is the road surface wet?\" (at most 512 characters)")
     s.add_argument("--option", action="append", metavar="TEXT", help="a multiple-choice option (repeat)")
     s.add_argument("--index", help="index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
     s.add_argument("--answerer", choices=["retrieval", "vlm"], default="retrieval")
-    s.add_argument("--vlm", metavar="DIR", help="--answerer vlm: the VLM folder (scenescope train-vqa --out)")
-    s.add_argument("--keep", type=float, default=None, help="--answerer vlm: share of patch tokens kept "
-                   "(default: the VLM's own, 0.25)")
+    _vlm_options(s)
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--threshold", type=float, default=None,
                    help="below this confidence: no definite answer (default: core.vqa.answer.DEFAULT_THRESHOLD, 0.5)")
@@ -100,7 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON list of {id, question, gt_answer, answer} with optional tag, group, type")
     s.add_argument("--data", help="dataset folder with qa.jsonl (synth --qa): answer its --split and score it")
     s.add_argument("--index", help="--data: index to vote with (default: $SCENESCOPE_INDEX, else the demo index)")
-    s.add_argument("--answerer", choices=["retrieval"], default="retrieval")
+    s.add_argument("--answerer", choices=["retrieval", "vlm"], default="retrieval")
+    _vlm_options(s)
     s.add_argument("--split", default="test")
     s.add_argument("--k", type=int, default=5)
     s.add_argument("--threshold", type=float, default=None,
@@ -122,7 +134,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--stage2-epochs", type=int, default=4, help="projector + LM fine-tuning on the QA mix")
     s.add_argument("--keep", type=float, default=0.25, help="share of patch tokens kept per question")
     s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--max-rows", type=int, default=None, help="at most N questions per split (smoke runs)")
+    s.add_argument("--max-rows", type=int, default=None, help="at most N questions per split (a seeded sample)")
+    s.add_argument("--max-frames", type=int, default=None, help="questions about at most N frames (a seeded sample)")
+    s.add_argument("--hidden", type=int, default=192, help="language model width")
+    s.add_argument("--layers", type=int, default=4, help="language model layers")
+    s.add_argument("--heads", type=int, default=4, help="language model attention heads")
+    s.add_argument("--intermediate", type=int, default=512, help="language model MLP width")
+    s.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary trained on the QA corpus")
+    s.add_argument("--lr-align", type=float, default=1e-3, help="stage 1 learning rate")
+    s.add_argument("--lr-qa", type=float, default=5e-4, help="language warm-up and stage 2 learning rate")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_train_vqa)

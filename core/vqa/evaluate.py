@@ -21,8 +21,11 @@ from core.vqa.drivelm import option_letter, read_qa_table
 from core.vqa.questions import CLIP_FRAME
 
 if TYPE_CHECKING:
+    import torch
+
     from core.data import Dataset
     from core.types import IndexStore, SceneModel
+    from core.vqa.vlm import VLMAnswerer
 
 _EMBED_CHUNK = 256  # images held in memory at once when the frames are not indexed
 
@@ -93,25 +96,86 @@ def answer_dataset(
     return qa, answers
 
 
-def evaluate_dataset(
-    data: str | Path, model: SceneModel, store: IndexStore, *, split: str = "test", k: int = 5,
-    threshold: float = DEFAULT_THRESHOLD, meteor: bool = True, limit: int | None = None,
-    qa_path: str | Path | None = None, **vote_kw: object,
-) -> dict[str, Any]:
-    """``score_predictions``'s report (docs/CONTRACTS.md, eval-vqa) of the retrieval answerer on the
-    split's questions, plus ``answerer``, ``split``, ``no_definite_answer`` (how many) and
-    ``mean_confidence``."""
+def question_frames(
+    data: str | Path, schema: Any = None, *, split: str = "test", limit: int | None = None,
+    qa_path: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """The split's questions and, by id, the image each is asked about (a clip question: the clip's
+    middle frame, as the VLM was trained)."""
+    from core.data import read_manifest
+    from core.vqa.train_vlm import frame_rows
+
+    part = read_manifest(data, schema).split(split)
+    qa = read_qa_table(qa_path if qa_path is not None else data)
+    qa = qa[qa["scene"].astype(str).isin(set(part.frames["clip_id"].astype(str)))].reset_index(drop=True)
+    if limit is not None:
+        qa = qa.head(int(limit))
+    if not len(qa):
+        raise ValueError(f"{data}: qa.jsonl has no questions about the {split!r} split")
+    where = frame_rows(part.frames)
+    images: dict[str, Path] = {}
+    for row in qa.to_dict("records"):
+        key = (str(row["scene"]), str(row["frame"]))
+        if key not in where:
+            raise ValueError(f"{data}/qa.jsonl {row['id']}: clip {row['scene']} has no frame {row['frame']}")
+        images[row["id"]] = part.abspath(str(part.frames.iloc[where[key]]["path"]))
+    return qa, images
+
+
+def answer_dataset_vlm(
+    data: str | Path, answerer: VLMAnswerer, *, split: str = "test", limit: int | None = None,
+    qa_path: str | Path | None = None, patches: dict[Path, torch.Tensor] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Answer]]:
+    """The split's questions and each one's Answer by the VLM answerer, by id. Each frame is embedded
+    once (``patches``: image path -> patch tokens, filled here; pass one dict to reuse the tokens
+    across calls, e.g. at two keep ratios)."""
+    from core.images import open_image
+
+    qa, images = question_frames(data, answerer.schema, split=split, limit=limit, qa_path=qa_path)
+    cache = {} if patches is None else patches
+    answers: dict[str, Answer] = {}
+    for row in qa.to_dict("records"):
+        path = images[row["id"]]
+        if path not in cache:
+            cache[path] = answerer.patches(open_image(path))
+        answers[row["id"]] = answerer.answer_tokens(row["question"], cache[path])
+    return qa, answers
+
+
+def score_answers(qa: pd.DataFrame, answers: Mapping[str, Answer], *, meteor: bool = True) -> dict[str, Any]:
+    """``score_predictions``'s report of answers to a QA table, plus ``no_definite_answer`` (how
+    many) and ``mean_confidence``."""
     from core.vqa.metrics import score_predictions
 
-    qa, answers = answer_dataset(data, model, store, split=split, k=k, threshold=threshold, limit=limit,
-                                 qa_path=qa_path, **vote_kw)
     rows = qa.to_dict("records")
     entries = [{"id": r["id"], "answer": prediction_text(answers[r["id"]], r)} for r in rows]
     report = score_predictions(entries, qa, challenge_filter=False, meteor=meteor)
-    report.update(answerer="retrieval", split=split,
-                  no_definite_answer=sum(not a.definite for a in answers.values()),
+    report.update(no_definite_answer=sum(not a.definite for a in answers.values()),
                   mean_confidence=float(np.mean([a.confidence for a in answers.values()])))
     return report
 
 
-__all__ = ["answer_dataset", "evaluate_dataset", "prediction_text"]
+def evaluate_dataset(
+    data: str | Path, model: SceneModel | None = None, store: IndexStore | None = None, *, split: str = "test",
+    k: int = 5, threshold: float = DEFAULT_THRESHOLD, meteor: bool = True, limit: int | None = None,
+    qa_path: str | Path | None = None, vlm: VLMAnswerer | None = None, **vote_kw: object,
+) -> dict[str, Any]:
+    """``score_answers``'s report (docs/CONTRACTS.md, eval-vqa) on the split's questions, plus
+    ``answerer`` and ``split``: the retrieval answerer voting with ``model``/``store``, or the VLM
+    answerer ``vlm`` when given (plus its ``keep_ratio``)."""
+    if vlm is not None:
+        qa, answers = answer_dataset_vlm(data, vlm, split=split, limit=limit, qa_path=qa_path)
+        report = score_answers(qa, answers, meteor=meteor)
+        report.update(answerer="vlm", split=split, keep_ratio=vlm.keep_ratio or vlm.vlm.cfg.keep_ratio)
+        return report
+    if store is None:
+        raise ValueError("the retrieval answerer needs an index to vote with")
+    qa, answers = answer_dataset(data, model, store, split=split, k=k, threshold=threshold, limit=limit,
+                                 qa_path=qa_path, **vote_kw)
+    report = score_answers(qa, answers, meteor=meteor)
+    report.update(answerer="retrieval", split=split)
+    return report
+
+
+__all__ = ["answer_dataset", "answer_dataset_vlm", "evaluate_dataset", "prediction_text", "question_frames",
+           "score_answers"]

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from core.models import SceneModel
 
 Progress = Callable[[str], None]
+PROBE = 512  # examples the before/after losses are measured on
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,9 @@ def run_stage(vlm: VLM, cache: FeatureCache, examples: Sequence[Example], params
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             total += loss.item() * len(batch)
+            if progress and (i // batch_size + 1) % 100 == 0:
+                progress(f"{name} epoch {epoch + 1}/{epochs}: {i + len(batch)}/{len(order)} examples, "
+                         f"loss {total / (i + len(batch)):.4f}")
         losses.append(total / len(order))
         if progress:
             progress(f"{name} epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
@@ -229,7 +233,8 @@ def train_vqa(
     heads: int = 4,
     intermediate: int = 512,
     vocab_size: int = 1024,
-    max_rows: int | None = None,  # per split, for smoke runs
+    max_rows: int | None = None,  # per split: a seeded random sample of the questions
+    max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
@@ -249,6 +254,14 @@ def train_vqa(
     if rows is None:
         rows = question_bank(ds.frames.to_dict("records"), schema, seed)
     where = frame_rows(ds.frames)
+    # The frozen tower's cost is per frame and the LM's per question: on a small CPU budget, fewer
+    # frames with their questions beat many frames' first questions; sampling keeps every kind.
+    allowed = None
+    if max_frames is not None and max_frames < len(ds.frames):
+        allowed = set(random.Random(seed).sample(range(len(ds.frames)), max_frames))
+    rows = list(rows)
+    if max_rows is not None:
+        random.Random(seed + 1).shuffle(rows)
     picked: dict[int, int] = {}  # manifest row -> cache row
     qa: dict[str, list[Example]] = {"train": [], "val": []}
     for row in rows:
@@ -258,6 +271,8 @@ def train_vqa(
         key = (str(row["scene"]), str(row["frame"]))
         if key not in where:
             raise ValueError(f"{root / QA_FILE}: question {row.get('id', '?')} names frame {key}, not in the manifest")
+        if allowed is not None and where[key] not in allowed:
+            continue
         q, a = qa_pair(row, schema)
         qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a))
     if not qa["train"]:
@@ -285,7 +300,8 @@ def train_vqa(
         return [Example(j, None, schema.caption(lab, rng)) for j, lab in enumerate(labels)]
 
     connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
-    before = mean_loss(vlm, cache, qa["train"])
+    probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
+    before = mean_loss(vlm, cache, probe)
     stages = {
         "text": run_stage(vlm, cache, [*qa["train"], *captions()], list(vlm.lm.parameters()), text_epochs, lr_qa,
                           batch_size, rng, visual=False, name="text", progress=progress),
@@ -298,8 +314,8 @@ def train_vqa(
         "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
         "keep_ratio": keep_ratio, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
         "frames": len(manifest_rows), "stages": stages,
-        "loss_before": before, "loss_after": mean_loss(vlm, cache, qa["train"]),
-        "val_loss": mean_loss(vlm, cache, qa["val"]) if qa["val"] else None,
+        "loss_before": before, "loss_after": mean_loss(vlm, cache, probe),
+        "val_loss": mean_loss(vlm, cache, qa["val"][:PROBE]) if qa["val"] else None,
         "parameters": sum(p.numel() for p in vlm.parameters()), "config": {
             "hidden": hidden, "layers": layers, "vocab_size": cfg.vocab_size},
         "seconds": time.time() - start,

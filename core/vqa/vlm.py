@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_folder, recover
+from core.model_names import ASSETS
 from core.tokens.features import dense_forward, text_features
 from core.tokens.pruned import keep_indices
 from core.tokens.select import score_patches
@@ -42,11 +43,14 @@ if TYPE_CHECKING:
 
     from core.models import SceneModel
 
+BUNDLED_VLM_NAME = "scenescope-vqa-tiny"
+BUNDLED_VLM = ASSETS / BUNDLED_VLM_NAME  # trained by `make vqa-asset` (scenescope train-vqa), shipped in git
 CONFIG_FILE = "vlm_config.json"
 WEIGHTS_FILE = "vlm.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "MODEL_CARD.md"
 MAX_BYTES = 50 * 1024 * 1024  # the issue's size budget for a shipped VLM folder
+QUESTION_CACHE = 4096  # questions whose word-token features are remembered
 PAD, BOS, EOS, SEP, UNK = "<pad>", "<bos>", "<eos>", "<sep>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, SEP, UNK]
 
@@ -106,6 +110,7 @@ class VLM(nn.Module):
         self.tokenizer = tokenizer
         object.__setattr__(self, "vision", vision)  # not a submodule: frozen, saved by name
         self.ids = {t: tokenizer.token_to_id(t) for t in SPECIALS}
+        self._question_cache: dict[str, np.ndarray] = {}
         d, h = cfg.vision_dim, cfg.hidden
         self.recovery_norm = nn.LayerNorm(d)
         self.recovery = nn.MultiheadAttention(d, cfg.recovery_heads, batch_first=True)
@@ -124,8 +129,13 @@ class VLM(nn.Module):
         return dense_forward(self.vision, pixels, self.cfg.method)[1].float().cpu()
 
     def question_tokens(self, question: str) -> np.ndarray:
-        """(T, D) word-token features of the question in the tower's joint space."""
-        return text_features(self.vision, question)[1]
+        """(T, D) word-token features of the question in the tower's joint space; remembered per
+        question (suggested and template questions come back often; the text tower is not free)."""
+        if question not in self._question_cache:
+            if len(self._question_cache) >= QUESTION_CACHE:
+                self._question_cache.clear()
+            self._question_cache[question] = text_features(self.vision, question)[1]
+        return self._question_cache[question]
 
     def select(self, patches: torch.Tensor, questions: Sequence[str] | None,
                keep_ratio: float | None = None, text: Sequence[np.ndarray] | None = None) -> torch.Tensor:
@@ -197,7 +207,12 @@ class VLM(nn.Module):
                   select: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """((1, k, hidden) visual prefix, (1, k) kept indices) of one preprocessed image (1, 3, H, W).
         ``select=False`` is the no-selection path: every patch token, no question scoring."""
-        patches = self.patch_tokens(pixels)
+        return self.prefix_of_patches(self.patch_tokens(pixels), question, keep_ratio, select)
+
+    @torch.no_grad()
+    def prefix_of_patches(self, patches: torch.Tensor, question: str, keep_ratio: float | None = None,
+                          select: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prefix_of`` for patch tokens already computed (1, N, D): the image embedded once, asked often."""
         idx = self.select(patches, [question] if select else None, keep_ratio)
         return self.visual_prefix(patches, idx), idx
 
@@ -243,7 +258,12 @@ class VLM(nn.Module):
                       keep_ratio: float | None = None) -> tuple[str, float, int | None, torch.Tensor]:
         """(text, confidence, choice, kept indices) for one preprocessed image. With options: the
         option of highest likelihood, its confidence the softmax share over the options."""
-        prefix, idx = self.prefix_of(pixels, question, keep_ratio)
+        return self.answer_patches(self.patch_tokens(pixels), question, options, keep_ratio)
+
+    def answer_patches(self, patches: torch.Tensor, question: str, options: Sequence[str] | None = None,
+                       keep_ratio: float | None = None) -> tuple[str, float, int | None, torch.Tensor]:
+        """``answer_pixels`` for patch tokens already computed (1, N, D)."""
+        prefix, idx = self.prefix_of_patches(patches, question, keep_ratio)
         if options:
             ll = self.option_logliks(prefix, question, options)
             share = np.exp(ll - ll.max())
@@ -280,14 +300,28 @@ def save_vlm(vlm: VLM, out: str | Path, card: str | None = None, files: dict[str
     return out
 
 
-def load_vlm(folder: str | Path, vision: SceneModel | None = None, device: str = "cpu") -> VLM:
-    """Load a VLM folder; its vision tower comes from the registry by name (or ``vision``) and must
-    be the one it was trained on."""
+def vlm_folder(folder: str | Path | None = None) -> Path:
+    """The folder a VLM is loaded from: ``folder``, or the bundled one for None or its name."""
+    if folder is None or str(folder) == BUNDLED_VLM_NAME:
+        recover(BUNDLED_VLM)
+        if not (BUNDLED_VLM / WEIGHTS_FILE).is_file():
+            raise FileNotFoundError(f"{BUNDLED_VLM}: the bundled VLM {BUNDLED_VLM_NAME} is missing; "
+                                    "restore it from git or rebuild it with `make vqa-asset`")
+        return BUNDLED_VLM
+    folder = Path(folder)
+    recover(folder)  # a crash mid-swap leaves <folder>.old; finish the swap first
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such VLM folder (scenescope train-vqa --out writes one)")
+    return folder
+
+
+def load_vlm(folder: str | Path | None = None, vision: SceneModel | None = None, device: str = "cpu") -> VLM:
+    """Load a VLM folder (None or ``BUNDLED_VLM_NAME``: the bundled scenescope-vqa-tiny); its vision
+    tower comes from the registry by name (or ``vision``) and must be the one it was trained on."""
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    folder = Path(folder)
-    recover(folder)
+    folder = vlm_folder(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder}: missing {name}; not a VLM folder (scenescope train-vqa writes one)")
@@ -352,7 +386,16 @@ class VLMAnswerer:
         return self.answer_image(question, self.frame(path), options)
 
     def answer_image(self, question: str, image: Any, options: Sequence[str] | None = None) -> Any:
-        from core.vqa.answer import Answer, QuestionError, check_question
+        """Answer about one PIL image."""
+        return self.answer_tokens(question, self.patches(image), options)
+
+    def patches(self, image: Any) -> torch.Tensor:
+        """(1, N, D) patch tokens of a PIL image: embed once, then ``answer_tokens`` per question."""
+        return self.vlm.patch_tokens(self.vlm.vision.preprocess_batch([image]))
+
+    def answer_tokens(self, question: str, patches: torch.Tensor, options: Sequence[str] | None = None) -> Any:
+        """Answer about an image whose patch tokens (``patches``) are already computed."""
+        from core.vqa.answer import Answer, QuestionError, check_question, match_question
         from core.vqa.drivelm import split_options
 
         qa = self.schema.qa
@@ -366,19 +409,21 @@ class VLMAnswerer:
         if options is not None and len(opts) < 2:
             raise QuestionError(f"a multiple-choice question needs at least 2 options; got {len(opts)}")
         no_option = next((i for i, o in enumerate(opts) if o.strip().lower() == qa.no_answer.lower()), None)
+        intent, matched, why = match_question(q, self.schema)
+        if intent is None:  # the VLM learnt only what the schema asks: say so rather than guess
+            return Answer(qa.no_answer, 0.0, [], no_option, why, definite=False)
         live = [i for i in range(len(opts)) if i != no_option]
-        pixels = self.vlm.vision.preprocess_batch([image])
-        text, conf, pick, kept = self.vlm.answer_pixels(pixels, q, [opts[i] for i in live] or None, self.keep_ratio)
+        text, conf, pick, kept = self.vlm.answer_patches(patches, q, [opts[i] for i in live] or None, self.keep_ratio)
         self.last_kept = kept
         choice = None if pick is None else live[pick]
         if conf < self.threshold or not text:
             why = f"confidence {conf:.2f} is below the threshold {self.threshold:.2f}" + (
                 f" (leaning to {text!r})" if text else "")
-            return Answer(qa.no_answer, conf, [], no_option, why, definite=False)
-        return Answer(text, conf, [], choice)
+            return Answer(qa.no_answer, conf, [], no_option, why, intent, matched, definite=False)
+        return Answer(text, conf, [], choice, None, intent, matched)
 
 
 __all__ = [
-    "CONFIG_FILE", "MAX_BYTES", "SPECIALS", "TOKENIZER_FILE", "VLM", "VLMAnswerer", "VLMConfig", "WEIGHTS_FILE", "folder_bytes",
-    "load_vlm", "save_vlm", "train_tokenizer",
+    "BUNDLED_VLM", "BUNDLED_VLM_NAME", "CONFIG_FILE", "MAX_BYTES", "SPECIALS", "TOKENIZER_FILE", "VLM", "VLMAnswerer", "VLMConfig", "WEIGHTS_FILE", "folder_bytes",
+    "load_vlm", "save_vlm", "train_tokenizer", "vlm_folder",
 ]
