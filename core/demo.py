@@ -23,6 +23,7 @@ from core.workspace import DEMO_DATA, DEMO_INDEX, ROOT
 DEMO_SCENES, DEMO_CLIPS, DEMO_SEED = 1500, 40, 2024
 DEMO_ASSET = ROOT / "assets" / "demo"
 ASSET_VECTORS, ASSET_LAYOUT, ASSET_RECORD = "embeddings.npy", "umap.npy", "demo.json"
+CALIBRATION = "familiarity"  # the asset record's copy of the index's familiarity calibration
 
 
 def write_clip_video(out: Path, schema: Schema, feature: str, seed: int, fps: int = 10,
@@ -105,7 +106,10 @@ def write_demo_asset(asset: Path = DEMO_ASSET, index_dir: Path = DEMO_INDEX, dat
         np.save(f, np.ascontiguousarray(store.embeddings(), np.float32))
     with atomic_path(asset / ASSET_LAYOUT) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(layout, np.float32))
-    atomic_write_text(asset / ASSET_RECORD, json.dumps(_asset_record(dataset, model), indent=2) + "\n")
+    # The familiarity calibration too: it depends on the vectors alone, and fitting it (scikit-learn's
+    # import and two PCA fits) was the largest part of building the index from the asset.
+    record = {**_asset_record(dataset, model), CALIBRATION: store.manifest.get("familiarity") or calibrate(store)}
+    atomic_write_text(asset / ASSET_RECORD, json.dumps(record, indent=2) + "\n")
     return asset
 
 
@@ -119,12 +123,13 @@ def index_from_asset(asset: Path, dataset: Dataset, model: SceneModel, index_dir
         layout = np.load(asset / ASSET_LAYOUT, allow_pickle=False)
     except (OSError, ValueError):
         return False
+    calibration = record.pop(CALIBRATION, None)
     if record != _asset_record(dataset, model) or vectors.shape[0] != len(dataset) or layout.shape != (len(dataset), 2):
         return False
     store = IndexStore.from_embeddings(vectors, dataset.frames, model=model.identity, dataset=dataset.root,
                                        split="all", schema=dataset.schema, model_name=model.name,
                                        precision="fp32", from_asset=str(asset))
-    store.manifest["familiarity"] = calibrate(store)
+    store.manifest["familiarity"] = calibration or calibrate(store)
     store.save(index_dir)
     seed_layout(store, layout)
     return True

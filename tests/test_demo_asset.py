@@ -47,6 +47,14 @@ def test_index_and_map_come_from_a_matching_asset(tmp_path, small_index, cheap_u
     assert cheap_umap == [len(built)]  # the map came from the asset, not a new fit
 
     record = json.loads((asset / demo.ASSET_RECORD).read_text())
+    # The familiarity calibration ships too (no scikit-learn fit at start-up): the same record a
+    # fresh calibration of these vectors gives, and the one the rebuilt index carries.
+    from core.familiarity import calibrate
+
+    assert record[demo.CALIBRATION] == calibrate(store) == store.manifest["familiarity"]
+    (asset / demo.ASSET_RECORD).write_text(json.dumps({**record, demo.CALIBRATION: {"marker": 1}}))
+    assert demo.index_from_asset(asset, read_manifest(data), model, tmp_path / "shipped")
+    assert IndexStore.load(tmp_path / "shipped").manifest["familiarity"] == {"marker": 1}  # used, not refit
     for change in ({"model": "other@1"}, {"frames": 3}, {"fingerprint": "0"}):
         (asset / demo.ASSET_RECORD).write_text(json.dumps({**record, **change}))
         assert not demo.index_from_asset(asset, read_manifest(data), model, tmp_path / "other")

@@ -151,3 +151,16 @@ def test_words_say_numbers_as_people_read_them() -> None:
     assert [words.duration(s) for s in (4.25, 45, 1320, 7200, 7500)] == ["4.2 s", "45 s", "22.0 min", "2 h",
                                                                          "2 h 5 min"]
     assert words.number(1.4800000000000004) == "1.48" and words.number(0.0005) == "0.0005"
+
+
+def test_speed_limits_name_the_image_size(tmp_path: Path) -> None:
+    from core.jobs.limits import image_size, limits_note
+
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "assets" / "scenescope-tiny" / "open_clip_config.json")
+                     .read_text())["model_cfg"]["vision_cfg"]["image_size"]
+    assert image_size("scenescope-tiny") == tuple(cfg)
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"vision_cfg": {"image_size": 224}}}))
+    assert image_size(f"file:{tmp_path}") == (224, 224)
+    assert image_size("openclip:ViT-B-32/openai") is None and image_size(f"file:{tmp_path / 'gone'}") is None
+    note = limits_note({"spec": {"base_model": f"file:{tmp_path}", "threads": 2}, "run": {"batch_size": 8}})
+    assert "CPU-bound: 2 threads on" in note and "batch 8 · 224×224 px images" in note

@@ -3,7 +3,9 @@ load, the precision and batch it settled on. Read from a job's status (no torch 
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 BUSY_LOAD = 1.2  # a 1-minute load above this many runnable tasks per core: others share the cores
@@ -19,6 +21,21 @@ def machine_load() -> tuple[float, int] | None:
         return os.getloadavg()[0], os.cpu_count() or 1
     except (AttributeError, OSError):
         return None
+
+
+def image_size(base_model: str | None) -> tuple[int, int] | None:
+    """(height, width) in pixels that the starting model's image tower takes, read from its
+    open_clip config (a bundled name or ``file:<folder>``); None where no config says (openclip:)."""
+    from core.model_names import BUNDLED
+
+    name = str(base_model or "")
+    folder = BUNDLED.get(name) or (Path(name[len("file:"):]) if name.startswith("file:") else None)
+    try:
+        size = json.loads((Path(folder) / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]["image_size"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(h), int(w)
 
 
 def limits_note(status: dict[str, Any]) -> str:
@@ -38,6 +55,9 @@ def limits_note(status: dict[str, Any]) -> str:
         parts.append(str(run["precision"]))
     if run.get("batch_size"):
         parts.append(f"batch {int(run['batch_size'])}")
+    size = image_size(spec.get("base_model"))
+    if size is not None:  # pixels per image set the work per step as much as the batch does
+        parts.append(f"{size[1]}×{size[0]} px images")
     load = machine_load()
     if load is not None and not device.startswith("cuda") and load[0] > BUSY_LOAD * load[1]:
         parts.append(f"the machine is busy (load {load[0]:.1f} on {_plural(load[1], 'core')}), "
