@@ -43,6 +43,7 @@ TAG_MAX = 40
 # core.index.folder's names, spelled here because importing core.index loads torch and FAISS
 # (seconds), which a label change never needs; tests/test_corrections.py checks they agree.
 INDEX_META, INDEX_MANIFEST = "meta.parquet", "manifest.json"
+INDEX_ROW_GROUP = 65_536  # core.index.frames.ROW_GROUP_ROWS: large tables are read by row group
 ManifestRow = dict[str, Any]
 
 
@@ -270,7 +271,7 @@ def sync_index(index_dir: str | Path, schema: Schema | None = None) -> bool:
     same = new.equals(meta)
     if not same:
         with atomic_path(index_dir / INDEX_META) as tmp:
-            new.to_parquet(tmp, index=False)
+            new.to_parquet(tmp, index=False, row_group_size=INDEX_ROW_GROUP)
     if not same or info.get(LABELS_VERSION) != version:
         info[LABELS_VERSION] = version
         atomic_write_text(index_dir / INDEX_MANIFEST, json.dumps(info, indent=2) + "\n")

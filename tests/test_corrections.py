@@ -155,8 +155,10 @@ def test_crash_mid_write_leaves_last_good_state(tmp_path) -> None:
 def test_index_file_names_agree_with_the_index_package() -> None:
     from core import corrections
     from core.index.folder import MANIFEST_FILE, META_FILE
+    from core.index.frames import ROW_GROUP_ROWS
 
     assert (corrections.INDEX_META, corrections.INDEX_MANIFEST) == (META_FILE, MANIFEST_FILE)
+    assert corrections.INDEX_ROW_GROUP == ROW_GROUP_ROWS
 
 
 def test_export_selection_is_a_dataset_of_its_frames(tmp_path) -> None:
