@@ -48,6 +48,15 @@ class FrameTable:
 
     def take(self, ids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows ``ids`` (in that order, repeats allowed) of ``columns`` (default all)."""
+        return self.take_arrow(ids, columns).to_pandas()
+
+    def values(self, ids: Sequence[int] | np.ndarray, column: str) -> list:
+        """One column's values at rows ``ids`` as Python objects (a vote's paths: no pandas on the way,
+        whose conversion costs ~10 ms even for 10 rows)."""
+        return self.take_arrow(ids, [column]).column(column).to_pylist()
+
+    def take_arrow(self, ids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """As :meth:`take`, as an Arrow table."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         cols = tuple(columns) if columns is not None else tuple(self.columns)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
@@ -61,9 +70,8 @@ class FrameTable:
             where[sel] = np.arange(offset, offset + len(sel))
             offset += len(sel)
         if not parts:
-            return self._file.schema_arrow.empty_table().select(list(cols)).to_pandas()
-        table = pa.concat_tables(parts).take(pa.array(where))  # back to the order asked for
-        return table.to_pandas()
+            return self._file.schema_arrow.empty_table().select(list(cols))
+        return pa.concat_tables(parts).take(pa.array(where))  # back to the order asked for
 
     def column(self, name: str) -> pd.Series:
         """One whole column (e.g. an attribute, to build its integer codes)."""

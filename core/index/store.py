@@ -317,7 +317,7 @@ class IndexStore:
     def paths_of(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """Frame paths of rows ``ids`` only (never a pass over every row)."""
         if self._meta is None:  # on disk: read only the row groups holding ``ids``
-            return self._frames.take(ids, ["path"])["path"].astype(str).tolist()
+            return [str(p) for p in self._frames.values(ids, "path")]
         if self._path_column is None:  # the column's own array (no copy): pandas' lookup costs ~1 ms a vote
             self._path_column = self.meta["path"].array
         col = self._path_column
