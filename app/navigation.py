@@ -46,6 +46,7 @@ PAGES: tuple[PageSpec, ...] = (
              ("core.jobs:start_job", "core.compare:Comparison", "core.train.finetune:FinetuneOptions")),
     PageSpec("Quantize", "views/quantize.py", ":material/compress:", "Model", ("core.quant.compare",)),
     PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa.answer:RetrievalAnswerer",)),
+    PageSpec("Import", "views/import_data.py", ":material/upload_file:", "Data", ("core.data.importers:import_table",)),
 )
 
 

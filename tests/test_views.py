@@ -192,3 +192,32 @@ def test_triage_relabel_and_undo_restore_the_manifest(own_index, tmp_path, monke
     at.button(key="triage_act_undo").click().run()
     assert any("Undone" in s.value for s in at.success)
     assert (data / "manifest.jsonl").read_bytes() == before
+
+
+def test_import_page_names_the_bad_row_then_writes_the_manifest(tmp_path) -> None:
+    rng = random.Random(0)
+    rows = [{"path": f"f{i}.jpg", **SCHEMA.sample(rng)} for i in range(4)]
+    for r in rows:
+        (tmp_path / r["path"]).write_bytes(b"x")  # the importer checks the files exist
+    a = SCHEMA.names[0]
+    bad = pd.DataFrame([*rows[:2], {**rows[2], a: "not_a_value"}, rows[3]])
+    bad.to_csv(tmp_path / "labels.csv", index=False)
+    # The page alone: the workbench's first page would load a model this page never needs.
+    at = AppTest.from_file(str(Path(WORKBENCH).parent / "views" / "import_data.py"), default_timeout=60)
+    at.run()
+    at.text_input(key="import_root").input(str(tmp_path))
+    at.text_input(key="import_labels").input("labels.csv").run()
+    at.button(key="import_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "labels.csv row 4" in at.error[0].value and "not_a_value" in at.error[0].value
+    assert not (tmp_path / "manifest.jsonl").exists()
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    at.button(key="import_go").click().run()
+    assert "Wrote" in at.success[0].value
+    assert len(read_manifest_rows(tmp_path)) == 4
+
+
+def read_manifest_rows(root: Path) -> list[dict]:
+    from core.data import read_manifest
+
+    return read_manifest(root).frames.to_dict("records")

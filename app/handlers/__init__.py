@@ -50,6 +50,7 @@ from app.handlers.files import (
     prepare_demo,
     thumbnail,
 )
+from app.handlers.imports import IMPORT_FORMATS, import_dataset
 from app.handlers.jobs import (
     adapt_fields,
     adapt_summary,
@@ -176,6 +177,7 @@ from core.workspace import (
 )
 
 __all__ = [
+    "IMPORT_FORMATS", "import_dataset",
     "STALE_NOTE", "View", "correct_labels", "delete_view", "export_frames", "field_label", "labels_version",
     "last_change", "move_to_split", "save_as_dataset", "save_view", "saved_views", "search_in_view", "splits",
     "tag_rows", "undo_last", "value_label", "view_counts", "view_fields", "view_from_filters", "view_rows",
