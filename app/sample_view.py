@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from app import handlers, state, widgets
+from app import actions, handlers, state, widgets
 
 KEY = "sample_view"  # session_state: {"rows": [...], "pos": int, "source": str}
 LARGE = 960  # the frame's width in the dialog (pixels, at most)
@@ -86,6 +86,7 @@ def _dialog() -> None:
                "the vote are red.")
     widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, store), columns=min(5, max(1, eng.k)),
                            key="sample-neighbours")
+    actions.selection_actions(eng, [row], key="sample_act")  # tag, correct, move, export, undo this one
 
 
 def show() -> None:

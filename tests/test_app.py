@@ -235,6 +235,8 @@ def test_scene_clip_has_timeline_and_scrubber(engine: tuple) -> None:
     at.file_uploader(key="scene_upload").set_value((CLIP.name, CLIP.read_bytes(), "video/mp4")).run()
     assert not at.exception and not at.error
     assert any(s.value.startswith("Timeline") for s in at.subheader)
+    video = at.get("video")[0].proto  # the clip plays in the page, its votes as a caption track
+    assert [s.label for s in video.subtitles] == ["Votes"] and video.url and video.muted
     scrubber = at.select_slider(key="scene_frame")
     scrubber.set_value(3).run()
     assert not at.exception and "1.5 s" in scrubber.format_func(scrubber.value)

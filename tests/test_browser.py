@@ -115,6 +115,37 @@ def goto_page(page: object, title: str) -> None:
     settled(page)
 
 
+def check_playback(page: object) -> None:
+    """The uploaded clip plays in the page with its votes as captions, and the timeline's red
+    cursor follows the video (seek to 2.2 s, between two sampled frames, then play on)."""
+    from core.schema import default_schema
+
+    page.locator(".st-key-scene-player video").wait_for()
+    state = page.evaluate("""async () => {
+        const v = document.querySelector('.st-key-scene-player video');
+        if (v.readyState < 1) await new Promise(r => v.addEventListener('loadedmetadata', r, {once: true}));
+        const seek = t => new Promise(r => { v.addEventListener('seeked', r, {once: true}); v.currentTime = t; });
+        await seek(2.2);
+        await new Promise(r => setTimeout(r, 300));
+        const track = v.textTracks[0], line = () => document.querySelector('.ss-play-cursor');
+        const at2 = {cues: [...(track.activeCues || [])].map(c => c.text), mode: track.mode,
+                     t: line() && Number(line().dataset.t), left: line() && parseFloat(line().style.left)};
+        v.muted = true;
+        await v.play();
+        await new Promise(r => setTimeout(r, 600));
+        v.pause();
+        return {at2, t: v.currentTime, duration: v.duration, tLine: Number(line().dataset.t),
+                left: parseFloat(line().style.left), error: v.error && v.error.code};
+    }""")
+    assert state["error"] is None and 8.0 < state["duration"] < 9.0, state
+    at2 = state["at2"]
+    assert at2["mode"] == "showing" and len(at2["cues"]) == 1, state
+    for a in default_schema().attributes:
+        assert f"{a.display}: " in at2["cues"][0]  # each attribute's vote, in display names
+    assert at2["t"] == 2.2
+    assert state["t"] > 2.2 and abs(state["tLine"] - state["t"]) < 0.3 and state["left"] > at2["left"], state
+
+
 @pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
 def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, small_index: SmallIndex) -> None:
     from core.data import read_manifest
@@ -134,7 +165,10 @@ def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, s
     settled(page)
     assert grid.locator("img").count() == 5  # the sidebar's default k
     assert page.get_by_text("Timeline · solidWhiteRight.mp4").is_visible()
+    check_playback(page)
     shoot(page, "scene")
+    check_sample_view(page)
+    check_sample_view(page)
 
     goto_page(page, "Map")
     plot = page.locator(".js-plotly-plot").first
@@ -283,3 +317,24 @@ def test_correct_a_label_and_undo_it(workbench: str, browser: object, small_inde
     finally:
         page.close()
     assert manifest.read_bytes() == before
+
+def check_sample_view(page: object) -> None:
+    """On the Scene page's neighbours: a thumbnail's Open button opens the sample view, the arrow
+    keys move through the neighbours and Esc closes it."""
+    page.locator(".st-key-neighbours-grid").get_by_role("button", name="Open").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("1 of 5 · Scene neighbours").wait_for()
+    dialog.locator(".st-key-sample-frame img").wait_for()
+    first = dialog.inner_text()
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text("2 of 5 · Scene neighbours").wait_for()
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text("3 of 5 · Scene neighbours").wait_for()
+    page.keyboard.press("ArrowLeft")
+    dialog.get_by_text("2 of 5 · Scene neighbours").wait_for()
+    settled(page)
+    assert dialog.inner_text() != first  # another sample is shown
+    shoot(page, "sample-view")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=10_000)
+    settled(page)

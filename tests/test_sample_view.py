@@ -40,7 +40,7 @@ def test_sample_info_labels_and_place_in_clip(store: object) -> None:
     same = meta[meta["clip_id"] == meta["clip_id"].iat[row]]
     assert info.clip_frames == len(same)
     assert info.clip_position == int((same["timestamp_s"] < meta["timestamp_s"].iat[row]).sum()) + 1
-    assert f"frame {info.clip_position} of {len(same)} frames" in info.where
+    assert f"clip {info.clip_id} · frame {info.clip_position} of {len(same)} · " in info.where
     assert not re.search(r"\d\.\d{3,}", info.where)  # no float noise
     still = int(np.flatnonzero(sizes == 1)[0])
     assert handlers.sample_info(store, still).where.endswith("still image")

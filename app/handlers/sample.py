@@ -34,11 +34,11 @@ class SampleInfo:
 
     @property
     def where(self) -> str:
-        """Its clip and place in it, in words: ``clip_0003 · frame 4 of 12 · 1.5 s``."""
+        """Its split, clip and place in it, in words: ``train · clip c0003 · frame 4 of 12 · 1.5 s``."""
         if self.clip_frames <= 1:  # a still (its own one-frame clip, or none)
             return f"{self.split} · still image"
-        return (f"{self.split} · clip {self.clip_id} · frame {self.clip_position:,} of "
-                f"{words.count(self.clip_frames, 'frame')} · {words.seconds(self.timestamp_s)}")
+        return (f"{self.split} · clip {self.clip_id} · frame {self.clip_position:,} of {self.clip_frames:,} · "
+                f"{words.seconds(self.timestamp_s)}")
 
 
 def sample_info(store: IndexStore, row: int) -> SampleInfo:
