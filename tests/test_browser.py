@@ -168,7 +168,6 @@ def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, s
     check_playback(page)
     shoot(page, "scene")
     check_sample_view(page)
-    check_sample_view(page)
 
     goto_page(page, "Map")
     plot = page.locator(".js-plotly-plot").first
