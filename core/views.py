@@ -131,19 +131,29 @@ def frame_table(meta: pd.DataFrame, schema: Schema, vote: Sequence[str] | None =
 def _field_mask(table: pd.DataFrame, column: str, values: Sequence[str]) -> np.ndarray:
     if column not in table:  # a derived field not computed: the filter cannot hold yet
         raise ViewError(f"this view filters on {column!r}, which is not computed for this index yet")
-    if column == TAGS:  # a frame matches when it carries any of the tags
+    if column == TAGS:  # a frame matches when it carries any of the tags; few distinct tag sets
         wanted = set(values)
-        return np.fromiter((bool(wanted & set(split_tags(t))) for t in table[TAGS]), bool, len(table))
+        codes, uniques = pd.factorize(table[TAGS], use_na_sentinel=False)
+        hit = np.array([bool(wanted & set(split_tags(u))) for u in uniques], dtype=bool)
+        return hit[codes] if len(codes) else np.zeros(0, bool)
     return table[column].isin(list(values)).to_numpy()
+
+
+def _masks(table: pd.DataFrame, view: View) -> dict[str, np.ndarray]:
+    return {column: _field_mask(table, column, values) for column, values in view.filters().items()}
+
+
+def _combine(masks: Mapping[str, np.ndarray], n: int, skip: str | None = None) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    for column, m in masks.items():
+        if column != skip:
+            mask &= m
+    return mask
 
 
 def view_mask(table: pd.DataFrame, view: View, skip: str | None = None) -> np.ndarray:
     """Which rows of ``table`` the view keeps (``skip``: ignore that one field's filter)."""
-    mask = np.ones(len(table), dtype=bool)
-    for column, values in view.filters().items():
-        if column != skip:
-            mask &= _field_mask(table, column, values)
-    return mask
+    return _combine(_masks(table, view), len(table), skip)
 
 
 def view_rows(table: pd.DataFrame, view: View) -> np.ndarray:
@@ -158,15 +168,18 @@ def value_counts(table: pd.DataFrame, view: View, columns: Sequence[str] | None 
     would add, as FiftyOne's sidebar does; the counts follow every other field's filter.
     """
     out: dict[str, dict[str, int]] = {}
+    masks = _masks(table, view)  # each field's mask once; a column's counts AND the others'
     for column in columns or list(table.columns):
-        keep = view_mask(table, view, skip=column)
-        values = table[column].to_numpy()[keep]
-        if column == TAGS:
-            flat = [t for text in values for t in split_tags(text)]
-            counts = pd.Series(flat, dtype=object).value_counts()
+        keep = _combine(masks, len(table), skip=column)
+        counts = pd.Series(table[column].to_numpy()[keep], dtype=object).value_counts()
+        if column == TAGS:  # counts of each distinct tag set, spread over its tags
+            spread: dict[str, int] = {}
+            for text, c in counts.items():
+                for t in split_tags(text):
+                    spread[t] = spread.get(t, 0) + int(c)
+            out[column] = dict(sorted(spread.items(), key=lambda kv: -kv[1]))
         else:
-            counts = pd.Series(values, dtype=object).value_counts()
-        out[column] = {str(k): int(v) for k, v in counts.items()}
+            out[column] = {str(k): int(v) for k, v in counts.items()}
     return out
 
 
