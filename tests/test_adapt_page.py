@@ -56,3 +56,35 @@ def test_train_page_offers_adaptation_and_shows_its_before_after(tmp_path: Path,
     labels = {w.label for w in at.number_input} | {w.label for w in at.checkbox}
     assert {"Alignment strength (gradient reversal)", "Weight of staying close to the start model"} <= labels
     assert at.text_area(key="adapt_target") is not None
+
+
+def test_map_placement_warns_when_the_upload_is_unlike_the_index(small_index: SmallIndex,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from app import handlers, map_cache
+    from core.familiarity import calibration_of, measure
+    from core.index import IndexStore
+    from core.models import load_model
+
+    model = load_model(small_index.model)
+    store = IndexStore.load(small_index.index, model=model)
+    # Where the upload lands is map_cache's (UMAP) business; only the banner is checked here.
+    monkeypatch.setattr(map_cache, "place", lambda _s, emb, method, layout: np.zeros((len(emb), 2)))
+    buf = io.BytesIO()
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (180, 320, 3), dtype=np.uint8))
+    noise.save(buf, "PNG")
+    indexed = (small_index.data / store.meta["path"].iat[0]).read_bytes()
+    # The small test index is sparse, so its own threshold may not flag noise (bench/familiarity.py
+    # measures the real one); here the threshold sits between the two uploads' familiarity.
+    low, high = measure(store, model.embed_images([noise, Image.open(io.BytesIO(indexed))]))
+    assert low < high
+    calibration_of(store)["flag_below"] = (low + high) / 2
+    xy, _, banner, error = handlers.place_upload("noise.png", buf.getvalue(), model, store, np.zeros((len(store), 2)))
+    assert error is None and xy.shape == (1, 2)
+    assert banner is not None and "unlike this index" in banner
+    _, _, banner, error = handlers.place_upload("frame.jpg", indexed, model, store, np.zeros((len(store), 2)))
+    assert error is None and banner is None

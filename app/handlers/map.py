@@ -49,16 +49,18 @@ PLACE_TRANSFORM_MAX = 50_000  # umap's transform refits in memory; beyond this, 
 
 
 def place_upload(name: str, data: bytes, model: SceneModel, store: IndexStore, layout: np.ndarray, k: int = 5,
-                 ) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """Map positions of an uploaded image or clip's frames: ``(xy, times, None)`` or an error."""
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, str | None, str | None]:
+    """Map positions of an uploaded image or clip's frames: ``(xy, times, banner, None)`` or
+    ``(None, None, None, error)``. ``banner`` (else None) warns that the upload is unlike the index
+    (core.familiarity), where its map position means little: the Scene page's words."""
     from app import map_cache
 
     analysis, error = analyze_upload(name, data, model, store, k=k)
     if analysis is None:
-        return None, None, error
+        return None, None, None, error
     method = "transform" if len(store) <= PLACE_TRANSFORM_MAX else "knn"
     xy = map_cache.place(store, model.embed_images(analysis.frames), method=method, layout=layout)
-    return xy, analysis.times, None
+    return xy, analysis.times, analysis.familiarity_banner(), None
 
 
 EXPORT_FORMATS: dict[str, str] = {"csv": "text/csv", "jsonl": "application/jsonl"}

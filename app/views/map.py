@@ -45,10 +45,12 @@ if place is not None:
         with st.spinner(f"Placing {place.name} on the map…", show_time=True):
             st.session_state["map_placed"] = (placed_key, *handlers.place_upload(
                 place.name, place.getvalue(), eng.model, store, layout, k=eng.k))
-    _, xy, times, error = st.session_state["map_placed"]
+    _, xy, times, banner, error = st.session_state["map_placed"]
     if error:
         st.error(error, icon=":material/error:")
     else:
+        if banner:  # unlike anything indexed: where it lands on the map says little (issue 20)
+            st.warning(banner, icon=":material/travel_explore:")
         figures.add_placed(fig, xy, times, place.name)
 
 event = st.plotly_chart(fig, width="stretch", key="map_chart", on_select="rerun",
