@@ -194,6 +194,37 @@ def test_cli_train_vqa(trained: Trained, tmp_path: Path, capsys: pytest.CaptureF
                "--option", "Sunny", "--option", "Snow", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["choice"] in (0, 1) and out["answer"] == ["Sunny", "Snow"][out["choice"]]
-    assert main(["ask", image, QUESTION, "--answerer", "vlm"]) == 2 and "--vlm DIR" in capsys.readouterr().err
+    assert main(["ask", image, QUESTION, "--answerer", "vlm", "--vlm", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "no such VLM folder" in err and err.count("\n") == 1
+    # eval-vqa --answerer vlm answers a dataset's question bank with the VLM and scores it.
+    from core.vqa.questions import write_question_bank
+
+    write_question_bank(trained.data)
+    rc = main(["eval-vqa", "--data", str(trained.data), "--answerer", "vlm", "--vlm", str(trained.out),
+               "--limit", "12", "--no-meteor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["answerer"] == "vlm" and report["keep_ratio"] == 0.25
+    assert report["n"] == 12 and set(report["by_group"]) == {"perception", "prediction", "planning", "behavior"}
     rc = main(["train-vqa", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--model", trained.vision])
     assert rc == 2 and "nowhere" in capsys.readouterr().err
+
+
+def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread: None) -> None:
+    """The shipped scenescope-vqa-tiny loads by default and picks the right option of multiple-choice
+    perception questions about freshly rendered frames more often than chance."""
+    from core.synth import write_synth_dataset
+    from core.vqa.evaluate import answer_dataset_vlm
+    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, VLMAnswerer, folder_bytes, load_vlm
+
+    assert folder_bytes(BUNDLED_VLM) <= MAX_BYTES
+    data = write_synth_dataset(tmp_path / "d", scenes=10, clips=0, seed=77, qa=True, progress=False)
+    rows = [json.loads(x) for x in (data / "qa.jsonl").read_text().splitlines()]
+    mc = [r for r in rows if r["group"] == "perception" and r["type"] == "multiple_choice"]
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mc))
+    qa, answers = answer_dataset_vlm(data, VLMAnswerer(load_vlm(), threshold=0.0), split="all",
+                                     qa_path=tmp_path / "mc.jsonl")
+    letters = {r["id"]: r["answer"] for r in mc}
+    right = [answers[i].choice is not None and "ABCDEFGHIJ"[answers[i].choice] == letters[i] for i in qa["id"]]
+    chance = float(np.mean([1 / (len(r["options"]) - 1) for r in mc]))  # the no-answer option never wins
+    assert len(right) >= 20 and np.mean(right) > 2 * chance
