@@ -2,7 +2,8 @@
 
 Started with ``scenescope demo-ui`` (``launch(host, port)``). Endpoints (see README):
 ``/classify`` (file, k) -> result dict, ``/search`` (text, k) -> ranked scenes, and ``/heatmap``
-(file, query, keep_ratio) -> heatmap image + pruned-vote summary when the token engine is present.
+(file, query, keep_ratio) -> heatmap image + pruned-vote summary when the token engine is present,
+and ``/ask`` (file, question, options, answerer, keep_ratio, k) -> answer dict + the question's kept-token heatmap.
 """
 
 from __future__ import annotations
@@ -154,6 +155,54 @@ def _heat_table(summary: dict[str, Any] | None) -> pd.DataFrame | None:
     return handlers.pruned_vote_table(summary, store.schema)
 
 
+def ask(file: Any, question: str = "", options: str = "", answerer: str = "retrieval", keep_ratio: float = 0.25,
+        k: int = 5) -> tuple[dict[str, Any], Image.Image | None]:
+    """Answer a question about an image or clip (issue 19's Ask): free text, or multiple choice with
+    ``options`` one per line. ``answerer``: "retrieval" (the k-NN vote) or "vlm" (the bundled small
+    VLM, when installed). Returns the answer dict (``answer``, ``confidence``, ``definite``,
+    ``reason``, ``choice``/``letter``, ``evidence`` with ``role`` supports|contradicts|split, for a
+    clip ``timeline`` and ``window`` in seconds, ``familiarity``) and the question's kept-token heatmap."""
+    model, store = engine()
+    problem = handlers.question_problem(question or "", store.schema)
+    if problem:  # before the (slow) votes
+        raise gr.Error(problem)
+    path = _path_of(file)
+    problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 0)
+    if problem:
+        raise gr.Error(problem)
+    try:
+        analysis = handlers.analyze_file(path, model, store, k=int(k))
+    except (OSError, ValueError) as e:  # the engine's InputError / VideoError name the file
+        raise gr.Error(str(e) if path.name in str(e) else f"{path.name}: cannot be read ({e})") from None
+    opts = [o.strip() for o in (options or "").splitlines() if o.strip()] or None
+    result, error = handlers.ask(analysis, question, model, store, options=opts, answerer=answerer,
+                                 keep_ratio=float(keep_ratio))
+    if error:
+        raise gr.Error(error)
+    return _api_safe(result.to_dict()), result.heatmap
+
+
+def _ask_view(result: dict[str, Any] | None) -> tuple[str, str, list[tuple[np.ndarray, str]], Any]:
+    """(answer line, confidence, evidence gallery, answer-over-time figure) of an /ask answer."""
+    if not result:
+        return "", "", [], None
+    _, store = engine()
+    letter = f"{result['letter']}. " if result.get("letter") else ""
+    line = f"{letter}{result['answer']}" + (f" ({result['reason']})" if result.get("reason") else "")
+    cards = []
+    for c in result["evidence"]:
+        img = _thumb(store, c.get("scene_path"))
+        if img is not None:
+            cards.append((img, f"{c['role']} · sim {c['similarity']:.3f}"))
+    timeline = None
+    if result.get("timeline"):
+        spans = [SimpleNamespace(text=s["answer"], start_s=s["start_s"], end_s=s["end_s"],
+                                 confidence=s["confidence"]) for s in result["timeline"]]
+        timeline = figures.answer_timeline_figure(spans, spans[-1].end_s, store.schema.qa.yes,
+                                                  store.schema.qa.no_answer)
+    return line, f"{result['confidence']:.0%}", cards, timeline
+
+
 # ---- page rendering from the API's answers ---------------------------------------------------------
 def _vote_rows(frame: dict[str, Any]) -> pd.DataFrame:
     _, store = engine()
@@ -251,6 +300,31 @@ def build(index: str | Path | None = None) -> gr.Blocks:
             heat_btn.click(heatmap, [upload, query, keep], [heat_img, heat_json], api_name="heatmap",
                            concurrency_limit=CONCURRENCY) \
                 .then(_heat_table, [heat_json], [heat_table], api_visibility="private")
+        with gr.Accordion("Ask a question", open=False):
+            vlm_ok, vlm_note = handlers.vlm_status()
+            with gr.Row():
+                question = gr.Textbox(label="Question about the uploaded image or clip", scale=3,
+                                      placeholder="Is the road surface wet?")
+                ask_btn = gr.Button("Ask", scale=1)
+            with gr.Row():
+                options = gr.Textbox(label="Options (one per line; empty: free answer)", lines=3, scale=3)
+                answerer = gr.Radio([(label + ("" if vlm_ok or name == "retrieval" else " (not installed)"), name)
+                                     for name, label in handlers.ANSWERER_LABELS.items()],
+                                    value="retrieval", label="Answerer", info=None if vlm_ok else vlm_note, scale=2)
+                ask_keep = gr.Slider(0.05, 1.0, value=0.25, step=0.05, label="Keep ratio", scale=1)
+            with gr.Row():
+                ask_text = gr.Textbox(label="Answer", interactive=False, scale=3)
+                ask_conf = gr.Textbox(label="Confidence", interactive=False, scale=1)
+            with gr.Row():
+                ask_heat = gr.Image(label="The question's kept tokens", type="pil")
+                ask_plot = gr.Plot(label="Answer over time (clips)")
+            ask_cards = gr.Gallery(label="Evidence: neighbours that support or contradict the answer", columns=5,
+                                   rows=1, height=270, object_fit="contain")
+            with gr.Accordion("Raw result (API /ask)", open=False):
+                ask_json = gr.JSON(label="Answer", show_label=False)
+            ask_btn.click(ask, [upload, question, options, answerer, ask_keep, k], [ask_json, ask_heat],
+                          api_name="ask", concurrency_limit=CONCURRENCY) \
+                .then(_ask_view, [ask_json], [ask_text, ask_conf, ask_cards, ask_plot], api_visibility="private")
     return demo
 
 

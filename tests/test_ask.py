@@ -105,10 +105,9 @@ def test_heatmap_keeps_the_asked_share_of_tokens(engine: tuple) -> None:
 
     model, store = engine
     analysis = handlers.analyze_index_scene(store, _test_rows(store, 1)[0], k=5)
-    for keep in (0.25, 1.0):
-        result, _ = handlers.ask(analysis, "Is there a construction zone ahead?", model, store, keep_ratio=keep)
-        kept, total = result.kept
-        assert kept == keep_count(total, keep) and isinstance(result.heatmap, Image.Image)
+    result, _ = handlers.ask(analysis, "Is there a construction zone ahead?", model, store, keep_ratio=0.3)
+    kept, total = result.kept
+    assert kept == keep_count(total, 0.3) < total and isinstance(result.heatmap, Image.Image)
 
 
 def test_clip_answer_over_time_and_when_window(engine: tuple) -> None:

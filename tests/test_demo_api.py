@@ -97,3 +97,23 @@ def test_heatmap_endpoint(client: Client, small_index: SmallIndex) -> None:
     assert 0 < summary["kept_tokens"] < summary["total_tokens"]
     assert set(summary["full"]) == set(summary["pruned"]) == set(ds.schema.names)
     assert heat  # an image the client can fetch
+
+
+def test_ask_endpoint(client: Client, small_index: SmallIndex) -> None:
+    from app import handlers
+    from core.pipeline import open_index
+
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert "/ask" in named
+    model, store = open_index(small_index.index)
+    image = store.abspath(int(store.meta.index[store.meta["split"].astype(str) == "test"][0]))
+    out, heat = client.predict(handle_file(str(image)), "What is the weather?", "", "retrieval", 0.25, 5,
+                               api_name="/ask")
+    expect, _ = handlers.ask(handlers.analyze_file(image, model, store, k=5), "What is the weather?", model, store,
+                             heatmap=False)
+    assert out["answer"] == expect.answer.text and out["confidence"] == pytest.approx(expect.answer.confidence)
+    assert [c["id"] for c in out["evidence"]] == [c.id for c in expect.evidence]
+    assert all("scene_path" in c and c["role"] in ("supports", "contradicts", "split") for c in out["evidence"])
+    assert out["kept_tokens"] < out["total_tokens"] and heat
+    with pytest.raises(Exception, match="does not cover 'colour'"):
+        client.predict(handle_file(str(image)), "What colour is the sky?", "", "retrieval", 0.25, 5, api_name="/ask")

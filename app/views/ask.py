@@ -150,9 +150,11 @@ with right:
     for card in result.evidence:
         lines = [f"{schema[a].display}: {schema[a].display_of(card.labels.get(a, handlers.UNKNOWN))}"
                  for a in card.attributes]
-        flag = card.role if card.role != "supports" else None
-        thumbs.append(widgets.Thumb(state.thumb_of_path(eng.store, card.path), f"{card.role.capitalize()} · sim "
-                                    f"{card.similarity:.3f}", lines, flag))
+        if card.role == "supports":
+            lines.insert(0, ":green[supports]")
+        flag = None if card.role == "supports" else card.role  # contradicts, or split (no definite answer)
+        thumbs.append(widgets.Thumb(state.thumb_of_path(eng.store, card.path), f"sim {card.similarity:.3f}",
+                                    lines, flag))
     if thumbs:
         widgets.thumbnail_grid(thumbs, columns=5, key="ask-evidence-grid")
     else:
