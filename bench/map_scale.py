@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"UMAP fitted on this many points, the rest placed by k-NN (default {maps.UMAP_SAMPLE})")
     args = parse_args(ap, {"sizes": [3000], "epochs": [30], "queries": 20, "no_transform": True}, argv)
     if args.sample:
-        maps.sample.UMAP_SAMPLE = args.sample
+        maps.layout.UMAP_SAMPLE = args.sample
     epochs = (args.epochs + args.epochs[-1:] * len(args.sizes))[: len(args.sizes)]
     print(f"cpus={os.cpu_count()} dim={args.dim} clusters={args.clusters}", flush=True)
     results: list[tuple[str, float]] = []

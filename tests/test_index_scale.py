@@ -303,7 +303,7 @@ def test_saving_an_ondisk_store_copies_its_lists(data, ivf_flat, tmp_path):
 
 def test_map_fits_umap_on_a_sample_and_places_every_other_point(monkeypatch):
     """A map of more points than UMAP_SAMPLE: UMAP sees only the sample, the rest join by k-NN."""
-    import core.maps.sample as sample
+    import core.maps.layout as sample
     from core.maps import density_grid, umap_projection, view_points
 
     rng = np.random.default_rng(1)

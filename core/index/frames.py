@@ -53,7 +53,13 @@ class FrameTable:
     def values(self, ids: Sequence[int] | np.ndarray, column: str) -> list:
         """One column's values at rows ``ids`` as Python objects (a vote's paths: no pandas on the way,
         whose conversion costs ~10 ms even for 10 rows)."""
-        return self.take_arrow(ids, [column]).column(column).to_pylist()
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexStoreError(f"{self.path}: row ids outside 0..{len(self) - 1}")
+        groups = np.searchsorted(self._starts, ids, side="right") - 1
+        # scalar reads from the cached Arrow column: ~microseconds a row, no table is rebuilt
+        return [self._group(int(g), (column,)).column(0)[int(i - self._starts[g])].as_py()
+                for i, g in zip(ids.tolist(), groups.tolist(), strict=True)]
 
     def take_arrow(self, ids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """As :meth:`take`, as an Arrow table."""
@@ -86,7 +92,7 @@ class FrameTable:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        table = self._file.read_row_group(g, columns=list(cols))
+        table = self._file.read_row_group(g, columns=list(cols)).combine_chunks()
         self._cache[key] = table
         while len(self._cache) > _CACHED_GROUPS:
             self._cache.popitem(last=False)

@@ -5,11 +5,13 @@ from core.maps.layout import (
     PCA_ABOVE,
     UMAP_FILE,
     UMAP_META_FILE,
+    UMAP_SAMPLE,
     UmapParams,
     aligned_layouts,
     compute_layout,
     index_key,
     memo_key,
+    sampled_layout,
     seed_layout,
     umap_projection,
 )
@@ -30,7 +32,6 @@ from core.maps.points import (
     selection_table,
     view_points,
 )
-from core.maps.sample import UMAP_SAMPLE, sampled_layout
 
 __all__ = [
     "ABSTAINED", "COLOR_CORRECT", "DRAW_POINTS", "UMAP_SAMPLE", "density_grid", "sampled_layout", "view_points", "COLOR_SPLIT", "CORRECT", "KNN_PLACE_K", "PCA_ABOVE", "UMAP_FILE", "UMAP_META_FILE",
