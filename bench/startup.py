@@ -104,8 +104,10 @@ def wait_http(url: str, proc: subprocess.Popen, limit_s: float = 300) -> None:
     raise SystemExit(f"no HTTP answer from {url} within {limit_s:.0f} s")
 
 
+# Finished: no script-running indicator and no spinner or progress bar left on the page (the
+# running indicator alone can be absent while a page still loads its model).
 SETTLED = ("() => !document.querySelector('[data-testid=stStatusWidget] [data-testid=stStatusWidgetRunningIcon],"
-           " [data-testid=stStatusWidgetRunningManIcon]')")
+           " [data-testid=stStatusWidgetRunningManIcon], [data-testid=stSpinner], [data-testid=stProgress]')")
 
 
 def drawn(page: object, title: str, timeout_ms: int = 300_000) -> None:
