@@ -319,3 +319,24 @@ def test_correct_a_label_and_undo_it(workbench: str, browser: object, small_inde
     finally:
         page.close()
     assert manifest.read_bytes() == before
+
+def check_sample_view(page: object) -> None:
+    """On the Scene page's neighbours: a thumbnail's Open button opens the sample view, the arrow
+    keys move through the neighbours and Esc closes it."""
+    page.locator(".st-key-neighbours-grid").get_by_role("button", name="Open").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("1 of 5 · Scene neighbours").wait_for()
+    dialog.locator(".st-key-sample-frame img").wait_for()
+    first = dialog.inner_text()
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text("2 of 5 · Scene neighbours").wait_for()
+    page.keyboard.press("ArrowRight")
+    dialog.get_by_text("3 of 5 · Scene neighbours").wait_for()
+    page.keyboard.press("ArrowLeft")
+    dialog.get_by_text("2 of 5 · Scene neighbours").wait_for()
+    settled(page)
+    assert dialog.inner_text() != first  # another sample is shown
+    shoot(page, "sample-view")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=10_000)
+    settled(page)
