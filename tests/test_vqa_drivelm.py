@@ -222,3 +222,49 @@ def test_cli_import_drivelm(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: import drivelm needs --qa") and err.count("\n") == 1
 
+
+
+@needs_fixture
+def test_drivelm_end_to_end(tmp_path, capsys, small_index):
+    """Import the fixture, answer every question with the retrieval answerer (each key frame's front
+    camera votes with the session index), export in the challenge's format, score with eval-vqa."""
+    import numpy as np
+
+    from core.pipeline import classify_images, load_image, open_index
+    from core.vqa.answer import QuestionError, answer
+    from core.vqa.metrics import TAG_ACCURACY
+
+    out = tmp_path / "d"
+    assert main(["import", "drivelm", "--root", str(DRIVELM), "--qa", str(DRIVELM / "test_eval.json"),
+                 "--out", str(out)]) == 0
+    ds, qa = read_manifest(out), read_qa_table(out)
+    fronts = {(kf["scene"], kf["frame"]): kf["images"]["CAM_FRONT"]
+              for kf in map(json.loads, (out / "key_frames.jsonl").read_text().splitlines())}
+    model, store = open_index(small_index.index)
+    keys = sorted(fronts)
+    votes = dict(zip(keys, classify_images([load_image(ds.abspath(fronts[k])) for k in keys], model, store, 5),
+                     strict=True))
+
+    def reply(r: dict) -> str:
+        try:
+            a = answer(r["question"], votes[(r["scene"], r["frame"])], schema=store.schema)
+        except QuestionError:  # DriveLM has questions over the 512-character limit: no answer to them
+            return store.schema.qa.no_answer
+        return a.text if a.choice is None else "ABCDEFGH"[a.choice]
+
+    texts = {r["id"]: reply(r) for r in qa.to_dict("records")}
+    exported = export_answers(qa, texts)
+    assert len(exported) == len(_plain_rows(_plain("test_eval.json")))
+    assert all(set(e) == {"id", "question", "answer"} for e in exported)
+    write_answers(tmp_path / "answers.json", exported)
+    assert json.loads((tmp_path / "answers.json").read_text()) == exported
+    write_answers(tmp_path / "predictions.json", to_predictions(qa, texts))
+    capsys.readouterr()
+    assert main(["eval-vqa", "--predictions", str(tmp_path / "predictions.json"), "--all-questions",
+                 "--no-meteor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # Reference: exact match over the tag-0 questions, counted here from the table and the answers.
+    scored = [texts[r["id"]] == r["answer"] for r in qa.to_dict("records") if TAG_ACCURACY in (r["tag"] or [])]
+    assert report["accuracy"] == pytest.approx(float(np.mean(scored)))
+    assert set(report["by_group"]) == {"perception", "prediction", "planning", "behavior"}
+    assert report["language"]["bleu4"] is not None and "match_f1" in report
