@@ -135,6 +135,10 @@ def test_large_index_reads_its_frame_table_by_row_id_and_maps_its_vectors(data, 
     assert store.paths_of(rows) == table["path"].iloc[rows].tolist()
     assert [store.labels(i) for i in rows] == [{a: table[a].iat[i] for a in SCHEMA.names} for i in rows]
     assert str(store.abspath(2500)).endswith(table["path"].iat[2500])
+    import core.index.frames as frames_mod
+
+    monkeypatch.setattr(frames_mod, "PIN_ROWS", 0)  # as a table too big to keep its paths whole
+    assert IndexStore.load(ivf_flat.path).paths_of(rows) == table["path"].iloc[rows].tolist()
     votes = vote_batch(store, clustered(5, DIM, seed=5), k=5)
     assert [[n.path for n in v.neighbors] for v in votes] == [table["path"].iloc[[n.id for n in v.neighbors]].tolist()
                                                              for v in votes]

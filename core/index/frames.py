@@ -20,9 +20,15 @@ import pyarrow.parquet as pq
 
 from core.index.errors import IndexStoreError
 
-ROW_GROUP_ROWS = 65_536  # rows per row group when the index writes its table: one read of a group is ~1-3 ms
+# Rows per row group when the index writes its table: a vote's k rows fall in up to k groups, each
+# read and decompressed whole the first time, so groups are small (8k paths: ~0.3 MB decoded).
+ROW_GROUP_ROWS = 8192
 LAZY_FRAMES_ROWS = 200_000  # from this many rows IndexStore.load reads the table by row id, not whole
-_CACHED_GROUPS = 16
+# Up to this many rows a column read by value (a vote's paths) is kept whole in Arrow's compact
+# form (~40 MB for 1M paths, against ~160 MB as Python strings), so a lookup reads no row group:
+# a cold group costs milliseconds, over a 1M-vote's 2 ms budget. Larger tables read row groups.
+PIN_ROWS = 20_000_000
+_CACHED_GROUPS = 64  # per column set: ~20 MB of decoded paths at most
 
 
 class FrameTable:
@@ -37,6 +43,7 @@ class FrameTable:
         meta = self._file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._pinned: dict[str, pa.Array] = {}
         self._cache: OrderedDict[tuple[int, tuple[str, ...]], pa.Table] = OrderedDict()
 
     def __len__(self) -> int:
@@ -56,6 +63,11 @@ class FrameTable:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
             raise IndexStoreError(f"{self.path}: row ids outside 0..{len(self) - 1}")
+        if len(self) <= PIN_ROWS:  # the column whole, as one compact Arrow array: microseconds a row
+            if column not in self._pinned:
+                self._pinned[column] = self._file.read(columns=[column]).column(0).combine_chunks()
+            col = self._pinned[column]
+            return [col[i].as_py() for i in ids.tolist()]
         groups = np.searchsorted(self._starts, ids, side="right") - 1
         # scalar reads from the cached Arrow column: ~microseconds a row, no table is rebuilt
         return [self._group(int(g), (column,)).column(0)[int(i - self._starts[g])].as_py()
@@ -99,4 +111,4 @@ class FrameTable:
         return table
 
 
-__all__ = ["LAZY_FRAMES_ROWS", "ROW_GROUP_ROWS", "FrameTable"]
+__all__ = ["LAZY_FRAMES_ROWS", "PIN_ROWS", "ROW_GROUP_ROWS", "FrameTable"]
