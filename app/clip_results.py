@@ -78,7 +78,8 @@ def retrieval_panel(eng: state.Engine) -> None:
             st.caption("No retrieval report for this model yet: Compute measures text→clip and clip→text "
                        "recall (`scenescope eval-retrieval`).")
             return
-        st.caption(f"{report['clips']} held-out clips, one unseen-template caption each ({report['created']}).")
+        st.caption(f"{report['clips']} held-out clips in families that share one context (so "
+                   f"captions differ in place and stages), one unseen-template caption each ({report['created']}).")
         st.dataframe(handlers.retrieval_table(report), hide_index=True, width="stretch", key="retrieval_table",
                      column_config={c: st.column_config.NumberColumn(format="%.1f")
                                     for c in ("text→clip R@1", "R@5", "R@10", "MdR", "clip→text R@1",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 CLIP_RESULTS = 6  # clips shown with their frame strips
 RETRIEVAL_CLIPS = {"train": 40, "test": 100}  # the on-demand report's clip dataset (rendered once)
 RETRIEVAL_SEED = 2400  # unused by the bench sets (2200, 2300) and by training
+RETRIEVAL_FAMILY = 5  # clips per shared context: captions then differ in place and stages, where
+# frame weighting matters (with random contexts both poolings score ~100 on 100 clips)
 RETRIEVAL_METHODS = {"afa": "AFA student", "meanp": "meanP (mean of frames)", "teacher": "teacher (frame-text)"}
 
 
@@ -68,18 +70,20 @@ def cached_retrieval_report(model: SceneModel) -> dict | None:
 
 def compute_retrieval_report(model: SceneModel, progress: Callable[[float, str], None] | None = None,
                              sizes: dict[str, int] | None = None, seed: int = RETRIEVAL_SEED) -> dict:
-    """``eval-retrieval`` of the model on a small rendered clip set (made once in the workspace), for
-    the AFA student and meanP, saved for ``cached_retrieval_report``."""
+    """``eval-retrieval`` of the model on a small rendered clip set (families of ``RETRIEVAL_FAMILY``
+    clips sharing a context, made once in the workspace), for the AFA student and meanP, saved for
+    ``cached_retrieval_report``."""
     from core.atomic import atomic_write_text
     from core.retrieval.data import CLIPS_FILE, frame_vectors, write_clip_dataset
     from core.retrieval.evaluate import evaluate_retrieval
 
     say = progress or (lambda _f, _t: None)
     sizes = sizes or RETRIEVAL_CLIPS
-    root = retrieval_report_path(model).parent / f"clips-{sizes['train']}-{sizes['test']}-s{seed}"
+    root = retrieval_report_path(model).parent / f"clips-{sizes['train']}-{sizes['test']}-f{RETRIEVAL_FAMILY}-s{seed}"
     if not (root / CLIPS_FILE).is_file():
         say(0.05, f"Rendering {sizes['train'] + sizes['test']} clips with captions…")
-        write_clip_dataset(root, train=sizes["train"], test=sizes["test"], seed=seed, frames=(5, 7))
+        write_clip_dataset(root, train=sizes["train"], test=sizes["test"], seed=seed, frames=(5, 7),
+                           family=RETRIEVAL_FAMILY)
     say(0.4, "Embedding the clips' frames…")
     frame_vectors(root, model)
     methods = {}
