@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: run test demo demo-ui lint bench bench-full browser-deps clean-demo
+.PHONY: run test demo demo-ui lint bench bench-full browser-deps clean-demo vqa-asset
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +60,15 @@ bench-full: $(STAMP)
 	$(PY) bench/quantize.py --index 1500 --queries 500 --calibration 200
 	$(PY) -m core.cli demo --prepare-only
 	$(PY) bench/familiarity.py --index indexes/demo --synthetic 300
+
+# The bundled VLM assets/scenescope-vqa-tiny (bench/RESULTS.md section 14), from our own synthetic
+# world: renders 3000 scenes + 120 clips with their question bank, then trains (one torch thread:
+# on a shared CPU, more threads spin instead of working).
+vqa-asset: $(STAMP)
+	$(PY) -m core.cli synth --out workspace/vqa-train/data --scenes 3000 --clips 120 --seed 1901 --qa
+	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out assets/scenescope-vqa-tiny \
+	  --max-frames 800 --max-rows 4000 --text-epochs 1 --stage1-epochs 1 --stage2-epochs 3 --batch-size 32 \
+	  --hidden 96 --layers 2 --heads 4 --intermediate 256 --vocab-size 512 --lr-qa 2e-3 --lr-align 2e-3 --seed 0
 
 # Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as
 # root, else through sudo.
