@@ -59,9 +59,13 @@ def render(work: Path, scenes: int, clips: int, seed: int) -> Path:
 
 
 def sample(data: Path, n: int, seed: int, out: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """A seeded sample of ``n`` questions (written as a qa.jsonl) and every sampled row by id."""
+    """A seeded sample of ``n`` questions (written as a qa.jsonl) and every sampled row by id: every
+    clip question (clips are few and carry the prediction and behavior groups), the rest drawn from
+    the single-frame scenes' questions."""
     rows = [json.loads(line) for line in (data / "qa.jsonl").read_text().splitlines() if line.strip()]
-    rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    clips = [r for r in rows if r["kind"] == "clip"]
+    scenes = [r for r in rows if r["kind"] != "clip"]
+    rows = clips + random.Random(seed).sample(scenes, max(0, min(n - len(clips), len(scenes))))
     out.mkdir(parents=True, exist_ok=True)
     (out / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out / "qa.jsonl", {r["id"]: r for r in rows}
@@ -150,9 +154,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = render(work, a.scenes, a.clips, a.seed)
     qa_path, raw = sample(data, a.questions, a.seed, work / "sample")
     qa = read_qa_table(qa_path)
-    scenes = {r["scene"] for r in raw.values()}
-    print(f"{len(qa)} questions over {sum(not s.startswith('c') for s in scenes)} scenes and "
-          f"{sum(s.startswith('c') for s in scenes)} clips ({data.name})", flush=True)
+    kinds = {(r["kind"], r["scene"]) for r in raw.values()}
+    print(f"{len(qa)} questions over {sum(k != 'clip' for k, _ in kinds)} scenes and "
+          f"{sum(k == 'clip' for k, _ in kinds)} clips ({data.name})", flush=True)
     report: dict[str, Any] = {"data": str(data.relative_to(ROOT)), "questions": len(qa), "seed": a.seed}
     saved = work / "report.json"
     if "retrieval" in a.parts:
