@@ -30,6 +30,9 @@ def last_message() -> None:
     if result:
         ok, msg = result
         (st.success if ok else st.error)(msg, icon=":material/check_circle:" if ok else ":material/error:")
+        # Also as a toast: a change can rename a tab (Triage's failure count), which reopens the
+        # page on its first tab, away from the message above.
+        st.toast(msg.split(". ")[0], icon=":material/check_circle:" if ok else ":material/error:")
 
 
 def undo_bar(eng: state.Engine, key: str) -> None:
