@@ -154,6 +154,30 @@ def test_vlm_answerer_says_when_it_is_not_installed(engine: tuple, tmp_path: Pat
     assert result is None and "not installed" in error
 
 
+def test_vlm_answerer_when_installed(engine: tuple, tmp_path: Path) -> None:
+    """A VLM folder (random weights: the wiring is under test, not the answers) switches the
+    answerer on; the retrieval answer stays beside it as the second opinion."""
+    from core.vqa.vlm import VLM, VLMConfig, save_vlm, train_tokenizer
+
+    model, store = engine
+    sets = handlers.choice_sets(store.schema)
+    tok = train_tokenizer([q for q in sets] + [o for opts in sets.values() for o in opts], vocab_size=300)
+    cfg = VLMConfig(vision_model=model.name, vision_identity=model.identity, vision_dim=int(model.embed_dim),
+                    vocab_size=tok.get_vocab_size(), hidden=32, layers=1, heads=2, intermediate=64,
+                    recovery_heads=next(h for h in (4, 2, 1) if model.embed_dim % h == 0), max_new_tokens=4)
+    folder = save_vlm(VLM(cfg, model, tok), tmp_path / "vlm")
+    assert handlers.vlm_status(folder)[0]
+    analysis = handlers.analyze_index_scene(store, _test_rows(store, 1)[0], k=5)
+    question = "What is the weather?"
+    result, error = handlers.ask(analysis, question, model, store, options=sets[question], answerer="vlm",
+                                 keep_ratio=0.5, vlm_folder=folder, heatmap=False)
+    assert error is None and result.answerer == "vlm" and result.letter is not None
+    expect, _ = handlers.ask(analysis, question, model, store, options=sets[question], heatmap=False)
+    assert result.second_opinion.text == expect.answer.text
+    assert [c.id for c in result.evidence] == [c.id for c in expect.evidence]
+    assert result.to_dict()["second_opinion"]["answer"] == expect.answer.text
+
+
 # ---- the page (AppTest) ----------------------------------------------------------------------
 def _jpeg(store: object, row: int) -> bytes:
     buf = io.BytesIO()

@@ -94,10 +94,13 @@ def suggested_questions(schema: Schema, votes: list[Vote] | None = None, clip: b
         roles = [a.name for a in (place_attribute(schema), stage_attribute(schema)) if a]
         decided = [v.labels() for v in votes if all(v.labels().get(a, UNKNOWN) != UNKNOWN for a in roles)]
         found = clip_place(schema, decided) if len(roles) == 2 and decided else None
-        place = found[0] if found else next((v.name for v in place_attribute(schema).values  # type: ignore[union-attr]
-                                             if event_stages(schema, v.name)), None)
-        stages = event_stages(schema, place) if place else []
-        q = when_question(schema, place, stages[len(stages) // 2]) if stages else None
+        if found:  # the place the votes show, at the stage most of its frames show
+            place, shown = found[0], [decided[i][roles[1]] for i in found[1]]
+            stage = max(dict.fromkeys(shown), key=shown.count)
+        else:
+            place = next((v.name for v in place_attribute(schema).values if event_stages(schema, v.name)), None)  # type: ignore[union-attr]
+            stage = event_stages(schema, place)[0] if place else None
+        q = when_question(schema, place, stage) if place and stage else None
         out += [q] if q else []
     return [q for q in out if q]
 
@@ -326,7 +329,7 @@ def ask(analysis: SceneAnalysis, question: str, model: SceneModel, store: IndexS
     per = [_frame_answer(schema, stem, intent, v, opts, threshold) for v in votes] if over_time else []
     retrieval = answer(stem, votes, options=opts, schema=schema, threshold=threshold)
     main, second = retrieval, None
-    if answerer == "vlm":
+    if answerer == "vlm" and not when:  # a time window comes from the frames' votes for both answerers
         try:
             vlm = open_vlm(vlm_folder)
         except (FileNotFoundError, ValueError) as e:
