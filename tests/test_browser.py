@@ -245,6 +245,32 @@ def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, s
     assert not outside, f"pages requested resources off this machine: {sorted(set(outside))[:5]}"
 
 
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
+def test_ask_about_the_real_clip(workbench: str, browser: object) -> None:
+    """The Ask page: upload the real clip, click a suggested question, see the answer, its
+    evidence and the answer over time."""
+    from app import handlers
+    from core.schema import default_schema
+
+    question = default_schema()["road_type"].questions[0]
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{workbench}/ask")
+    page.get_by_role("heading", name="Ask", level=1).wait_for(timeout=180_000)  # may load the model first
+    page.locator("input[type=file]").first.set_input_files(str(CLIP))
+    page.get_by_role("radio", name=question).click(timeout=120_000)  # a suggested question (st.pills)
+    page.get_by_text("Answer over time").wait_for(timeout=120_000)
+    settled(page)
+    assert page.get_by_text("Confidence").first.is_visible()
+    assert page.locator("[data-testid=stAlert]").count() >= 1  # the answer (or its no-definite-answer line)
+    page.get_by_text("Answer over time").scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").first.wait_for()  # the timeline (drawn once scrolled into view)
+    if not handlers.vlm_status()[0]:
+        assert page.get_by_text("is not installed").first.is_visible()
+    shoot(page, "ask")
+    page.close()
+
+
 def _map_points(page: object) -> int:
     return int(page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
         return gd._fullData.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0); }"""))
