@@ -393,6 +393,10 @@ if not jobs:
 was_active = any(j["state"] in ACTIVE for j in jobs)
 
 
+def _picked() -> None:
+    st.session_state["train_job"] = st.session_state["train_pick"]
+
+
 @st.fragment(run_every=POLL_S if was_active else None)
 def live() -> None:
     """The job picker and the picked job's panel, redrawn from fresh status every poll so the
@@ -401,8 +405,11 @@ def live() -> None:
     fresh = handlers.list_jobs()
     by_id = {j["job_id"]: j for j in fresh}
     ids = list(by_id)
+    # The picked job lives in train_job and is set on the picker each draw: the picker's labels
+    # change with the jobs' states, and a widget whose labels change can fall back to another job.
     current = st.session_state.get("train_job")
-    job_id = st.selectbox("Job", ids, index=ids.index(current) if current in ids else 0, key="train_pick",
+    st.session_state["train_pick"] = current if current in ids else ids[0]
+    job_id = st.selectbox("Job", ids, key="train_pick", on_change=_picked,
                           format_func=lambda i: f"{i} · {state_words(by_id[i])}" if i in by_id else i)
     s = by_id.get(job_id) or fresh[0]
     _status_panel(s)
