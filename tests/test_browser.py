@@ -41,6 +41,11 @@ def workbench(mapped_index: SmallIndex, tmp_path_factory: pytest.TempPathFactory
     ws = tmp_path_factory.mktemp("workspace")
     store = IndexStore.load(mapped_index.index)
     write_finished_job(ws, store, layout=umap_projection(store))
+    from toy import write_toy_dataset, write_toy_model
+
+    write_toy_dataset(ws / "toy", n=12)  # a tiny dataset and model the Train test starts a job on
+    TRAIN_WS["dir"] = ws
+    write_toy_model(ws / "models" / "toy")
     port = free_port()
     env = dict(os.environ, SCENESCOPE_INDEX=str(mapped_index.index), SCENESCOPE_WORKSPACE=str(ws))
     log = open(mapped_index.index.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed below)
@@ -245,32 +250,6 @@ def test_workbench_in_chromium(workbench: str, browser: object, demo_url: str, s
     assert not outside, f"pages requested resources off this machine: {sorted(set(outside))[:5]}"
 
 
-@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
-def test_ask_about_the_real_clip(workbench: str, browser: object) -> None:
-    """The Ask page: upload the real clip, click a suggested question, see the answer, its
-    evidence and the answer over time."""
-    from app import handlers
-    from core.schema import default_schema
-
-    question = default_schema()["road_type"].questions[0]
-    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
-    page.set_default_timeout(60_000)
-    page.goto(f"{workbench}/ask")
-    page.get_by_role("heading", name="Ask", level=1).wait_for(timeout=180_000)  # may load the model first
-    page.locator("input[type=file]").first.set_input_files(str(CLIP))
-    page.get_by_role("radio", name=question).click(timeout=120_000)  # a suggested question (st.pills)
-    page.get_by_text("Answer over time").wait_for(timeout=120_000)
-    settled(page)
-    assert page.get_by_text("Confidence").first.is_visible()
-    assert page.locator("[data-testid=stAlert]").count() >= 1  # the answer (or its no-definite-answer line)
-    page.get_by_text("Answer over time").scroll_into_view_if_needed()
-    page.locator(".js-plotly-plot").first.wait_for()  # the timeline (drawn once scrolled into view)
-    if not handlers.vlm_status()[0]:
-        assert page.get_by_text("is not installed").first.is_visible()
-    shoot(page, "ask")
-    page.close()
-
-
 def _map_points(page: object) -> int:
     return int(page.evaluate("""() => { const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
         return gd._fullData.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0); }"""))
@@ -292,8 +271,17 @@ def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: obj
     goto_page(page, "Map")
     page.locator(".st-key-map_chart .js-plotly-plot").wait_for()
     assert _map_points(page) == n
-    page.locator(".st-key-fv_split").get_by_role("combobox").click()
-    page.get_by_test_id("stMultiSelectDropdown").get_by_text(re.compile(r"^test \(")).first.click()
+    settled(page)
+    option = page.get_by_test_id("stMultiSelectDropdown").get_by_text(re.compile(r"^test \(")).first
+    for attempt in range(3):  # a click that lands during a redraw leaves the dropdown closed
+        page.locator(".st-key-fv_split").get_by_role("combobox").click()
+        try:
+            option.wait_for(timeout=15_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    option.click()
     page.keyboard.press("Escape")
     page.get_by_text(f"{n_test:,} of {n:,} frames").wait_for()
     settled(page)
@@ -348,6 +336,69 @@ def test_correct_a_label_and_undo_it(workbench: str, browser: object, small_inde
     finally:
         page.close()
     assert manifest.read_bytes() == before
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture clip not found at {CLIP}")
+def test_ask_about_the_real_clip(workbench: str, browser: object) -> None:
+    """The Ask page: upload the real clip, click a suggested question, see the answer, its
+    evidence and the answer over time."""
+    from app import handlers
+    from core.schema import default_schema
+
+    question = default_schema()["road_type"].questions[0]
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{workbench}/ask")
+    page.get_by_role("heading", name="Ask", level=1).wait_for(timeout=180_000)  # may load the model first
+    page.locator("input[type=file]").first.set_input_files(str(CLIP))
+    page.get_by_role("radio", name=question).click(timeout=120_000)  # a suggested question (st.pills)
+    page.get_by_text("Answer over time").wait_for(timeout=120_000)
+    settled(page)
+    assert page.get_by_text("Confidence").first.is_visible()
+    assert page.locator("[data-testid=stAlert]").count() >= 1  # the answer (or its no-definite-answer line)
+    page.get_by_text("Answer over time").scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").first.wait_for()  # the timeline (drawn once scrolled into view)
+    if not handlers.vlm_status()[0]:
+        assert page.get_by_text("is not installed").first.is_visible()
+    shoot(page, "ask")
+    page.close()
+
+
+TRAIN_WS: dict[str, Path] = {}  # the workbench's workspace (set by its fixture)
+
+
+def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: object) -> None:
+    """The Train page: start a job on the workspace's tiny dataset, then Cancel: the job records
+    "cancelled" within 5 s of the click, and the header, the job picker and Resume show it (on a
+    loaded machine the page's redraw itself can take longer, so that wait is generous)."""
+    import re
+
+    from core.jobs import job_status
+
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(f"{workbench}/train")
+    page.get_by_role("heading", name="Train", level=1).wait_for(timeout=180_000)  # a cold server loads the model
+    for label, ends in (("Dataset", r"toy$"), ("Starting model", r"models.toy$")):
+        box = page.get_by_role("combobox", name=label)
+        box.click(timeout=180_000)  # a cold server first loads the model and index
+        page.get_by_role("option", name=re.compile(ends)).click()
+        settled(page)
+    page.get_by_role("button", name="Start fine-tuning").click()
+    head = page.locator("h4", has_text=re.compile(r"· (queued|running)"))
+    head.wait_for(timeout=60_000)
+    job = re.search(r"ft-[\w-]+", head.inner_text()).group(0)
+    settled(page)
+    cancel = page.get_by_role("button", name="Cancel")
+    t0 = time.time()
+    cancel.click()
+    page.locator("h4", has_text=re.compile(rf"{job}\s*· cancelled$")).wait_for(timeout=30_000)
+    shown_s = time.time() - t0
+    status = job_status(TRAIN_WS["dir"], job)
+    assert status["state"] == "cancelled" and status["updated"] - t0 < 5.0, (status["updated"] - t0, shown_s)
+    assert page.get_by_role("combobox", name="Job").input_value() == f"{job} · cancelled"
+    assert page.get_by_role("button", name="Resume").is_visible()
+    page.close()
 
 
 def check_sample_view(page: object) -> None:
