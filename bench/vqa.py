@@ -201,6 +201,8 @@ def run_vlm(a: argparse.Namespace, report: dict[str, Any], data: Path, qa: Any, 
         report[f"vlm@{keep}"] = {"breakdown": breakdown(qa, ans, raw, place), "report": score_answers(qa, ans),
                                  "cpu_s": cpu, "wall_s": wall, "cpu_ms_per_answer": cpu / len(qa) * 1e3}
         print(f"vlm keep {keep}: {wall:.0f} s", flush=True)
+        if not a.quick:  # partial figures survive an interrupted run
+            (ROOT / a.work / "report-vlm-partial.json").write_text(json.dumps(report, indent=2, default=str))
     first = next(iter(patches.values()))
     report["latency@0.25"] = latency(VLMAnswerer(vlm, keep_ratio=0.25), first, a.latency)
     report["latency@1.0"] = latency(VLMAnswerer(vlm, keep_ratio=1.0), first, a.latency)

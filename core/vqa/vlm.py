@@ -413,9 +413,13 @@ class VLMAnswerer:
         if intent is None:  # the VLM learnt only what the schema asks: say so rather than guess
             return Answer(qa.no_answer, 0.0, [], no_option, why, definite=False)
         live = [i for i in range(len(opts)) if i != no_option]
-        text, conf, pick, kept = self.vlm.answer_patches(patches, q, [opts[i] for i in live] or None, self.keep_ratio)
+        # DriveLM's inline options end in the period that separates them ("A. Sunny. B. Rain."); the
+        # VLM learnt option texts without it, so it scores them without it (the choice keeps the text).
+        scored = [opts[i][:-1] if opts[i].endswith(".") else opts[i] for i in live]
+        text, conf, pick, kept = self.vlm.answer_patches(patches, q, scored or None, self.keep_ratio)
         self.last_kept = kept
         choice = None if pick is None else live[pick]
+        text = text if choice is None else opts[choice]
         if conf < self.threshold or not text:
             why = f"confidence {conf:.2f} is below the threshold {self.threshold:.2f}" + (
                 f" (leaning to {text!r})" if text else "")
