@@ -38,7 +38,8 @@ MONO_FONTS = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"
 _INDEX: dict[str, str | None] = {"dir": None}  # set by build(); None: the default index
 TIME_KEYS = ("t", "start_s", "end_s", "timestamp_s")  # seconds in the API's answers, rounded to 1 ms
 # Neighbour captions wrap onto a second line instead of being cut off at the thumbnail's width.
-CSS = ".ss-neighbours .thumbnail-item .caption { white-space: pre-line !important; text-overflow: clip !important; }"
+CSS = (".ss-neighbours .caption-label, .ss-neighbours .caption { white-space: pre-line !important; "
+       "text-overflow: clip !important; max-width: 100% !important; }")
 
 
 class NamedFile(gr.File):
@@ -55,6 +56,7 @@ class NamedFile(gr.File):
             if problem:
                 raise gr.Error(problem)
         return super().preprocess(payload)
+
 
 def index_dir() -> Path:
     return Path(_INDEX["dir"]) if _INDEX["dir"] else handlers.default_index()
