@@ -63,28 +63,49 @@ def real_source(name: str) -> tuple[list[Image.Image], list[str], list[dict[str,
     return images, names, [labels[n] for n in names], targets
 
 
-def embeddings(model, data: Dataset, work: Path) -> np.ndarray:  # noqa: ANN001
-    """The dataset's embeddings by ``model``, cached by its identity."""
-    cache = work / "emb" / f"{model.identity.replace('/', '_').replace(':', '_')}.npy"
-    if cache.is_file():
-        return np.load(cache)
-    emb = embed_dataset(data, model, progress=False)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, emb)
+def subset_rows(data: Dataset, train_frames: int) -> np.ndarray:
+    """The frames every model is measured with: ``train_frames`` random train frames (all when 0)
+    and every test frame. A smaller index keeps each model's re-embedding affordable on a CPU."""
+    split = data.frames["split"].to_numpy()
+    train = np.flatnonzero(split == "train")
+    if 0 < train_frames < len(train):
+        train = np.sort(np.random.default_rng(0).choice(train, train_frames, replace=False))
+    return np.sort(np.r_[train, np.flatnonzero(split == "test")])
+
+
+def embeddings(model, data: Dataset, rows: np.ndarray, work: Path) -> np.ndarray:  # noqa: ANN001
+    """The embeddings of ``data``'s ``rows`` by ``model``, cached by its identity (a cache of every
+    frame serves any subset)."""
+    name = model.identity.replace("/", "_").replace(":", "_")
+    full, part = work / "emb" / f"{name}.npy", work / "emb" / f"{name}-{len(rows)}.npy"
+    if full.is_file():
+        return np.load(full)[rows]
+    if part.is_file():
+        return np.load(part)
+    emb = embed_dataset(Dataset(data.root, data.frames.iloc[rows].reset_index(drop=True), data.schema),
+                        model, progress=False)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    np.save(part, emb)
     return emb
 
 
-def evaluate(model_name: str, data: Dataset, real: dict, work: Path, sources: list[str]) -> dict:
-    """Per-source per-attribute accuracy, the clip's votes and familiarity, synthetic macro F1."""
+def evaluate(model_name: str, data: Dataset, rows: np.ndarray, real: dict, work: Path, sources: list[str],
+             prompts: bool = False) -> dict:
+    """Per-source per-attribute accuracy, the clip's votes and familiarity, synthetic macro F1.
+    ``prompts``: each attribute votes in its prompt space (core.predict.vote_batch's prompt_space)."""
+    from core.predict import class_text_embeddings
+
     model = load_model(model_name)
-    emb = embeddings(model, data, work)
-    store = IndexStore.from_embeddings(emb, data.frames, model=model.identity, dataset=data.root, schema=data.schema)
+    space = class_text_embeddings(model, data.schema) if prompts else None
+    emb = embeddings(model, data, rows, work)
+    frames = data.frames.iloc[rows].reset_index(drop=True)
+    store = IndexStore.from_embeddings(emb, frames, model=model.identity, dataset=data.root, schema=data.schema)
     calibration = calibration_of(store)
-    out: dict = {"model": model_name, "identity": model.identity}
+    out: dict = {"model": model_name, "identity": model.identity, "index_frames": len(rows)}
     for src in sources:
         images, names, truth, _ = real[src]
         e = model.embed_images(images)
-        votes = judge(store, e, vote_batch(store, e, k=K))
+        votes = judge(store, e, vote_batch(store, e, k=K, prompt_space=space))
         lean = [{a: v.attributes[a].lean for a in data.schema.names} for v in votes]
         acc = {a: float(np.mean([p[a] == t[a] for p, t in zip(lean, truth, strict=True) if a in t]))
                for a in data.schema.names if any(a in t for t in truth)}
@@ -94,10 +115,13 @@ def evaluate(model_name: str, data: Dataset, real: dict, work: Path, sources: li
         clip = [i for i, n in enumerate(names) if n == CLIP]
         if clip:
             out[src]["clip"] = clip_verdict([votes[i] for i in clip], data.schema, calibration)
-    train, test = data.split("train"), data.split("test")
-    tr, te = data.frames["split"].to_numpy() == "train", data.frames["split"].to_numpy() == "test"
-    index = IndexStore.from_embeddings(emb[tr], train.frames, model=model.identity, schema=data.schema)
-    r = score_queries(index, emb[te], [test.labels(i) for i in range(len(test))], k=K, schema=data.schema)
+    split = frames["split"].to_numpy()
+    tr, te = split == "train", split == "test"
+    index = IndexStore.from_embeddings(emb[tr], frames[tr].reset_index(drop=True), model=model.identity,
+                                       schema=data.schema)
+    test = Dataset(data.root, frames[te].reset_index(drop=True), data.schema)
+    r = score_queries(index, emb[te], [test.labels(i) for i in range(len(test))], k=K, schema=data.schema,
+                      prompt_space=space)
     out["synthetic_macro_f1"] = r["macro_f1"]
     out["synthetic_f1"] = {a: x["f1"] for a, x in r["attributes"].items()}
     return out
@@ -172,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dr-epochs", type=int, default=2)
     ap.add_argument("--no-dr", action="store_true", help="skip the domain-randomized model")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--index-frames", type=int, default=0, help="random train frames in the index (0: all)")
     a = parse_args(ap, {"source_frames": 64, "epochs": 1, "dr_scenes": 64, "dr_epochs": 1}, argv)
     if not FIXTURES.is_dir():
         raise SystemExit(f"{FIXTURES} is absent: the real frames live there")
@@ -180,22 +205,26 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = read_manifest(a.data)
     real = {s: real_source(s) for s in SOURCES}
+    rows = subset_rows(data, a.index_frames)
     from core.jobs.subset import subset_dataset
 
     source = subset_dataset(a.data, work / f"source-{a.source_frames}", a.source_frames, seed=0)
     options = AdaptOptions(epochs=a.epochs, domain_lambda=a.lam, batch_size=32, workers=1)
     # Each model is made only when its turn comes (the cheap ones first), and evaluated at once.
-    runs = [("bundled (scenescope-tiny)", lambda: "scenescope-tiny", list(SOURCES))]
+    runs = [("bundled (scenescope-tiny)", lambda: "scenescope-tiny", list(SOURCES), False),
+            ("bundled, votes in each attribute's prompt space", lambda: "scenescope-tiny", list(SOURCES), True)]
     for tgt, test in (("drivelm", "udacity"), ("udacity", "drivelm")):
-        runs.append((f"adapted on {tgt} frames (unlabelled), tested on {test}",
-                     lambda tgt=tgt: adapted_model(tgt, real, source, work, options), [test]))
+        for prompts in (False, True):
+            runs.append((f"adapted on {tgt} frames (unlabelled), tested on {test}"
+                         + (", prompt-space votes" if prompts else ""),
+                         lambda tgt=tgt: adapted_model(tgt, real, source, work, options), [test], prompts))
     if not a.no_dr:
         runs.append((f"domain-randomized fine-tune ({a.dr_scenes} scenes, {a.dr_epochs} epochs)",
-                     lambda: dr_model(Path(a.data), work, a.dr_scenes, a.dr_epochs), list(SOURCES)))
+                     lambda: dr_model(Path(a.data), work, a.dr_scenes, a.dr_epochs), list(SOURCES), False))
     results = []
-    for label, make, sources in runs:
+    for label, make, sources, prompts in runs:
         t0 = time.time()
-        r = {"label": label, **evaluate(make(), data, real, work, sources)}
+        r = {"label": label, **evaluate(make(), data, rows, real, work, sources, prompts)}
         print(f"{label}: made and evaluated in {time.time() - t0:.0f} s", flush=True)
         print(json.dumps({k: v for k, v in r.items() if k != "synthetic_f1"}), flush=True)
         results.append(r)
