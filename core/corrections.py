@@ -43,7 +43,7 @@ TAG_MAX = 40
 # core.index.folder's names, spelled here because importing core.index loads torch and FAISS
 # (seconds), which a label change never needs; tests/test_corrections.py checks they agree.
 INDEX_META, INDEX_MANIFEST = "meta.parquet", "manifest.json"
-INDEX_ROW_GROUP = 65_536  # core.index.frames.ROW_GROUP_ROWS: large tables are read by row group
+INDEX_ROW_GROUP = 8192  # core.index.frames.ROW_GROUP_ROWS: large tables are read by row group
 ManifestRow = dict[str, Any]
 
 
