@@ -26,7 +26,7 @@ KIND = "adapt"
 
 def check_adapt_spec(spec: JobSpec) -> None:
     """Refuse a spec the worker would fail on, before anything runs in the background."""
-    from core.jobs.runner import JobError
+    from core.jobs.errors import JobError
     from core.train.adapt import AdaptOptions
 
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_text
+from core.jobs.errors import JobError
 from core.locks import exclusive_lock, mark_lock
 
 ACTIVE = ("queued", "running")
@@ -36,10 +37,6 @@ LOCK_FD_ENV = "SCENESCOPE_JOB_LOCK_FD"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTING_GRACE_S = 30.0
 CANCEL_WAIT_S = 4.0  # a cancel waits this long for the worker to record it, then kills the worker
-
-
-class JobError(RuntimeError):
-    """A job request that cannot be honoured; the message says why and what to do."""
 
 
 class JobLockedError(JobError):
