@@ -190,10 +190,11 @@ def test_triage_in_prompt_space_matches_bruteforce_and_blames_each_attributes_ow
 
 
 def test_navigation_registry() -> None:
-    titles = [p.title for specs in navigation.sections().values() for p in specs]
-    assert titles[:4] == ["Scene", "Map", "Search", "Triage"]
-    ask = navigation.PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa",))
-    assert not navigation.available(ask)  # no page file, no engine: left out, nothing breaks
+    sections = navigation.sections()
+    assert [p.title for p in sections["Explore"]] == ["Scene", "Map", "Search", "Ask"]
+    assert [p.title for p in sections["Evaluate"]] == ["Triage"]
+    unbuilt = navigation.PageSpec("Later", "views/later.py", ":material/forum:", "Explore", ("core.nosuch",))
+    assert not navigation.available(unbuilt)  # no page file, no engine: left out, nothing breaks
     missing_engine = navigation.PageSpec("Scene", "views/scene.py", "", "Explore", ("core.nosuch",))
     assert not navigation.available(missing_engine)
     assert sum(p.default for p in navigation.PAGES) == 1
