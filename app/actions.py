@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from app import handlers, state
+from app import handlers, state, words
 
 KEY_MESSAGE = "act_message"  # (ok, sentence) of the last action, shown after the rerun it caused
 
@@ -50,7 +50,7 @@ def selection_actions(eng: state.Engine, rows: Sequence[int], key: str) -> None:
     store, schema = eng.store, eng.schema
     rows = [int(r) for r in rows]
     last_message()
-    with st.expander(f"Tag, correct, move or export these {len(rows):,} frames", expanded=False):
+    with st.expander("Tag, correct, move or export " + ("this frame" if len(rows) == 1 else f"these {words.count(len(rows), 'frame')}"), expanded=False):
         t_fix, t_tag, t_split, t_export = st.tabs(["Correct labels", "Tag", "Move to split", "Export for labelling"])
         with t_fix:
             c = st.columns([2, 2, 1], vertical_alignment="bottom")

@@ -6,7 +6,7 @@ import contextlib
 
 import streamlit as st
 
-from app import actions, figures, filter_sidebar, handlers, sample_view, state, widgets
+from app import actions, figures, filter_sidebar, handlers, sample_view, state, widgets, words
 
 GRID_MAX = 24  # thumbnails drawn for a selection; the table and the export hold all of it
 HOVER_TEXT_MAX = 20_000  # above this, per-point hover text costs more to ship than it helps
@@ -67,7 +67,7 @@ if not picked:
     st.stop()
 
 table = handlers.selection_table(store, picked)
-st.subheader(f"Selection · {len(table):,} scenes")
+st.subheader(f"Selection · {words.count(len(table), 'scene')}")
 dl = st.columns([1, 1, 6])
 for col, fmt in zip(dl, handlers.EXPORT_FORMATS, strict=False):
     col.download_button(f"Export {fmt.upper()}", handlers.export_rows(table, fmt), f"selection.{fmt}",
