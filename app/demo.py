@@ -42,22 +42,6 @@ CSS = (".ss-neighbours .caption-label, .ss-neighbours .caption { white-space: pr
        "text-overflow: clip !important; max-width: 100% !important; }")
 
 
-class NamedFile(gr.File):
-    """``gr.File`` whose refusal of a wrong file type names the file (Gradio's own message lists
-    the accepted types but not the file). Drawn by the stock File component (``is_template``)."""
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        for f in (payload if isinstance(payload, list) else [payload] if payload is not None else []):
-            name = Path(getattr(f, "orig_name", None) or getattr(f, "path", "")).name
-            size = getattr(f, "size", None)
-            problem = handlers.check_upload(name, 1 if size is None else int(size))
-            if problem:
-                raise gr.Error(problem)
-        return super().preprocess(payload)
-
-
 def index_dir() -> Path:
     return Path(_INDEX["dir"]) if _INDEX["dir"] else handlers.default_index()
 
@@ -81,7 +65,15 @@ def _path_of(file: Any) -> Path:
         raise gr.Error("Upload an image or a clip first.")
     if isinstance(file, dict):
         file = file.get("path") or file.get("name")
-    return Path(str(getattr(file, "name", file)))
+    path = Path(str(getattr(file, "name", file)))
+    # The upload keeps its own name (Gradio stores it as <cache>/<hash>/<name>), so the refusal of a
+    # wrong type or size names the file. The File component gets no file_types: Gradio's own check
+    # would refuse first without naming it, and a gr.File subclass would make Gradio write a .pyi
+    # stub beside this module at import.
+    problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 1)
+    if problem:
+        raise gr.Error(problem)
+    return path
 
 
 def _thumb(store: IndexStore, rel: str | None) -> np.ndarray | None:
@@ -169,9 +161,6 @@ def ask(file: Any, question: str = "", options: str = "", answerer: str = "retri
     if problem:  # before the (slow) votes
         raise gr.Error(problem)
     path = _path_of(file)
-    problem = handlers.check_upload(path.name, path.stat().st_size if path.is_file() else 0)
-    if problem:
-        raise gr.Error(problem)
     try:
         analysis = handlers.analyze_file(path, model, store, k=int(k))
     except (OSError, ValueError) as e:  # the engine's InputError / VideoError name the file
@@ -256,7 +245,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
         result_state = gr.State(None)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
-                upload = NamedFile(label="Image or clip", file_types=list(handlers.ACCEPTED_SUFFIXES),
+                upload = gr.File(label="Image or clip (" + ", ".join(handlers.ACCEPTED_SUFFIXES) + ")",
                                  type="filepath")
                 k = gr.Slider(1, 25, value=5, step=1, precision=0, label="Neighbours (k)")
                 space = gr.Radio([(label, name) for name, label in handlers.VOTE_SPACE_LABELS.items()],
