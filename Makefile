@@ -67,7 +67,7 @@ bench-full: $(STAMP)
 vqa-asset: $(STAMP)
 	$(PY) -m core.cli synth --out workspace/vqa-train/data --scenes 3000 --clips 120 --seed 1901 --qa
 	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out assets/scenescope-vqa-tiny \
-	  --max-frames 800 --max-rows 4000 --text-epochs 1 --stage1-epochs 1 --stage2-epochs 3 --batch-size 32 \
+	  --max-frames 2000 --max-rows 8000 --text-epochs 1 --stage1-epochs 1 --stage2-epochs 5 --batch-size 32 \
 	  --hidden 96 --layers 2 --heads 4 --intermediate 256 --vocab-size 512 --lr-qa 2e-3 --lr-align 2e-3 --seed 0
 
 # Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as

@@ -119,6 +119,7 @@ class FeatureCache:
         self.patches = torch.cat(chunks) if chunks else torch.zeros(0)
         self.vlm = vlm
         self.text: dict[str, np.ndarray] = {}
+        self.kept: dict[tuple[int, str, float], torch.Tensor] = {}  # selection is deterministic: once per pair
 
     def question(self, q: str) -> np.ndarray:
         if q not in self.text:
@@ -127,7 +128,7 @@ class FeatureCache:
 
     def indices(self, batch: Sequence[Example], frames: torch.Tensor, keep_ratio: float, seed: int) -> torch.Tensor:
         """Kept patches per example: by its question, or a seeded random subset for a caption."""
-        n = frames.shape[1]
+        n = frames.shape[1] - self.vlm.lead
         if keep_ratio >= 1.0:
             return torch.arange(n).expand(len(batch), -1)
         rows = []
@@ -135,8 +136,11 @@ class FeatureCache:
             if ex.question is None:
                 rows.append(keep_indices(random_scores(n, seed + j)[None], keep_ratio)[0])
             else:
-                rows.append(self.vlm.select(frames[j : j + 1], [ex.question], keep_ratio,
-                                            text=[self.question(ex.question)])[0])
+                key = (ex.frame, ex.question, keep_ratio)
+                if key not in self.kept:
+                    self.kept[key] = self.vlm.select(frames[j : j + 1], [ex.question], keep_ratio,
+                                                     text=[self.question(ex.question)])[0]
+                rows.append(self.kept[key])
         return torch.stack(rows)
 
 
@@ -233,6 +237,7 @@ def train_vqa(
     heads: int = 4,
     intermediate: int = 512,
     vocab_size: int = 1024,
+    pooled: bool = True,
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
@@ -289,7 +294,7 @@ def train_vqa(
     tok = train_tokenizer(corpus, vocab_size)
     cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
                     vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
-                    hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
+                    pooled=pooled, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
                     recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
     vlm = VLM(cfg, vision_model, tok).to(device)
     if progress:

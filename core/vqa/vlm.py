@@ -4,6 +4,8 @@
           -> keep the ``keep_ratio`` share most similar to the question's text tokens
           -> recovery: the kept tokens cross-attend to all N patch tokens (nn.MultiheadAttention)
           -> 2-layer MLP projector -> visual prefix of the language model
+    (``pooled``: the tower's pooled image embedding, already aligned with text, goes first as one
+    more visual token through the same projector; it carries the whole image in one vector.)
     [visual prefix] <bos> question <sep> answer <eos>  -> a small causal LM (``LlamaConfig``)
 
 Patch tokens and their scores come from ``core.tokens`` (``dense_forward``'s projected patch
@@ -73,6 +75,9 @@ class VLMConfig:
     recovery_heads: int = 4
     max_positions: int = 512
     max_new_tokens: int = 32
+    # Prepend the tower's pooled image embedding (already aligned with text) as one visual token;
+    # False for folders written before it existed (their config lacks the key).
+    pooled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,6 +115,7 @@ class VLM(nn.Module):
         self.tokenizer = tokenizer
         object.__setattr__(self, "vision", vision)  # not a submodule: frozen, saved by name
         self.ids = {t: tokenizer.token_to_id(t) for t in SPECIALS}
+        self.lead = 1 if cfg.pooled else 0  # leading non-patch tokens of ``patch_tokens`` (the pooled one)
         self._question_cache: dict[str, np.ndarray] = {}
         d, h = cfg.vision_dim, cfg.hidden
         self.recovery_norm = nn.LayerNorm(d)
@@ -125,8 +131,12 @@ class VLM(nn.Module):
     # -- vision side --
     @torch.no_grad()
     def patch_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) projected patch features of preprocessed ``pixels`` (the frozen tower)."""
-        return dense_forward(self.vision, pixels, self.cfg.method)[1].float().cpu()
+        """(B, lead + N, D): the pooled image embedding (when ``cfg.pooled``) then the projected patch
+        features of preprocessed ``pixels`` (the frozen tower); kept indices count patches only."""
+        pooled, patches = dense_forward(self.vision, pixels, self.cfg.method)[:2]
+        if self.lead:
+            patches = torch.cat([pooled[:, None].to(patches.dtype), patches], dim=1)
+        return patches.float().cpu()
 
     def question_tokens(self, question: str) -> np.ndarray:
         """(T, D) word-token features of the question in the tower's joint space; remembered per
@@ -141,6 +151,7 @@ class VLM(nn.Module):
                keep_ratio: float | None = None, text: Sequence[np.ndarray] | None = None) -> torch.Tensor:
         """(B, k) kept patch indices, ascending; ``questions`` None (or ratio 1) keeps all."""
         ratio = self.cfg.keep_ratio if keep_ratio is None else keep_ratio
+        patches = patches[:, self.lead :]
         b, n = patches.shape[:2]
         if questions is None or ratio >= 1.0:
             return torch.arange(n).expand(b, -1)
@@ -151,12 +162,14 @@ class VLM(nn.Module):
         return keep_indices(scores, ratio)
 
     def visual_prefix(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """(B, k, hidden): kept tokens, recovered by attending to every patch, then projected."""
-        patches = patches.to(self.device)
+        """(B, lead + k, hidden): the pooled token (as is) and the kept patch tokens, recovered by
+        attending to every patch, then projected."""
+        tokens = patches.to(self.device)
+        lead, patches = tokens[:, : self.lead], tokens[:, self.lead :]
         kept = torch.gather(patches, 1, idx.to(self.device)[..., None].expand(-1, -1, patches.shape[-1]))
         q, kv = self.recovery_norm(kept), self.recovery_norm(patches)
         kept = kept + self.recovery(q, kv, kv, need_weights=False)[0]
-        return self.projector(kept)
+        return self.projector(torch.cat([lead, kept], dim=1))
 
     # -- language side --
     @property
