@@ -5,7 +5,9 @@ bench's weak start)."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -51,8 +53,20 @@ def test_excluded_values_leave_training_and_get_their_own_state(work):
         train_default(TINY, out=work / "bad", work=work, progress=False, exclude={"weather": ["hail"]})
 
 
-def test_a_changed_refine_stage_reuses_the_contrastive_stage(tmp_path):
-    first = train_default(TINY, out=tmp_path / "a", work=tmp_path, progress=False)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    """One finished TINY run (its work folder and summary); tests that retrain copy its folder."""
+    work = tmp_path_factory.mktemp("tiny-run")
+    return work, train_default(TINY, out=work / "a", work=work, progress=False)
+
+
+def _copy_of(trained: tuple[Path, dict], tmp_path: Path) -> Path:
+    shutil.copytree(trained[0], tmp_path / "w")
+    return tmp_path / "w"
+
+
+def test_a_changed_refine_stage_reuses_the_contrastive_stage(trained, tmp_path):
+    first, tmp_path = trained[1], _copy_of(trained, tmp_path)
     states = {p.name for p in tmp_path.glob("state-*")}
     second = train_default(replace(TINY, refine_head_weights=(1.0,) * 6), out=tmp_path / "b", work=tmp_path,
                            progress=False)
@@ -64,10 +78,10 @@ def test_a_changed_refine_stage_reuses_the_contrastive_stage(tmp_path):
     assert second["refine_log"][0]["loss"] != first["refine_log"][0]["loss"]
 
 
-def test_frames_from_another_renderer_version_start_the_recipe_over(tmp_path, monkeypatch):
+def test_frames_from_another_renderer_version_start_the_recipe_over(trained, tmp_path, monkeypatch):
     import core.synth.dataset as synth_dataset
 
-    train_default(TINY, out=tmp_path / "a", work=tmp_path, progress=False)
+    tmp_path = _copy_of(trained, tmp_path)
     before = {p.name for p in tmp_path.glob("state-*")}
     monkeypatch.setattr(synth_dataset, "RENDERER_VERSION", synth_dataset.RENDERER_VERSION + 1)
     train_default(TINY, out=tmp_path / "b", work=tmp_path, progress=False)
