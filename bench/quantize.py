@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import shutil
 import statistics
 import sys
@@ -35,22 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _quick import parse_args  # noqa: E402
 
 VARIANTS = [(8, "rtn"), (8, "gptq"), (4, "rtn"), (4, "gptq")]
-
-
-def render(n: int, seed: int) -> tuple[list[np.ndarray], list[dict]]:
-    from core.schema import default_schema
-    from core.synth.clips import attribute_with
-    from core.synth.render import render_params
-
-    schema = default_schema()
-    place = attribute_with(schema, "feature")
-    rng = random.Random(seed)
-    frames, labels = [], []
-    for _ in range(n):
-        lab = schema.sample(rng, {place.name: rng.choice(place.value_names)})
-        frames.append(render_params(schema.render_params(lab), rng.getrandbits(31), (320, 180)))
-        labels.append(lab)
-    return frames, labels
 
 
 def tensor_bytes(path: Path, prefix: str = "visual.") -> int:
@@ -104,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     schema = default_schema()
     work = Path(tempfile.mkdtemp(prefix="scenescope-bench-quant-"))
     t0 = time.perf_counter()
-    idx_frames, idx_labels = render(a.index, a.seed)
-    q_frames, q_labels = render(a.queries, a.seed + 1)
+    from core.quant.compare import render_frames  # the Quantize page's frames, the same for both
+
+    idx_frames, idx_labels = render_frames(a.index, a.seed)
+    q_frames, q_labels = render_frames(a.queries, a.seed + 1)
     print(f"rendered {a.index} + {a.queries} frames in {time.perf_counter() - t0:.0f} s")
 
     fp32 = load_model(a.model)
