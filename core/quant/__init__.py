@@ -7,10 +7,9 @@ module, ``core.quant.storage`` reads and writes the safetensors format the regis
 
 from __future__ import annotations
 
-import importlib
+from core.lazy import lazy_names
 
-# Names load on first use (PEP 562): the command line imports this package's cli module to build its
-# parser, and `scenescope --help` must not pay for torch or numpy.
+# Names load on first use (core.lazy): `scenescope --help` imports this package's cli module.
 _WHERE = {
     "dequantize": "core.quant.gptq",
     "pack_int4": "core.quant.gptq",
@@ -28,8 +27,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_names(__name__, _WHERE)
