@@ -24,6 +24,7 @@ from app.figures import (  # noqa: F401  (re-exported for the pages)
 from core.schema import UNKNOWN
 
 if TYPE_CHECKING:
+    from app.handlers import SceneAnalysis
     from core.predict import Vote
     from core.schema import Schema
     from core.types import IndexStore
@@ -34,6 +35,24 @@ def manifest_caption(manifest: Mapping[str, Any]) -> str:
     return (f"**Model** `{manifest.get('model_name') or manifest.get('model', '?')}`  \n"
             f"**Frames** {int(manifest.get('count', 0)):,} · {manifest.get('split', 'all')} · "
             f"{manifest.get('factory', '?')}  \n**Created** {created}")
+
+
+def analysis_or_stop(cached: tuple[Any, SceneAnalysis | None, str | None] | None, signature: Any,
+                     hint: str) -> SceneAnalysis:
+    """The page's analysed scene (``cached``: signature, analysis, error). Until one matches
+    ``signature`` the page stops with ``hint``; an error stops it with the error; an unfamiliar scene
+    gets the familiarity banner above whatever the page draws."""
+    if signature is None or cached is None or cached[0] != signature:
+        st.info(hint, icon=":material/upload:")
+        st.stop()
+    _, analysis, error = cached
+    if error or analysis is None:
+        st.error(error or "Nothing to analyse.", icon=":material/error:")
+        st.stop()
+    banner = analysis.familiarity_banner()
+    if banner:
+        st.warning(banner, icon=":material/help:")
+    return analysis
 
 
 def page_header(title: str, caption: str) -> None:

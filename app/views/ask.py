@@ -39,18 +39,8 @@ else:
     if st.session_state.get(SCENE_KEY, (None,))[0] != signature:
         st.session_state[SCENE_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k), None)
 
-cached = st.session_state.get(SCENE_KEY)
-if signature is None or cached is None or cached[0] != signature:
-    st.info("Upload a dashcam image or clip, or pick a scene from the index, then ask about it.",
-            icon=":material/upload:")
-    st.stop()
-_, analysis, error = cached
-if error:
-    st.error(error, icon=":material/error:")
-    st.stop()
-banner = analysis.familiarity_banner()
-if banner:
-    st.warning(banner, icon=":material/help:")
+analysis = widgets.analysis_or_stop(st.session_state.get(SCENE_KEY), signature,
+                                    "Upload a dashcam image or clip, or pick a scene from the index, then ask about it.")
 
 # ---- the question ------------------------------------------------------------------------------
 vlm_ok, vlm_note = handlers.vlm_status()

@@ -47,20 +47,8 @@ else:
         st.session_state[RESULT_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k,
                                                                                 prompt_space=prompt_space), None)
 
-cached = st.session_state.get(RESULT_KEY)
-if signature is None or cached is None or cached[0] != signature:
-    st.info("Upload a dashcam image or clip to see its voted attributes, or pick a scene from the index.",
-            icon=":material/upload:")
-    st.stop()
-
-_, analysis, error = cached
-if error:
-    st.error(error, icon=":material/error:")
-    st.stop()
-
-banner = analysis.familiarity_banner()
-if banner:
-    st.warning(banner, icon=":material/help:")
+analysis = widgets.analysis_or_stop(st.session_state.get(RESULT_KEY), signature,
+                                    "Upload a dashcam image or clip to see its voted attributes, or pick a scene from the index.")
 
 if analysis.kind == "clip":
     st.subheader(f"Timeline · {analysis.name}")
