@@ -211,3 +211,19 @@ def test_no_attribute_or_value_is_spelled_in_the_vqa_modules():
         spelled = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                    and id(n) not in docstrings and n.value in names}
         assert not spelled, (module, spelled)
+
+
+def test_clip_place_skips_frames_whose_place_vote_abstained() -> None:
+    """Voted frames (the Ask page's clip timeline) can leave the place unknown: those frames show no
+    place, and the others still decide it."""
+    from core.schema import UNKNOWN
+    from core.vqa.questions import clip_place, event_stages, place_attribute, stage_attribute
+
+    schema = default_schema()
+    place, stage = place_attribute(schema), stage_attribute(schema)
+    event = event_stages(schema)[0]
+    value = place.value_names[-1]
+    frames = [{place.name: UNKNOWN, stage.name: event}, {place.name: value, stage.name: event},
+              {place.name: UNKNOWN, stage.name: event}]
+    assert clip_place(schema, frames) == (value, [1])
+    assert clip_place(schema, [frames[0], frames[2]]) is None

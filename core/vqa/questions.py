@@ -207,7 +207,10 @@ def clip_place(schema: Schema, frames: Sequence[Mapping[str, str]]) -> tuple[str
     """A clip's place and the frames that show it (their stage is an event), or None if none does."""
     place, stage = place_attribute(schema), stage_attribute(schema)
     events = set(event_stages(schema))
-    shown = [i for i, f in enumerate(frames) if f.get(stage.name) in events]  # type: ignore[union-attr]
+    known = set(place.value_names)  # type: ignore[union-attr]
+    # Voted frames may leave the place unknown (an abstention): they show no place.
+    shown = [i for i, f in enumerate(frames)
+             if f.get(stage.name) in events and f.get(place.name) in known]  # type: ignore[union-attr]
     if not shown:
         return None
     counts = Counter(frames[i][place.name] for i in shown)  # type: ignore[union-attr]
