@@ -8,15 +8,13 @@ machine (no CDN, fonts or telemetry).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import CLIP, FIXTURES, ROOT, SmallIndex, free_port, write_finished_job
+from servers import running
 
 pytestmark = [
     pytest.mark.browser,
@@ -41,41 +39,13 @@ def workbench(mapped_index: SmallIndex, tmp_path_factory: pytest.TempPathFactory
     ws = tmp_path_factory.mktemp("workspace")
     store = IndexStore.load(mapped_index.index)
     write_finished_job(ws, store, layout=umap_projection(store))
-    from toy import write_toy_dataset, write_toy_model
-
-    write_toy_dataset(ws / "toy", n=12)  # a tiny dataset and model the Train test starts a job on
-    TRAIN_WS["dir"] = ws
-    write_toy_model(ws / "models" / "toy")
     port = free_port()
     env = dict(os.environ, SCENESCOPE_INDEX=str(mapped_index.index), SCENESCOPE_WORKSPACE=str(ws))
-    log = open(mapped_index.index.parent / "streamlit.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "workbench.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"streamlit did not start; see {log.name}")
-            time.sleep(0.3)
+    argv = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "workbench.py"), "--server.port", str(port),
+            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    with running(argv, mapped_index.index.parent, env, f"{url}/_stcore/health"):  # tests/servers.py
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -274,9 +244,6 @@ def test_ask_about_the_real_clip(workbench: str, browser: object) -> None:
         assert page.get_by_text("is not installed").first.is_visible()
     shoot(page, "ask")
     page.close()
-
-
-TRAIN_WS: dict[str, Path] = {}  # the workbench's workspace (set by its fixture)
 
 
 def check_sample_view(page: object) -> None:
