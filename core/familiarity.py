@@ -155,7 +155,12 @@ def is_unfamiliar(value: float | None, calibration: dict[str, Any]) -> bool:
 
 
 def judge(store: IndexStore, embeddings: np.ndarray, votes: Sequence[Vote]) -> Sequence[Vote]:
-    """Give each vote (of the rows of ``embeddings``) its familiarity; unfamiliar ones abstain."""
+    """Give each vote (of the rows of ``embeddings``) its familiarity; unfamiliar ones abstain.
+
+    This searches again rather than reusing the votes' neighbours on purpose: the calibration
+    fixes its own k and whole-embedding space, while a vote may use another k, a leave-out rule
+    or per-attribute prompt spaces, and a familiarity must not change with those choices.
+    """
     if not len(votes):
         return votes
     calibration = calibration_of(store)
