@@ -1,16 +1,8 @@
-"""DriveLM-nuScenes question answering data: import into a SceneScope dataset, export answers.
+"""DriveLM-nuScenes question answering data: import into a SceneScope dataset.
 
-DriveLM's QA JSON (``train_sample.json``, ``test_eval.json``, ``test.json``) is
-``{scene_token: {scene_description?, key_frames: {frame_token: {QA: {perception, prediction,
-planning, behavior: [{Q, A, tag?, ...}]}, image_paths: {CAM_FRONT: ..., ...}, key_object_infos?}}}}``.
-
-Ids: the challenge numbers a key frame's questions in the order perception, prediction, planning,
-behavior, and names each ``<scene>_<frame>_<i>`` (as the fixture's ``output.json`` and the official
-``challenge/evaluation.py`` of OpenDriveLab/DriveLM do). :func:`qa_id` is that rule.
-
-Image paths read ``../nuscenes/samples/<CAM>/<file>.jpg``: relative to a folder beside the
-nuScenes folder. They are resolved inside the nuScenes folder found under the given root (the
-folder holding ``samples/``), and never outside the root.
+The file format (reading, checking, ids, options) is ``core.vqa.drivelm_format``; the challenge's
+answer and predictions files are ``core.vqa.drivelm_answers``. Their public names are re-exported
+here, where callers import them.
 
 The import writes a dataset folder (see :func:`import_drivelm`):
 - ``manifest.jsonl``: one row per camera image (``samples/<CAM>/<file>``), clip = scene (so a
@@ -24,290 +16,48 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from core.atomic import atomic_path, atomic_write_text
-from core.data.manifest import ManifestError, resolve_inside, validate_rows, write_manifest
+from core.data.manifest import validate_rows, write_manifest
 from core.data.splits import assign_splits
 from core.schema import UNKNOWN, Schema, default_schema
+from core.vqa.drivelm_answers import (
+    PREDICTION_KEYS,
+    export_answers,
+    read_predictions,
+    to_predictions,
+    write_answers,
+)
+from core.vqa.drivelm_format import (
+    CAMERAS,
+    GROUPS,
+    QA_COLUMNS,
+    QUESTION_TYPES,
+    TAG_ACCURACY,
+    TAG_GPT,
+    TAG_LANGUAGE,
+    TAG_MATCH,
+    TAGS,
+    DriveLM,
+    DriveLMError,
+    KeyFrame,
+    find_nuscenes,
+    option_letter,
+    qa_id,
+    question_type,
+    read_drivelm,
+    read_qa_table,
+    resolve_image,
+    split_options,
+)
 
-GROUPS = ("perception", "prediction", "planning", "behavior")
-CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-# The challenge's tags (DriveLM challenge README / evaluation.py): which metric scores a question.
-TAG_ACCURACY, TAG_GPT, TAG_LANGUAGE, TAG_MATCH = 0, 1, 2, 3
-TAGS = (TAG_ACCURACY, TAG_GPT, TAG_LANGUAGE, TAG_MATCH)
-QUESTION_TYPES = ("multiple_choice", "yes_no", "free_form")
-QA_COLUMNS = ("id", "scene", "frame", "group", "index", "type", "question", "options", "answer", "tag")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
-# Folder levels searched below the root for the nuScenes folder (the fixture keeps it 3 deep).
-_SEARCH_DEPTH = 4
-_TIMESTAMP = re.compile(r"__(\d{10,})\.\w+$")  # nuScenes file names end in a microsecond timestamp
-_YES_NO = ("yes", "no")
 
 
-class DriveLMError(ManifestError):
-    """A DriveLM file or entry is wrong; the message names the file and the entry."""
-
-
-@dataclass(frozen=True)
-class KeyFrame:
-    """One key frame: its six camera images (absolute, inside the root; empty without a root)."""
-
-    scene: str
-    frame: str
-    index: int  # order within the scene: by time when every file name has its timestamp, else as listed
-    image_paths: dict[str, str]  # camera -> the path as written in the file
-    images: dict[str, Path] = field(default_factory=dict)
-    key_objects: dict[str, Any] = field(default_factory=dict)
-
-    def timestamp_us(self, camera: str = "CAM_FRONT") -> int | None:
-        """The microsecond timestamp nuScenes writes at the end of each image's file name."""
-        m = _TIMESTAMP.search(self.image_paths[camera])
-        return int(m.group(1)) if m else None
-
-
-@dataclass
-class DriveLM:
-    """A DriveLM QA file read and checked: scenes, key frames, and the QA table."""
-
-    source: Path
-    scenes: dict[str, str]  # scene token -> description ("" when the file has none)
-    frames: list[KeyFrame]
-    qa: pd.DataFrame  # QA_COLUMNS, in the challenge's id order
-    nuscenes_dir: Path | None = None  # the folder holding samples/, when a root was given
-
-    def frame(self, token: str) -> KeyFrame:
-        for f in self.frames:
-            if f.frame == token:
-                return f
-        raise KeyError(token)
-
-
-# ---- ids, options, types ---------------------------------------------------------------------
-def qa_id(scene: str, frame: str, index: int) -> str:
-    """The challenge's question id: ``<scene>_<frame>_<i>``, i counted over the four groups in order."""
-    return f"{scene}_{frame}_{index}"
-
-
-def split_options(question: str) -> tuple[str, list[str]]:
-    """A multiple-choice question's stem and its lettered options (``A. ... B. ...``), in order.
-
-    DriveLM writes them inline: "... Please select the correct answer from the following options:
-    A. Going ahead. B. Stopped. C. Back up. D. Turn left." Fewer than two options: not multiple choice.
-    """
-    starts: list[tuple[int, int]] = []  # (start of "X.", start of its text)
-    pos = 0
-    for k in range(26):
-        m = re.compile(rf"(?:^|\s){chr(ord('A') + k)}\.\s").search(question, pos)
-        if m is None:
-            break
-        starts.append((m.start(), m.end()))
-        pos = m.end()
-    if len(starts) < 2:
-        return question, []
-    ends = [s for s, _ in starts[1:]] + [len(question)]
-    options = [question[b:e].strip() for (_, b), e in zip(starts, ends, strict=True)]
-    return question[: starts[0][0]].strip(), options
-
-
-def option_letter(i: int) -> str:
-    return chr(ord("A") + i)
-
-
-def question_type(question: str, answer: str) -> str:
-    """multiple_choice (lettered options, answered by a letter), yes_no, or free_form."""
-    _, options = split_options(question)
-    a = answer.strip().rstrip(".").strip()
-    if options and a in {option_letter(i) for i in range(len(options))}:
-        return "multiple_choice"
-    if a.lower() in _YES_NO:
-        return "yes_no"
-    return "free_form"
-
-
-def _tags(raw: object, where: str) -> list[int] | None:
-    if raw is None:
-        return None
-    items = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
-    if not isinstance(items, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in items):
-        raise DriveLMError(f"{where}: 'tag' must be a list of whole numbers {list(TAGS)}")
-    bad = [t for t in items if t not in TAGS]
-    if bad:
-        raise DriveLMError(f"{where}: unknown tag {bad[0]} (DriveLM tags are {list(TAGS)})")
-    return sorted(set(items))
-
-
-# ---- images ----------------------------------------------------------------------------------
-def find_nuscenes(root: str | Path) -> Path:
-    """The folder under ``root`` that holds nuScenes' ``samples/``: root itself, root/nuscenes, or
-    the one folder named ``nuscenes`` found a few levels down (DriveLM's challenge kit keeps it at
-    ``llama_adapter_v2_multimodal7b/data/nuscenes``)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DriveLMError(f"{root}: DriveLM root folder not found")
-    if (root / "samples").is_dir():
-        return root
-    if (root / "nuscenes" / "samples").is_dir():
-        return root / "nuscenes"
-    found: list[Path] = []
-    base_depth = len(root.parts)
-    for dirpath, dirs, _files in os.walk(root):
-        here = Path(dirpath)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if len(here.parts) - base_depth >= _SEARCH_DEPTH:
-            dirs[:] = []
-        if here.name == "nuscenes" and (here / "samples").is_dir():
-            found.append(here)
-            dirs[:] = []
-    if not found:
-        raise DriveLMError(f"{root}: no nuScenes folder (one holding samples/) within {_SEARCH_DEPTH} levels")
-    if len(found) > 1:
-        raise DriveLMError(f"{root}: several nuScenes folders ({found[0]}, {found[1]}); pass the one to use as root")
-    return found[0]
-
-
-def resolve_image(nuscenes_dir: Path, root: Path, raw: str, where: str) -> Path:
-    """``../nuscenes/samples/CAM/x.jpg`` -> ``<nuscenes_dir>/samples/CAM/x.jpg``, refused outside root."""
-    p = PurePosixPath(raw.replace("\\", "/"))
-    if p.is_absolute() or Path(raw).is_absolute():
-        raise DriveLMError(f"{where}: image path {raw!r} must be relative (../nuscenes/samples/...)")
-    parts = list(p.parts)
-    while parts and parts[0] == "..":
-        parts.pop(0)
-    if parts and parts[0] == "nuscenes":
-        parts.pop(0)
-    if not parts:
-        raise DriveLMError(f"{where}: image path {raw!r} names no file")
-    try:
-        path = resolve_inside(nuscenes_dir, "/".join(parts))
-    except ManifestError:
-        raise DriveLMError(f"{where}: image path {raw!r} escapes the nuScenes folder {nuscenes_dir}") from None
-    root_r = root.resolve()
-    if root_r not in path.parents:
-        raise DriveLMError(f"{where}: image path {raw!r} leads outside the root {root}")
-    return path
-
-
-# ---- reading ---------------------------------------------------------------------------------
-def _load_json(path: Path) -> object:
-    if not path.is_file():
-        raise DriveLMError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DriveLMError(f"{path}: invalid JSON ({e})") from None
-
-
-def _obj(value: object, where: str, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise DriveLMError(f"{where}: {what} must be an object, got {type(value).__name__}")
-    return value
-
-
-def read_drivelm(qa_path: str | Path, root: str | Path | None = None, *, check_images: bool = True) -> DriveLM:
-    """Read and check a DriveLM QA file; with ``root``, resolve (and check) every camera image.
-
-    Every question gets its challenge id (:func:`qa_id`), its group, its tags when the file has
-    them (``test_eval.json``; else ``None``), a type (:func:`question_type`) and its options.
-    """
-    qa_path = Path(qa_path)
-    doc = _load_json(qa_path)
-    origin = str(qa_path)
-    scenes_raw = _obj(doc, origin, "the top level (scene token -> scene)")
-    root_p = Path(root) if root is not None else None
-    nus = find_nuscenes(root_p) if root_p is not None else None
-    scenes: dict[str, str] = {}
-    frames: list[KeyFrame] = []
-    rows: list[dict[str, Any]] = []
-    seen_frames: dict[str, str] = {}
-    for scene, scene_raw in scenes_raw.items():
-        where_s = f"{origin} scene {scene}"
-        s = _obj(scene_raw, where_s, "a scene")
-        desc = s.get("scene_description", "")
-        if desc is None:
-            desc = ""
-        if not isinstance(desc, str):
-            raise DriveLMError(f"{where_s}: 'scene_description' must be text")
-        kfs = _obj(s.get("key_frames"), where_s, "'key_frames'")
-        scenes[scene] = desc
-        scene_frames: list[KeyFrame] = []
-        for fi, (frame, kf_raw) in enumerate(kfs.items()):  # fi: file order, until sorted by time
-            where_f = f"{where_s} frame {frame}"
-            if frame in seen_frames:
-                raise DriveLMError(f"{where_f}: frame token also in scene {seen_frames[frame]}")
-            seen_frames[frame] = scene
-            kf = _obj(kf_raw, where_f, "a key frame")
-            paths = _obj(kf.get("image_paths"), where_f, "'image_paths'")
-            unknown = sorted(set(paths) - set(CAMERAS))
-            missing = [c for c in CAMERAS if c not in paths]
-            if unknown or missing:
-                raise DriveLMError(
-                    f"{where_f}: image_paths must name the six cameras {list(CAMERAS)}"
-                    + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else ""))
-            raw_paths: dict[str, str] = {}
-            images: dict[str, Path] = {}
-            for cam in CAMERAS:
-                raw = paths[cam]
-                if not isinstance(raw, str) or not raw.strip():
-                    raise DriveLMError(f"{where_f} {cam}: image path must be text")
-                raw_paths[cam] = raw
-                if nus is not None and root_p is not None:
-                    img = resolve_image(nus, root_p, raw, f"{where_f} {cam}")
-                    if check_images and not img.is_file():
-                        raise DriveLMError(f"{where_f} {cam}: image not found: {raw}")
-                    images[cam] = img
-            objects = kf.get("key_object_infos") or {}
-            objects = dict(_obj(objects, where_f, "'key_object_infos'"))
-            scene_frames.append(KeyFrame(scene, frame, fi, raw_paths, images, objects))
-            qa_groups = _obj(kf.get("QA"), where_f, "'QA'")
-            extra = sorted(set(qa_groups) - set(GROUPS))
-            if extra:
-                raise DriveLMError(f"{where_f}: unknown QA group {extra[0]!r} (DriveLM's are {list(GROUPS)})")
-            i = 0
-            for group in GROUPS:
-                items = qa_groups.get(group) or []
-                if not isinstance(items, list):
-                    raise DriveLMError(f"{where_f}: QA {group!r} must be a list")
-                for j, item in enumerate(items):
-                    where_q = f"{where_f} {group}[{j}]"
-                    q = _obj(item, where_q, "a question")
-                    question, answer = q.get("Q"), q.get("A")
-                    if not isinstance(question, str) or not question.strip():
-                        raise DriveLMError(f"{where_q}: 'Q' must be non-empty text")
-                    if not isinstance(answer, str):
-                        raise DriveLMError(f"{where_q}: 'A' must be text")
-                    _, options = split_options(question)
-                    rows.append({
-                        "id": qa_id(scene, frame, i), "scene": scene, "frame": frame, "group": group,
-                        "index": i, "type": question_type(question, answer), "question": question,
-                        "options": options, "answer": answer, "tag": _tags(q.get("tag"), where_q),
-                    })
-                    i += 1
-        frames.extend(_in_time_order(scene_frames))
-    if not frames:
-        raise DriveLMError(f"{origin}: no key frames")
-    qa = pd.DataFrame(rows, columns=list(QA_COLUMNS))
-    return DriveLM(qa_path, scenes, frames, qa, nus)
-
-
-def _in_time_order(frames: list[KeyFrame]) -> list[KeyFrame]:
-    """A scene's key frames sorted and numbered by time (DriveLM's files do not list them in
-    order); left as listed when a file name carries no timestamp."""
-    times = [f.timestamp_us() for f in frames]
-    if any(t is None for t in times):
-        return frames
-    order = sorted(range(len(frames)), key=lambda k: times[k])
-    return [replace(frames[k], index=rank) for rank, k in enumerate(order)]
-
-
-# ---- import into a dataset -------------------------------------------------------------------
 def _timestamps_us(frames: Sequence[KeyFrame]) -> dict[tuple[str, str], int] | None:
     """(frame, camera) -> the microsecond timestamp in its file name; None if any name lacks one."""
     out: dict[tuple[str, str], int] = {}
@@ -400,111 +150,9 @@ def import_drivelm(
     return write_manifest(out, table.to_dict("records"), schema, origin=origin)
 
 
-def read_qa_table(path: str | Path) -> pd.DataFrame:
-    """The ``qa.jsonl`` an import wrote, as a table with :data:`QA_COLUMNS`."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "qa.jsonl"
-    if not path.is_file():
-        raise DriveLMError(f"{path}: QA table not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DriveLMError(f"{path} row {n}: invalid JSON ({e.msg})") from None
-        missing = [c for c in QA_COLUMNS if c not in row] if isinstance(row, dict) else list(QA_COLUMNS)
-        if missing:
-            raise DriveLMError(f"{path} row {n}: missing {missing}")
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(QA_COLUMNS))
-
-
-# ---- answers: export and predictions ---------------------------------------------------------
-def _answers_by_id(qa: pd.DataFrame, answers: Mapping[str, str]) -> list[str]:
-    ids = qa["id"].tolist()
-    missing = [i for i in ids if i not in answers]
-    if missing:
-        raise DriveLMError(f"no answer for {len(missing)} question(s), e.g. {missing[0]}")
-    extra = sorted(set(answers) - set(ids))
-    if extra:
-        raise DriveLMError(f"{len(extra)} answer(s) for questions not in the QA table, e.g. {extra[0]}")
-    bad = [i for i in ids if not isinstance(answers[i], str)]
-    if bad:
-        raise DriveLMError(f"answer for {bad[0]} is not text")
-    return [answers[i] for i in ids]
-
-
-def export_answers(qa: pd.DataFrame, answers: Mapping[str, str]) -> list[dict[str, str]]:
-    """The challenge's output format: ``[{id, question, answer}]`` in the QA table's order.
-
-    Every question needs an answer and every answer a question. ``question`` is the file's own
-    question (the baseline's ``output.json`` adds LLaMA-Adapter's ``"<image>\\n"`` prompt prefix; the
-    evaluation reads only ``id`` and ``answer``).
-    """
-    texts = _answers_by_id(qa, answers)
-    return [{"id": i, "question": q, "answer": a}
-            for i, q, a in zip(qa["id"], qa["question"], texts, strict=True)]
-
-
-def to_predictions(qa: pd.DataFrame, answers: Mapping[str, str]) -> list[dict[str, Any]]:
-    """A predictions list for ``scenescope eval-vqa``: ``{id, question, gt_answer, answer, group,
-    type, tag?}`` (tag only where the QA table has one)."""
-    texts = _answers_by_id(qa, answers)
-    out = []
-    for rec, a in zip(qa.to_dict("records"), texts, strict=True):
-        p = {"id": rec["id"], "question": rec["question"], "gt_answer": rec["answer"], "answer": a,
-             "group": rec["group"], "type": rec["type"]}
-        if isinstance(rec["tag"], list):
-            p["tag"] = rec["tag"]
-        out.append(p)
-    return out
-
-
-def write_answers(path: str | Path, items: Sequence[Mapping[str, Any]]) -> Path:
-    """Write an answers or predictions list as JSON, atomically."""
-    path = Path(path)
-    atomic_write_text(path, json.dumps(list(map(dict, items)), indent=2, ensure_ascii=False) + "\n")
-    return path
-
-
-PREDICTION_KEYS = ("id", "answer")  # required; question, gt_answer, tag, group, type are optional
-
-
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """A DriveLM-style answers/predictions file: a JSON list of ``{id, answer, question?, gt_answer?,
-    tag?, group?, type?}``, checked entry by entry (errors name the file and entry number)."""
-    path = Path(path)
-    items = _load_json(path)
-    if not isinstance(items, list):
-        raise DriveLMError(f"{path}: expected a JSON list of answers, got {type(items).__name__}")
-    out: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for n, item in enumerate(items):
-        where = f"{path} entry {n}"
-        e = dict(_obj(item, where, "an answer"))
-        for k in PREDICTION_KEYS:
-            if not isinstance(e.get(k), str):
-                raise DriveLMError(f"{where}: {k!r} must be text")
-        where = f"{where} (id {e['id']})"
-        if e["id"] in seen:
-            raise DriveLMError(f"{where}: duplicate id (first at entry {seen[e['id']]})")
-        seen[e["id"]] = n
-        for k in ("question", "gt_answer", "group", "type"):
-            if k in e and e[k] is not None and not isinstance(e[k], str):
-                raise DriveLMError(f"{where}: {k!r} must be text")
-        if e.get("group") is not None and e["group"] not in GROUPS:
-            raise DriveLMError(f"{where}: unknown group {e['group']!r} (one of {list(GROUPS)})")
-        e["tag"] = _tags(e.get("tag"), where)
-        out.append(e)
-    return out
-
-
 __all__ = [
-    "CAMERAS", "GROUPS", "QA_COLUMNS", "QUESTION_TYPES", "TAGS", "TAG_ACCURACY", "TAG_GPT", "TAG_LANGUAGE",
-    "TAG_MATCH", "DriveLM", "DriveLMError", "KeyFrame", "export_answers", "find_nuscenes", "import_drivelm",
-    "option_letter", "qa_id", "question_type", "read_drivelm", "read_predictions",
-    "read_qa_table", "resolve_image", "split_options", "to_predictions", "write_answers",
+    "CAMERAS", "DEFAULT_FRACTIONS", "GROUPS", "PREDICTION_KEYS", "QA_COLUMNS", "QUESTION_TYPES", "TAGS",
+    "TAG_ACCURACY", "TAG_GPT", "TAG_LANGUAGE", "TAG_MATCH", "DriveLM", "DriveLMError", "KeyFrame", "export_answers",
+    "find_nuscenes", "import_drivelm", "option_letter", "qa_id", "question_type", "read_drivelm",
+    "read_predictions", "read_qa_table", "resolve_image", "split_options", "to_predictions", "write_answers",
 ]
