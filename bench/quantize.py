@@ -10,9 +10,16 @@ R@1/5/10 and k-NN macro F1 (`core.scoring.score_queries`, k=5, an index of the s
 Data: fresh synthetic frames (seeds unused by training 7, the model card 1001 and calibration
 4242). R@k: each distinct schema sentence of the query frames is a text query; every query frame
 with exactly those labels is a correct hit (``core.retrieval.retrieval_ranks``, ties pessimistic).
-Clip-level captions and the issue's 500-clip gallery are not built yet, so this is the frame proxy.
+
+``--clips DIR`` measures instead what the issue means, text-to-clip R@1/5/10 on the test split of a
+clip dataset (``bench/clip_retrieval.py`` renders it; one held-out caption per clip, the whole split
+the gallery): every variant embeds the same frames, which are pooled into clip vectors by meanP and
+by the AFA student (trained on FP32 vectors, the one the index uses) and ranked through
+``core.retrieval.metrics.retrieval_metrics`` (``core.quant.compare.compare_clips``). The frame
+proxy, the timing and the static/fused ORT attempts are skipped there.
 
     .venv/bin/python bench/quantize.py --index 1500 --queries 500 --calibration 200
+    .venv/bin/python bench/quantize.py --clips runs/clip_retrieval_bench --calibration 200
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch and ORT threads (1: per-core figures, steadier on a shared machine)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the quantized models and ONNX files")
+    ap.add_argument("--clips", help="clip dataset folder: measure text-to-clip R@k on its test split instead")
+    ap.add_argument("--clip-frames", type=int, help="with --clips: at most this many frames per clip, evenly "
+                    "spread (bounds the CPU time of embedding every clip once per variant)")
     ap.add_argument("--speed-only", action="store_true",
                     help="skip the weight-only RTN/GPTQ variants (they run float32 kernels: no speed path)")
     a = parse_args(ap, {"index": 120, "queries": 60, "calibration": 16, "reps": 1, "timing_images": 32}, argv)
@@ -68,7 +78,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from core.index import IndexStore
     from core.models import load_model
     from core.quant import QUANT_WEIGHTS
     from core.quant.export import quantize_to_folder, synthetic_frames
@@ -79,27 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         quantize_int8_fused,
         quantize_int8_static,
     )
-    from core.retrieval import rank_metrics, retrieval_ranks
-    from core.schema import default_schema
-    from core.scoring import score_queries
 
     torch.set_num_threads(a.threads)
-    schema = default_schema()
     work = Path(tempfile.mkdtemp(prefix="scenescope-bench-quant-"))
-    t0 = time.perf_counter()
-    from core.quant.compare import render_frames  # the Quantize page's frames, the same for both
-
-    idx_frames, idx_labels = render_frames(a.index, a.seed)
-    q_frames, q_labels = render_frames(a.queries, a.seed + 1)
-    print(f"rendered {a.index} + {a.queries} frames in {time.perf_counter() - t0:.0f} s")
-
     fp32 = load_model(a.model)
-    idx_px, q_px = fp32.preprocess_batch(idx_frames), fp32.preprocess_batch(q_frames)
-    rows = [{"path": f"f{i}.png", "clip_id": f"f{i}", **lab} for i, lab in enumerate(idx_labels)]
-    sentences = [schema.to_sentence(lab) for lab in q_labels]
-    texts = sorted(set(sentences))
-    relevant = np.array([[s == t for s in sentences] for t in texts])
-
     fp32_file = work / "fp32.safetensors"  # what an FP32 copy of the model weighs
     save_file({k: v.float().contiguous() for k, v in fp32.clip.state_dict().items()}, str(fp32_file))
     variants: dict[str, dict] = {"FP32 (torch)": {
@@ -121,23 +113,93 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     onnx8 = quantize_int8(onnx32, work / "vision.int8.onnx")
     ort_s = time.perf_counter() - t
-    t = time.perf_counter()  # static: activation scales fixed on the GPTQ calibration frames
-    calib_px = fp32.preprocess_batch(synthetic_frames(a.calibration)).numpy()
-    onnx8s = quantize_int8_static(onnx32, work / "vision.int8s.onnx", calib_px)
-    static_s = time.perf_counter() - t
-    t = time.perf_counter()  # fused: ORT's transformer optimizer, then dynamic INT8
-    block = fp32.clip.visual.transformer.resblocks[0].attn
-    onnx8f = quantize_int8_fused(onnx32, work / "vision.int8f.onnx", block.num_heads, block.embed_dim)
-    fused_s = time.perf_counter() - t
-    threads = a.threads
-    for name, path, prep in (("ORT FP32", onnx32, export_s), ("ORT INT8", onnx8, export_s + ort_s),
-                             ("ORT INT8 static QDQ", onnx8s, export_s + static_s),
-                             ("ORT INT8 fused", onnx8f, export_s + fused_s)):
-        enc = OrtEncoder(path, threads=threads)
+    onnx_files = [("ORT FP32", onnx32, export_s), ("ORT INT8", onnx8, export_s + ort_s)]
+    if a.clips:  # the issue's clip measure: the one ORT INT8 path is enough (accuracy, not speed)
+        onnx_files = onnx_files[1:]
+    else:
+        t = time.perf_counter()  # static: activation scales fixed on the GPTQ calibration frames
+        calib_px = fp32.preprocess_batch(synthetic_frames(a.calibration)).numpy()
+        onnx8s = quantize_int8_static(onnx32, work / "vision.int8s.onnx", calib_px)
+        onnx_files.append(("ORT INT8 static QDQ", onnx8s, export_s + time.perf_counter() - t))
+        t = time.perf_counter()  # fused: ORT's transformer optimizer, then dynamic INT8
+        block = fp32.clip.visual.transformer.resblocks[0].attn
+        onnx8f = quantize_int8_fused(onnx32, work / "vision.int8f.onnx", block.num_heads, block.embed_dim)
+        onnx_files.append(("ORT INT8 fused", onnx8f, export_s + time.perf_counter() - t))
+    for name, path, prep in onnx_files:
+        enc = OrtEncoder(path, threads=a.threads)
         size = path.stat().st_size / 1e6
         variants[name] = {"model": fp32, "encode": enc.embed_batch, "file_mb": size, "vision_mb": size,
                           "prep_s": prep}
     print(f"ONNX export {export_s:.0f} s, ORT quantization {ort_s:.0f} s")
+    try:
+        if a.clips:
+            clip_run(a, fp32, variants)
+        else:
+            frame_run(a, fp32, variants)
+    finally:
+        if a.keep:
+            print(f"models and ONNX files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def clip_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> None:
+    """Text-to-clip R@1/5/10 of every variant on the clip dataset's test split, meanP and AFA."""
+    from core.data.manifest import read_manifest
+    from core.quant.compare import CLIP_POOLS, compare_clips, spread_frames
+    from core.retrieval.data import frame_vectors
+
+    t = time.perf_counter()
+    out = compare_clips(a.clips, fp32, {n: v["encode"] for n, v in variants.items()}, batch=a.batch,
+                        frames_per_clip=a.clip_frames)
+    print(f"embedded and ranked in {time.perf_counter() - t:.0f} s")
+    ref = out["FP32 (torch)"]["vectors"]
+    cached, _, _ = frame_vectors(a.clips, fp32)  # what eval-retrieval / bench/clip_retrieval.py rank
+    frames = read_manifest(a.clips).frames
+    rows = spread_frames(frames[frames["split"] == "test"].reset_index(), a.clip_frames)["index"].to_numpy()
+    drift = float(np.abs(cached[rows] - ref).max())
+    split_rows = ref.shape[0]
+    cos = {n: float(np.mean(np.sum(r.pop("vectors") * ref, axis=1))) for n, r in out.items()}
+    pools = {"meanp": "meanP", "afa": "AFA"}
+    head = " | ".join(f"{pools[p]} R@1 | R@5 | R@10 | R@1 change" for p in CLIP_POOLS)
+    lines = [f"Model {fp32.identity}; clips {a.clips} test split ({split_rows} frames); GPTQ calibration "
+             f"{a.calibration} frames; {a.clip_frames or 'all'} frames per clip; {a.threads} torch threads; FP32 "
+             f"frame vectors within {drift:.1e} of the cached ones that bench/clip_retrieval.py ranks.", "",
+             f"| variant | file MB | vision encoder MB | {head} | mean cos to FP32 | prep s |",
+             "|---|---|---|" + "---|" * (4 * len(CLIP_POOLS)) + "---|---|"]
+    base = out["FP32 (torch)"]
+    for name, r in out.items():
+        v = variants[name]
+        cells = " | ".join(f"{r[p]['r1']:.1f} | {r[p]['r5']:.1f} | {r[p]['r10']:.1f} | {r[p]['r1'] - base[p]['r1']:+.1f}"
+                           for p in CLIP_POOLS)
+        lines.append(f"| {name} | {v['file_mb']:.1f} | {v['vision_mb']:.2f} | {cells} | {cos[name]:.5f} | "
+                     f"{v['prep_s']:.0f} |")
+    print("\n".join(lines))
+    if a.json:
+        results = {n: {**r, "cos_to_fp32": cos[n], "file_mb": variants[n]["file_mb"],
+                       "vision_mb": variants[n]["vision_mb"], "prep_s": variants[n]["prep_s"]} for n, r in out.items()}
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "clips": results}, indent=2))
+
+
+def frame_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> None:
+    """The frame proxy: text-to-frame R@k, k-NN macro F1 and interleaved encoder timing."""
+    from core.index import IndexStore
+    from core.quant.compare import render_frames  # the Quantize page's frames, the same for both
+    from core.retrieval import rank_metrics, retrieval_ranks
+    from core.schema import default_schema
+    from core.scoring import score_queries
+
+    schema = default_schema()
+    t0 = time.perf_counter()
+    idx_frames, idx_labels = render_frames(a.index, a.seed)
+    q_frames, q_labels = render_frames(a.queries, a.seed + 1)
+    print(f"rendered {a.index} + {a.queries} frames in {time.perf_counter() - t0:.0f} s")
+    idx_px, q_px = fp32.preprocess_batch(idx_frames), fp32.preprocess_batch(q_frames)
+    rows = [{"path": f"f{i}.png", "clip_id": f"f{i}", **lab} for i, lab in enumerate(idx_labels)]
+    sentences = [schema.to_sentence(lab) for lab in q_labels]
+    texts = sorted(set(sentences))
+    relevant = np.array([[s == t for s in sentences] for t in texts])
+    threads = a.threads
 
     for name, v in variants.items():
         t = time.perf_counter()
@@ -193,10 +255,6 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     if a.json:
         Path(a.json).write_text(json.dumps({"settings": vars(a), "results": results}, indent=2))
-    if a.keep:
-        print(f"models and ONNX files kept in {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

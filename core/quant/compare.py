@@ -6,6 +6,11 @@ Data: fresh synthetic frames (seed 9200 by default, unused by training, the mode
 and calibration). R@k: each distinct schema sentence of the query frames is a text query, and
 every query frame with exactly those labels is a hit (ties pessimistic, ``core.retrieval``). k-NN
 F1: query frames voted by an index of the indexed frames embedded by the same encoder (k=5).
+
+Clip level (``compare_clips``, the issue's measure; ``bench/quantize.py --clips DIR``): a clip
+dataset's frames embedded by each encoder, pooled into clip vectors by meanP and the AFA student
+exactly as ``eval-retrieval`` pools them, and ranked by text-to-clip R@k through the same metric
+function (``core.retrieval.metrics.retrieval_metrics``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from core.models import SceneModel, load_model
 from core.schema import default_schema
@@ -117,6 +123,90 @@ def measure(enc: Encoder, idx_px: object, idx_labels: list[dict], q_px: object, 
             "r10": r["r10"], "knn_f1": float(f1), "prep_s": enc.prep_s}
 
 
+CLIP_POOLS = ("meanp", "afa")  # how clip vectors are pooled from frame vectors (core.retrieval.evaluate)
+
+
+def embed_with(encoders: dict[str, Callable], batches: Iterable[object]) -> dict[str, np.ndarray]:
+    """Every encoder's unit vectors for the same preprocessed batches, each batch preprocessed once."""
+    out: dict[str, list[np.ndarray]] = {name: [] for name in encoders}
+    for px in batches:
+        for name, encode in encoders.items():
+            v = np.asarray(encode(px), np.float32)
+            out[name].append(v / np.linalg.norm(v, axis=1, keepdims=True))
+    return {name: np.concatenate(v) for name, v in out.items()}
+
+
+def clip_recall(vectors: np.ndarray, clip_ids: list[str], frame_index: list[int], order: list[str],
+                texts: np.ndarray, student: object) -> dict[str, dict[str, float]]:
+    """Text-to-clip {r1, r5, r10, mdr, mnr} per pooling of CLIP_POOLS: one encoder's frame vectors
+    pooled into clips as ``eval-retrieval`` pools them, caption i's clip being ``order[i]``."""
+    from core.retrieval.clipvec import pad_clips
+    from core.retrieval.evaluate import clip_scores
+    from core.retrieval.metrics import retrieval_metrics
+
+    frames, mask = pad_clips(vectors, clip_ids, frame_index, order)
+    return {p: retrieval_metrics(clip_scores(p, texts, frames, mask, student))["t2v"] for p in CLIP_POOLS}
+
+
+def spread_frames(frames: pd.DataFrame, per_clip: int | None) -> pd.DataFrame:
+    """At most ``per_clip`` manifest rows of each clip, evenly spread from its first frame to its last
+    (so a clip keeps its plain-road ends and the middle of its event); None keeps every frame."""
+    if per_clip is None:
+        return frames
+    if per_clip < 1:
+        raise ValueError(f"frames per clip must be at least 1, got {per_clip}")
+    keep = []
+    for _, g in frames.sort_values(["clip_id", "frame_index"]).groupby("clip_id", sort=False):
+        pick = np.unique(np.round(np.linspace(0, len(g) - 1, min(per_clip, len(g)))).astype(int))
+        keep.extend(g.index[pick])
+    return frames.loc[sorted(keep)].reset_index(drop=True)
+
+
+def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Callable], *, split: str = "test",
+                  student: object = None, batch: int = 32, frames_per_clip: int | None = None,
+                  progress: Progress | None = None) -> dict[str, dict]:
+    """Text-to-clip R@k of each encoder on a clip dataset (``core.retrieval.data``): the split's
+    frames embedded by every encoder, pooled by meanP and by the AFA student (default: ``model``'s,
+    trained on the FP32 train-split vectors, so every variant is pooled by the same weights), and
+    ranked against each clip's held-out caption (one a clip, the whole split the gallery). Text
+    vectors come from ``model``: the quantizers leave the text tower as it is. ``frames_per_clip``
+    thins each clip (``spread_frames``) to bound the CPU time of many encoders.
+
+    Returns {encoder: {"meanp": t2v, "afa": t2v, "vectors": (N, d) frame vectors}}.
+    """
+    from core.data.manifest import Dataset, read_manifest
+    from core.index.build import load_pixels
+    from core.index.preprocess import fast_preprocess
+    from core.retrieval.data import read_clip_dataset
+    from core.retrieval.evaluate import fit_student
+
+    say = progress or (lambda _f, _t: None)
+    data = read_clip_dataset(root)
+    clips = [c for c in data["clips"] if split == "all" or c["split"] == split]
+    ds = read_manifest(root)
+    frames = ds.frames if split == "all" else ds.frames[ds.frames["split"] == split].reset_index(drop=True)
+    frames = spread_frames(frames, frames_per_clip)
+    if not clips or frames.empty:
+        raise ValueError(f"{root}: the clip dataset has no {split} clips")
+    sub = Dataset(ds.root, frames, ds.schema)
+    order = [c["clip_id"] for c in clips]
+    texts = model.embed_texts([c["captions"]["test"][0] for c in clips]).astype(np.float32)
+    if student is None:
+        student = fit_student(root, model)
+    preprocess = fast_preprocess(model)
+    bounds = [(s, min(s + batch, len(sub))) for s in range(0, len(sub), batch)]
+
+    def batches() -> Iterable[object]:
+        for i, (s, e) in enumerate(bounds):
+            say(i / len(bounds), f"Embedding frames {s}-{e} of {len(sub)} with {len(encoders)} encoders…")
+            yield load_pixels(sub, preprocess, s, e)
+
+    vectors = embed_with(encoders, batches())
+    cids, fidx = frames["clip_id"].astype(str).tolist(), frames["frame_index"].astype(int).tolist()
+    say(1.0, "Done")
+    return {name: {**clip_recall(v, cids, fidx, order, texts, student), "vectors": v} for name, v in vectors.items()}
+
+
 def compare_quantized(model_name: str, variant: str, *, index: int = 300, queries: int = 150, calibration: int = 200,
                       seed: int = DATA_SEED, progress: Progress | None = None) -> list[dict]:
     """[FP32 row, quantized row] for ``variant`` (a key of ``VARIANTS``) of registry model ``model_name``."""
@@ -151,4 +241,5 @@ def compare_quantized(model_name: str, variant: str, *, index: int = 300, querie
     return [before, after]
 
 
-__all__ = ["VARIANTS", "compare_quantized", "measure", "quantized_encoder", "render_frames"]
+__all__ = ["CLIP_POOLS", "VARIANTS", "clip_recall", "compare_clips", "compare_quantized", "embed_with", "measure",
+           "quantized_encoder", "render_frames", "spread_frames"]
