@@ -138,10 +138,12 @@ def category_style(schema: Schema, by: str, categories: np.ndarray) -> dict[str,
 
 
 def map_figure(layout: np.ndarray, categories: np.ndarray, style: Mapping[str, tuple[str, str]],
-               hover: np.ndarray | None = None, size: float = 4.0, uirevision: str = "") -> go.Figure:
+               hover: np.ndarray | None = None, size: float = 4.0, uirevision: str = "",
+               ids: np.ndarray | None = None) -> go.Figure:
     """WebGL scatter of the index map, one trace per category; ``customdata`` is the index row
-    (selections report it), ``hover`` an optional per-point text."""
-    ids = np.arange(len(layout))
+    (selections report it), ``hover`` an optional per-point text. ``ids``: the index rows of
+    ``layout``'s points when they are a sample (default: every row, in order)."""
+    ids = np.arange(len(layout)) if ids is None else np.asarray(ids)
     fig = go.Figure()
     for value, (label, color) in style.items():
         m = categories == value
@@ -161,6 +163,22 @@ def map_figure(layout: np.ndarray, categories: np.ndarray, style: Mapping[str, t
         uirevision=uirevision,
     )
     return fig
+
+
+def add_density(fig: go.Figure, counts: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> None:
+    """A map's density grid under its points (``core.maps.density_grid``): one heatmap image of
+    bins x bins cells however many points, log-scaled so sparse regions show; empty cells clear."""
+    cells = np.asarray(counts).T  # heatmap rows are y
+    z = np.log1p(cells.astype(float))
+    z[cells == 0] = np.nan
+    fig.add_trace(go.Heatmap(
+        x=(x_edges[:-1] + x_edges[1:]) / 2, y=(y_edges[:-1] + y_edges[1:]) / 2, z=z, customdata=cells,
+        colorscale="Blues", showscale=False, hoverongaps=False, name="density", showlegend=False,
+        hovertemplate="%{customdata:,} frames<extra></extra>",
+    ))
+    fig.data = (fig.data[-1], *fig.data[:-1])  # under the points
+    fig.update_layout(xaxis={"range": [float(x_edges[0]), float(x_edges[-1])]},
+                      yaxis={"range": [float(y_edges[0]), float(y_edges[-1])]})
 
 
 def add_placed(fig: go.Figure, xy: np.ndarray, times: Sequence[float], name: str) -> None:

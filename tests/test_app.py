@@ -326,6 +326,52 @@ def test_map_page_draws_and_rejects_bad_upload(mapped_index: SmallIndex, index_e
     assert at.error and "junk.webp" in at.error[0].value
 
 
+def _plotly_array(value: object) -> np.ndarray:
+    """A Plotly JSON array: a list, or plotly 6's typed array ({"dtype", "bdata"} base64)."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+def _map_traces(at: AppTest) -> tuple[list[str], np.ndarray]:
+    """(trace types, index rows drawn as points) of the Map page's chart."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    points = [_plotly_array(t["customdata"]) for t in spec["data"] if t["type"] == "scattergl"]
+    return [t["type"] for t in spec["data"]], np.concatenate(points).astype(np.int64) if points else np.zeros(0)
+
+
+def test_map_page_density_above_the_point_budget(mapped_index: SmallIndex, index_env: SmallIndex,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the budget the Map draws a density grid of every point plus at most the budget of
+    points; a zoom box is re-queried on the server and draws only points inside it."""
+    import core.maps
+    from core.index import IndexStore
+
+    layout = core.maps.umap_projection(IndexStore.load(index_env.index))  # cached by the fixture
+    at = _app("map")
+    assert "heatmap" not in _map_traces(at)[0], "below the budget the page draws points only"
+    budget = 30
+    monkeypatch.setattr(core.maps, "DRAW_POINTS", budget)
+    at.run()
+    assert not at.exception
+    kinds, rows = _map_traces(at)
+    assert kinds[0] == "heatmap" and len(rows) == budget and len(set(rows.tolist())) == budget
+    x0, x1 = np.quantile(layout[:, 0], [0.2, 0.7])
+    y0, y1 = np.quantile(layout[:, 1], [0.1, 0.8])
+    inside = np.flatnonzero((layout[:, 0] >= x0) & (layout[:, 0] <= x1) & (layout[:, 1] >= y0) & (layout[:, 1] <= y1))
+    assert len(inside) > budget
+    assert handlers.zoom_box({"selection": {"box": [{"x": [x1, x0], "y": [y0, y1]}]}}) == (x0, x1, y0, y1)
+    at.session_state["map_zoom"] = (float(x0), float(x1), float(y0), float(y1))
+    at.run()
+    kinds, rows = _map_traces(at)
+    assert kinds[0] == "heatmap" and len(rows) == budget and set(rows.tolist()) <= set(inside.tolist())
+    assert f"{len(inside)} frames in this box" in _texts(at)
+    at.button(key="map_zoom_out").click().run()
+    assert at.session_state["map_zoom"] is None and not at.exception
+
+
 def test_triage_page_metrics_failures_leakage(index_env: SmallIndex) -> None:
     at = _app("triage")
     assert not at.error

@@ -73,9 +73,14 @@ from app.handlers.jobs import (
 from app.handlers.map import (
     EXPORT_FORMATS,
     PLACE_TRANSFORM_MAX,
+    Box,
+    DensityView,
     color_label,
     color_options,
     colors_need_votes,
+    density_view,
+    draw_budget,
+    draws_density,
     export_rows,
     labelled,
     map_categories,
@@ -83,6 +88,7 @@ from app.handlers.map import (
     place_upload,
     selected_ids,
     selection_table,
+    zoom_box,
 )
 from app.handlers.playback import vote_captions, vote_cues
 from app.handlers.quantize import QUANT_SIZES, quant_table, quant_variants, quantize_compare
@@ -185,6 +191,7 @@ __all__ = [
     "CLIP_RESULTS", "RETRIEVAL_CLIPS", "cached_retrieval_report", "clip_moments", "clip_pooling",
     "compute_retrieval_report", "retrieval_table", "search_clip_results",
     "QUANT_SIZES", "quant_table", "quant_variants", "quantize_compare",
+    "Box", "DensityView", "density_view", "draw_budget", "draws_density", "zoom_box",
     "SIMILAR_MAX", "SampleInfo", "sample_info", "sample_neighbours", "sample_step", "similar_rows", "vote_captions",
     "vote_cues",
     "ANSWERER_LABELS", "BUNDLED_VLM", "DEFAULT_KEEP", "AnswerSpan", "AskResult", "EvidenceCard", "ask", "choice_sets",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,3 +133,66 @@ def labelled(table: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         if a.display in out:
             out[a.display] = [a.display_of(v) for v in out[a.display]]
     return out
+
+
+# ---- maps of more points than the page draws: density and sampling on the server (issue 23) -----
+Box = tuple[float, float, float, float]  # (x0, x1, y0, y1) in map coordinates
+
+
+@dataclass(frozen=True)
+class DensityView:
+    """What the Map draws for a map of more points than it can draw as markers."""
+
+    counts: np.ndarray  # (bins, bins) points per cell over ``box``, indexed [x, y]
+    x_edges: np.ndarray
+    y_edges: np.ndarray
+    rows: np.ndarray  # index rows drawn as points: at most the point budget, all inside ``box``
+    inside: int  # points inside ``box`` (all of them, drawn or not)
+    box: Box  # the view: a zoom box, or the whole map's extent
+
+
+def draw_budget() -> int:
+    """Most points the Map draws as markers (WebGL); above it the page draws a density grid instead.
+    Read at call time so that one constant (``core.maps.DRAW_POINTS``) decides both."""
+    from core import maps
+
+    return int(maps.DRAW_POINTS)
+
+
+def draws_density(count: int) -> bool:
+    """Whether a map of ``count`` points is drawn as a density grid plus a sample of points."""
+    return count > draw_budget()
+
+
+def density_view(layout: np.ndarray, box: Box | None = None, rows: np.ndarray | None = None) -> DensityView:
+    """The density grid of the map's points inside ``box`` (None: all of them) and the sample of
+    them to draw, re-queried on the server for every zoom. ``rows``: only these index rows (the
+    sidebar's view; None: every frame)."""
+    from core import maps
+    from core.maps.points import DENSITY_BINS
+
+    xy = np.asarray(layout, dtype=np.float32)
+    ids = np.arange(len(xy), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    xy = xy[ids] if rows is not None else xy
+    counts, xe, ye = maps.density_grid(xy, DENSITY_BINS, box=box)
+    drawn = ids[maps.view_points(xy, box, limit=draw_budget())]
+    view = box if box is not None else (float(xe[0]), float(xe[-1]), float(ye[0]), float(ye[-1]))
+    return DensityView(counts, xe, ye, drawn, int(counts.sum()), view)
+
+
+def zoom_box(selection: Mapping[str, Any] | None) -> Box | None:
+    """The last box dragged on the map, from Plotly's selection state, as (x0, x1, y0, y1); None
+    when the selection has no box (nothing picked, a lasso or clicked points)."""
+    if not isinstance(selection, Mapping):
+        return None
+    sel = selection.get("selection", selection)
+    boxes = sel.get("box") if isinstance(sel, Mapping) else None
+    if not boxes:
+        return None
+    last = boxes[-1]
+    try:
+        x0, x1 = sorted(float(v) for v in last["x"][:2])
+        y0, y1 = sorted(float(v) for v in last["y"][:2])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (x0, x1, y0, y1)

@@ -34,10 +34,32 @@ with st.spinner(f"Voting every indexed frame with k={eng.k} (leave-one-out)…",
         else contextlib.nullcontext():
     categories = handlers.map_categories(store, by, k=eng.k)
 
-hover = widgets.compact_labels(store.meta, schema) if len(store) <= HOVER_TEXT_MAX else None
-fig = figures.map_figure(layout, filter_sidebar.only(categories, in_view),
-                         figures.category_style(schema, by, categories), hover=hover,
-                         size=size, uirevision=f"{eng.key}|{by}")
+style = figures.category_style(schema, by, categories)
+dense = handlers.draws_density(len(store) if in_view is None else len(in_view))
+zoom: handlers.Box | None = None  # the server-side zoom box of a density map (None: the whole map)
+if not dense:
+    hover = widgets.compact_labels(store.meta, schema) if len(store) <= HOVER_TEXT_MAX else None
+    fig = figures.map_figure(layout, filter_sidebar.only(categories, in_view), style, hover=hover,
+                             size=size, uirevision=f"{eng.key}|{by}")
+else:  # more points than the page can draw: a density grid of all and a sample of the zoom box (server)
+    box = handlers.zoom_box(st.session_state.get("map_chart"))
+    if box is not None and box != st.session_state.get("map_zoom_from"):  # a new box dragged: zoom to it
+        st.session_state["map_zoom"] = st.session_state["map_zoom_from"] = box
+    zoom = st.session_state.get("map_zoom")
+    view = handlers.density_view(layout, zoom, rows=in_view)
+    rows = view.rows
+    hover = widgets.compact_labels(store.meta.iloc[rows], schema) if len(rows) <= HOVER_TEXT_MAX else None
+    fig = figures.map_figure(layout[rows], categories[rows], style, hover=hover, size=size, ids=rows,
+                             uirevision=f"{eng.key}|{by}|{zoom}")
+    figures.add_density(fig, view.counts, view.x_edges, view.y_edges)
+    fig.update_layout(dragmode="select")  # a box re-queries the server; a lasso picks drawn points
+    zoom_cols = st.columns([5, 1])
+    zoom_cols[0].caption(
+        f"{words.count(view.inside, 'frame')} {'in this box' if zoom else 'on the map'}: shaded by density, "
+        f"{len(rows):,} of them drawn as points. Drag a box to zoom in and draw the frames inside it.")
+    if zoom is not None and zoom_cols[1].button("Whole map", key="map_zoom_out", width="stretch"):
+        st.session_state["map_zoom"] = None
+        st.rerun()
 
 if place is not None:
     placed_key = (place.file_id, eng.key)
@@ -61,6 +83,8 @@ widgets.hover_preview("map_chart", "map_hover", lambda row: (
     f"#{row} · {store.meta['split'].iat[row]}\n" + "\n".join(widgets.label_lines(store.labels(row), schema))))
 
 picked = handlers.selected_ids(event.selection if event else None)
+if dense and zoom is not None and handlers.zoom_box(event.selection if event else None) == zoom:
+    picked = rows.tolist()  # the box just dragged: its frames drawn from the server's fresh sample
 if not picked:
     st.info("Drag a box or a lasso on the map (toolbar, top right) to list those scenes here.",
             icon=":material/select:")
