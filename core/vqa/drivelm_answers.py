@@ -92,5 +92,4 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-
 __all__ = ["PREDICTION_KEYS", "export_answers", "read_predictions", "to_predictions", "write_answers"]

@@ -298,7 +298,6 @@ def _in_time_order(frames: list[KeyFrame]) -> list[KeyFrame]:
     return [replace(frames[k], index=rank) for rank, k in enumerate(order)]
 
 
-
 def read_qa_table(path: str | Path) -> pd.DataFrame:
     """The ``qa.jsonl`` an import wrote, as a table with :data:`QA_COLUMNS`."""
     path = Path(path)

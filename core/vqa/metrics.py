@@ -20,32 +20,19 @@ Which metric scores a question is its tag (DriveLM's ``test_eval.json``): 0 exac
 - final score: see :func:`final_scores`. Its GPT-score term needs an LLM judge and cannot be
   computed offline; the report says so and gives a re-weighted score without it, labelled as such.
 
-Tokenisation: language metrics are computed on pycocoevalcap's PTB tokens (Stanford PTBTokenizer,
-lower-cased, with punctuation tokens such as ``.``, ``,``, ``?``, ``:``, quotes and brackets
-dropped). That differs from a ``transformers``/``tokenizers`` tokenizer (the VLM's BPE keeps case
-and punctuation, splits words into sub-word pieces and has its own vocabulary): a model's tokens are
-never used for scoring. The PTB tokenizer also splits DriveLM's object tags oddly,
-``<c1,CAM_BACK,1088.3,497.5>`` -> ``< c1 cam_back ,1088.3,497.5 >``, so coordinates count as words
-in BLEU/CIDEr exactly as in the official evaluation.
-
-Java: the PTB tokenizer and METEOR run ``java`` subprocesses (Java 17 works); METEOR's start-up
-(loading its paraphrase table) takes several seconds, so pass ``meteor=False`` when it is not needed.
+Language metrics live in ``core.vqa.metrics_language``, the match score and the object filter in
+``core.vqa.metrics_match``; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.vqa.drivelm import (
+from core.vqa.drivelm_format import (
     GROUPS,
     TAG_ACCURACY,
     TAG_GPT,
@@ -54,169 +41,19 @@ from core.vqa.drivelm import (
     DriveLMError,
     question_type,
 )
+from core.vqa.metrics_language import LANGUAGE_KEYS, language_scores, ptb_tokenize
+from core.vqa.metrics_match import MATCH_RADIUS_PX, challenge_points, match_f1, match_points, object_filter
 
-LANGUAGE_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
-MATCH_RADIUS_PX = 16.0
 # Final score (OpenDriveLab/DriveLM challenge/evaluation.py, __main__): each term normalised to 0..1,
 #   final = 0.4 * GPT/100 + 0.2 * language + 0.2 * match/100 + 0.2 * accuracy,
 #   language = (BLEU-1 + BLEU-2 + BLEU-3 + BLEU-4)/4/3 + ROUGE-L/3 + CIDEr/10/3,
 #   match = (mean F1 * 100 + GPT score of the tag-3 answers) / 2.
 FINAL_WEIGHTS = {"gpt": 0.4, "language": 0.2, "match": 0.2, "accuracy": 0.2}
-_DECIMAL = re.compile(r"\d+\.\d+")
-_CHALLENGE_ID = re.compile(r"^(.+)_(\d+)$")
-_EPS = 1e-8  # the official F1's guard against empty sets; kept so an empty case scores 0 as there
 
 
-# ---- accuracy and match ----------------------------------------------------------------------
+# ---- accuracy --------------------------------------------------------------------------------
 def exact_match(answer: str, truth: str) -> bool:
     return answer == truth
-
-
-def challenge_points(text: str) -> np.ndarray:
-    """The (n, 2) points the challenge reads from a text: its decimal numbers in pairs (an odd last
-    number is dropped)."""
-    nums = [float(x) for x in _DECIMAL.findall(text)]
-    if len(nums) % 2:
-        nums = nums[:-1]
-    return np.asarray(nums, dtype=np.float64).reshape(-1, 2)
-
-
-def match_points(pred: np.ndarray, truth: np.ndarray, radius: float = MATCH_RADIUS_PX) -> tuple[float, np.ndarray]:
-    """F1 of predicted against true points, and the true points found.
-
-    Predictions in order each take the nearest still-unmatched true point (L1 distance, first on a
-    tie) and count as a hit when it is nearer than ``radius``.
-    """
-    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
-    left = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
-    n_true = len(left)
-    found = []
-    tp = fp = 0
-    for p in pred:
-        if len(left) == 0:
-            fp += 1
-            continue
-        d = np.abs(left - p).sum(axis=1)
-        j = int(np.argmin(d))
-        if d[j] < radius:
-            tp += 1
-            found.append(left[j])
-            left = np.delete(left, j, axis=0)
-        else:
-            fp += 1
-    fn = n_true - tp
-    precision = tp / (tp + fp + _EPS)
-    recall = tp / (tp + fn + _EPS)
-    f1 = 2 * precision * recall / (precision + recall + _EPS)
-    return float(f1), np.asarray(found, dtype=np.float64).reshape(-1, 2)
-
-
-def match_f1(answer: str, truth: str, radius: float = MATCH_RADIUS_PX) -> float:
-    """The challenge's match F1 of one answer (see the module docstring)."""
-    return match_points(challenge_points(answer), challenge_points(truth), radius)[0]
-
-
-# ---- language metrics (pycocoevalcap) --------------------------------------------------------
-def _need_java() -> None:
-    if shutil.which("java") is None:
-        raise RuntimeError("language metrics need Java (pycocoevalcap's PTB tokenizer and METEOR): "
-                           "java not found on PATH")
-
-
-@contextlib.contextmanager
-def _stderr_to(buffer: list[str]) -> Iterator[None]:
-    """Send file descriptor 2 (java's progress lines) to a temporary file, kept in ``buffer``."""
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        try:
-            os.dup2(tmp.fileno(), 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            buffer.append(tmp.read().decode("utf-8", "replace"))
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:300]
-
-
-def ptb_tokenize(texts: Sequence[str]) -> list[str]:
-    """pycocoevalcap's PTB tokenisation of each text (one java run)."""
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-    _need_java()
-    captions = {i: [{"caption": t}] for i, t in enumerate(texts)}
-    err: list[str] = []
-    try:
-        with _stderr_to(err):
-            out = PTBTokenizer().tokenize(captions)
-    except OSError as e:
-        # It writes its input beside its jar, inside the installed package.
-        raise RuntimeError(f"pycocoevalcap's PTB tokenizer failed: {e}") from None
-    if len(out) != len(texts):
-        raise RuntimeError(f"pycocoevalcap's PTB tokenizer returned {len(out)} of {len(texts)} lines: "
-                           f"{_first_line(''.join(err))}")
-    return [out[i][0] for i in range(len(texts))]
-
-
-def _meteor(gts: dict[int, list[str]], res: dict[int, list[str]], scorer: Any = None) -> float:
-    """METEOR by pycocoevalcap: a ``Meteor`` given by the caller is used and left running (one
-    java start-up for several scorings); else one is started and stopped here."""
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    meteor = scorer if scorer is not None else Meteor()
-    try:
-        return float(meteor.compute_score(gts, res)[0])
-    except (ValueError, OSError) as e:
-        if meteor.lock.locked():
-            meteor.lock.release()
-        meteor.meteor_p.kill()
-        detail = _first_line(meteor.meteor_p.stderr.read().decode("utf-8", "replace")) or str(e)
-        raise RuntimeError(f"METEOR (java) failed: {detail}") from None
-    finally:
-        if scorer is None:
-            meteor.__del__()  # its own shutdown: closes stdin and ends java now, not at GC
-
-
-def language_scores(
-    answers: Sequence[str], references: Sequence[str | Sequence[str]], *, meteor: Any = True
-) -> dict[str, float | None]:
-    """BLEU-1..4, ROUGE-L, CIDEr(-D) and METEOR of answers against their references, by pycocoevalcap
-    on PTB tokens, as the COCO caption evaluation computes them (corpus BLEU, mean ROUGE-L and CIDEr;
-    CIDEr's document frequencies come from these references). Values on pycocoevalcap's scales
-    (0..1; CIDEr 0..10). All ``None`` for no answers; METEOR ``None`` when ``meteor=False``, and
-    computed by the given scorer when ``meteor`` is a running ``pycocoevalcap`` ``Meteor``.
-    """
-    if len(answers) != len(references):
-        raise ValueError(f"{len(answers)} answers for {len(references)} references")
-    if not answers:
-        return dict.fromkeys(LANGUAGE_KEYS)
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
-    sizes = [len(r) for r in refs]
-    if min(sizes) < 1:
-        raise ValueError("every answer needs at least one reference")
-    # Tokenised separately, as the COCO evaluation does (one java run each).
-    flat = ptb_tokenize([t for r in refs for t in r])
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    gts = {i: flat[starts[i]:starts[i + 1]] for i in range(len(refs))}
-    res = {i: [t] for i, t in enumerate(ptb_tokenize(list(answers)))}
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    rouge, _ = Rouge().compute_score(gts, res)
-    cider, _ = Cider().compute_score(gts, res)
-    out: dict[str, float | None] = {f"bleu{n + 1}": float(b) for n, b in enumerate(bleu)}
-    out["rouge_l"] = float(rouge)
-    out["cider"] = float(cider)
-    if meteor is False or meteor is None:
-        out["meteor"] = None
-    else:
-        out["meteor"] = _meteor(gts, res, None if meteor is True else meteor)
-    return out
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -259,28 +96,6 @@ def _items(entries: Sequence[Mapping[str, Any]], qa: pd.DataFrame | None) -> tup
         if it["tags"] is None:
             it["tags"] = infer_tags(it["question"], it["truth"])
     return items, extra
-
-
-def object_filter(items: Sequence[Mapping[str, Any]]) -> list[bool]:
-    """Which questions the challenge scores (see the module docstring): per key frame, question 0
-    fixes the true points its answer found; a later question counts only if every point it names
-    (decimal pairs of its text) is among them. Ids not of the form ``<scene>_<frame>_<i>``, and
-    frames whose question 0 is absent, are kept whole."""
-    found: dict[str, set[tuple[float, float]]] = {}
-    keys: list[tuple[str, int] | None] = []
-    for it in items:
-        m = _CHALLENGE_ID.match(it["id"])
-        keys.append((m.group(1), int(m.group(2))) if m else None)
-        if m and int(m.group(2)) == 0:
-            _, pts = match_points(challenge_points(it["answer"]), challenge_points(it["truth"]))
-            found[m.group(1)] = {tuple(p) for p in pts.tolist()}
-    keep = []
-    for it, key in zip(items, keys, strict=True):
-        if key is None or key[1] == 0 or key[0] not in found:
-            keep.append(True)
-            continue
-        keep.append(all(tuple(p) in found[key[0]] for p in challenge_points(it["question"]).tolist()))
-    return keep
 
 
 def _accuracy(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
