@@ -26,17 +26,27 @@ def _strip_frames(frame_ids: np.ndarray, times: np.ndarray, start: float, end: f
     return sorted(keep)[: STRIP_MAX + 4]
 
 
-def show_clips(eng: state.Engine, query: object, k: int = handlers.CLIP_RESULTS) -> None:
-    """Clips and moments ranked for ``query`` (text or image)."""
+def show_clips(eng: state.Engine, query: object, k: int = handlers.CLIP_RESULTS,
+               among: np.ndarray | None = None) -> None:
+    """Clips and moments ranked for ``query`` (text or image); ``among``: only clips with frames
+    in the sidebar's view (None: every clip)."""
     store = eng.store
-    ranked = handlers.search_clip_results(eng.model, store, query, k=k)
+    ranked = handlers.search_clip_results(eng.model, store, query, k=k, among=among)
     pooling = handlers.clip_pooling(eng.model, store)
     st.subheader(f"Clips · top {len(ranked)}")
+    total = handlers.clip_count(eng.model, store)
+    if among is not None and total:
+        n_view = len(handlers.clips_in_view(eng.model, store, among))
+        st.caption(f"Clips with frames in the sidebar's view: {n_view:,} of {words.count(total, 'clip')}; "
+                   "frames outside it are marked ◌.")
     if ranked.empty:
-        st.caption("This index holds no clips (no clip with more than one indexed frame).")
+        st.caption("No clip has a frame in the sidebar's view." if total else
+                   "This index holds no clips (no clip with more than one indexed frame).")
         return
     st.caption(f"Clips ranked by one vector each, pooled from their frames by the {pooling}; the weight "
                "under each frame is its share of that vector. ▶ marks the frames of the best moment.")
+    shown = np.concatenate(ranked["frame_ids"].tolist())
+    outside = set() if among is None else set(np.setdiff1d(shown, among).tolist())  # strip frames not in the view
     times = store.meta["timestamp_s"].to_numpy(np.float64)
     with st.container(key="search-clips"):
         for rank, c in enumerate(ranked.itertuples(), start=1):
@@ -47,7 +57,8 @@ def show_clips(eng: state.Engine, query: object, k: int = handlers.CLIP_RESULTS)
             cols = st.columns(max(len(picks), 4))
             for col, i in zip(cols, picks, strict=False):
                 inside = c.moment_start_s <= t[i] < c.moment_end_s
-                text = f"{'▶ ' if inside else ''}{t[i]:.1f} s · w {c.weights[i]:.2f}"
+                mark = "◌ " if int(c.frame_ids[i]) in outside else ""
+                text = f"{mark}{'▶ ' if inside else ''}{t[i]:.1f} s · w {c.weights[i]:.2f}"
                 thumb = state.thumb_of(store, int(c.frame_ids[i]), 160)
                 if thumb is None:  # the frame file is gone: the weight still says what the clip vector used
                     col.caption(f"(missing) {text}")

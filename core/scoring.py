@@ -148,13 +148,17 @@ def split_rows(store: IndexStore, split: str) -> np.ndarray:
 
 def score_index(
     store: IndexStore, split: str, *, k: int = DEFAULT_K, prompt_space: Mapping[str, np.ndarray] | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, among: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-attribute metrics and failures of ``split``'s indexed frames, voted by ``vote_rows``.
 
-    Each failure gains ``id``, its row in the index.
+    ``among``: score only these rows of the split (a view); the voters stay the same, so each
+    frame's vote is the one it gets when the whole split is scored. Each failure gains ``id``, its
+    row in the index.
     """
     rows = split_rows(store, split)
+    if among is not None:
+        rows = rows[np.isin(rows, np.asarray(among, dtype=np.int64))]
     votes = vote_rows(store, rows, k=k, prompt_space=prompt_space, progress=progress)
     truth = [store.labels(int(i)) for i in rows]
     meta = store.meta.iloc[rows].reset_index(drop=True)

@@ -26,13 +26,50 @@ RETRIEVAL_METHODS = {"afa": "AFA student", "meanp": "meanP (mean of frames)", "t
 
 
 def search_clip_results(model: SceneModel, store: IndexStore, query: str | Image.Image | np.ndarray,
-                        k: int = CLIP_RESULTS) -> pd.DataFrame:
+                        k: int = CLIP_RESULTS, among: np.ndarray | None = None) -> pd.DataFrame:
     """The top ``k`` clips for a text or an example image (``core.retrieval.clipsearch.rank_clips``
-    columns: frames in time order, their pooling weights, the best moment); empty without clips."""
-    from core.retrieval.clipsearch import search_clips
+    columns: frames in time order, their pooling weights, the best moment); empty without clips.
+    ``among``: only clips with at least one of these frames (the sidebar's view)."""
+    from core.retrieval.clipsearch import CLIP_COLUMNS, search_clips
 
-    vector = query if isinstance(query, str) else model.embed_images([query])[0]
-    return search_clips(model, store, vector, k=int(k))
+    if among is None:
+        vector = query if isinstance(query, str) else model.embed_images([query])[0]
+        return search_clips(model, store, vector, k=int(k))
+    allowed = clips_in_view(model, store, among)
+    if not len(allowed):
+        return pd.DataFrame(columns=list(CLIP_COLUMNS))
+    if isinstance(query, str):
+        if not query.strip():
+            raise ValueError("empty search text: describe the scene to look for")
+        vector = model.embed_texts([query.strip()])[0]  # embedded once for the widening ranks below
+    else:
+        vector = model.embed_images([query])[0]
+    # Rank ever more clips until k of them lie in the view (each rank is exact, so the order holds).
+    wide, total = int(k), clip_count(model, store)
+    while True:
+        ranked = search_clips(model, store, vector, k=wide)
+        ranked = ranked[ranked["clip_row"].isin(allowed)]
+        if len(ranked) >= min(int(k), len(allowed)) or wide >= total:
+            return ranked.head(int(k)).reset_index(drop=True)
+        wide *= 4
+
+
+def clips_in_view(model: SceneModel, store: IndexStore, among: np.ndarray) -> np.ndarray:
+    """Clip rows with at least one frame among ``among`` (sorted; empty without clips)."""
+    from core.index.clips import clips_of
+
+    clips = clips_of(store, model)
+    if clips is None:
+        return np.zeros(0, np.int64)
+    rows = clips.frame_clip[np.asarray(among, dtype=np.int64)]
+    return np.unique(rows[rows >= 0]).astype(np.int64)
+
+
+def clip_count(model: SceneModel, store: IndexStore) -> int:
+    from core.index.clips import clips_of
+
+    clips = clips_of(store, model)
+    return 0 if clips is None else len(clips)
 
 
 def clip_moments(ranked: pd.DataFrame) -> pd.DataFrame:

@@ -102,11 +102,39 @@ def index_splits(store: IndexStore) -> list[str]:
 
 
 def evaluate_index_split(store: IndexStore, split: str, k: int = 5, progress: Any = None,
-                         prompt_space: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Triage metrics for ``split``: see ``core.scoring.score_index`` for the protocol."""
+                         prompt_space: Mapping[str, np.ndarray] | None = None,
+                         among: np.ndarray | None = None) -> dict[str, Any]:
+    """Triage metrics for ``split`` (``among``: only these rows of it, the sidebar's view); see
+    ``core.scoring.score_index`` for the protocol."""
     from core.scoring import score_index
 
-    return score_index(store, split, k=k, progress=progress, prompt_space=prompt_space)
+    return score_index(store, split, k=k, progress=progress, prompt_space=prompt_space, among=among)
+
+
+def split_in_view(store: IndexStore, split: str, among: np.ndarray | None) -> tuple[int, int]:
+    """(frames of ``split`` in the view, frames of ``split``): what the Triage metrics cover."""
+    in_split = store.meta["split"].astype(str).to_numpy() == split
+    total = int(in_split.sum())
+    if among is None:
+        return total, total
+    return int(in_split[np.asarray(among, dtype=np.int64)].sum()), total
+
+
+def view_words(filters: Mapping[str, Sequence[str]], schema: Schema, limit: int = 4) -> str:
+    """The sidebar's filter in a few words ("Split: test · Weather: Snow, Rain"); "every frame" without one."""
+    from app.handlers.views import field_label, value_label
+
+    parts = []
+    for f, values in filters.items():
+        shown = [value_label(f, v, schema) for v in values[:limit]]
+        more = f" +{len(values) - limit}" if len(values) > limit else ""
+        parts.append(f"{field_label(f, schema)}: {', '.join(shown)}{more}")
+    return " · ".join(parts) or "every frame"
+
+
+def metrics_scope(scored: int, total: int, split: str, view: str) -> str:
+    """What the metrics cover, said on the page: "Metrics on 312 of 640 test frames (view: ...)"."""
+    return f"Metrics on {scored:,} of {total:,} {split} frames (view: {view})."
 
 
 def leakage_table(pairs: pd.DataFrame, store: IndexStore) -> pd.DataFrame:

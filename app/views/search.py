@@ -85,4 +85,4 @@ else:
                                 "End (s)": st.column_config.NumberColumn(format="%.1f"),
                                 "Best frame at (s)": st.column_config.NumberColumn(format="%.1f")})
 
-clip_results.show_clips(eng, query if mode == "Text" else image)
+clip_results.show_clips(eng, query if mode == "Text" else image, among=in_view)  # clips in the view

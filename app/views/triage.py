@@ -28,12 +28,22 @@ with head[0]:
 def _evaluate() -> dict:
     bar = st.progress(0.0, text=f"Voting on the {split} split…")
     report = handlers.evaluate_index_split(store, split, k=eng.k, progress=widgets.progress_reporter(bar),
-                                           prompt_space=prompt_space)
+                                           prompt_space=prompt_space, among=in_view)
     bar.empty()
     return report
 
 
-report = state.memo(("triage", eng.key, split, eng.k, space), _evaluate)
+# The metrics score only the view's frames of the split (the same votes as on the whole split).
+scored, split_total = handlers.split_in_view(store, split, in_view)
+scope = handlers.metrics_scope(scored, split_total, split,
+                               handlers.view_words(st.session_state.get(filter_sidebar.KEY_VIEW, {}), schema))
+if not scored:
+    st.info(f"{scope} Widen the sidebar's filter or pick another split.", icon=":material/filter_alt_off:")
+    st.stop()
+view_key = None if in_view is None else hash(in_view.tobytes())
+report = state.memo(("triage", eng.key, split, eng.k, space, view_key), _evaluate)
+st.caption(scope, help="The sidebar's view: Triage scores only its frames of this split. Each frame is voted "
+           "as when the whole split is scored (same voters, same leave-out rule).")
 failures_total = len(report["failures"])
 decided = report.get("decided", {})
 m = head[1].columns(5)
@@ -73,10 +83,9 @@ with tab_failures:
         default=[c for c in handlers.focus_classes(schema) if c in options],
         format_func=lambda c: f"{schema[c.split('=')[0]].display} · {schema.display(*c.split('=', 1))}",
     )
-    table = filter_sidebar.keep(handlers.failure_table(report, schema, attrs, classes), in_view)
+    table = handlers.failure_table(report, schema, attrs, classes)  # the view's frames only (scored so)
     if in_view is not None:
-        st.caption(f"Failures of the frames in the sidebar's view ({len(in_view):,} frames); the metrics "
-                   f"above cover the whole {split} split.")
+        st.caption(f"Failures of the frames in the sidebar's view ({scored:,} {split} frames), as the metrics above.")
     pages = max(1, -(-len(table) // PAGE_SIZE))
     p1, p2, p3 = st.columns([6, 2, 1], vertical_alignment="center")
     p1.caption(f"{words.count(len(table), 'failure')} {'matches' if len(table) == 1 else 'match'} · "
