@@ -229,13 +229,17 @@ def _embed_chunks(
 ) -> np.ndarray:
     n = len(ds)
     bounds = [(s, min(s + chunk_rows, n)) for s in range(0, n, chunk_rows)]
-    done: dict[int, np.ndarray] = {}
+    # One (n, d) array filled in place: holding the chunks and then concatenating them would keep
+    # every vector twice at the peak.
+    out = np.empty((n, model.embed_dim), np.float32)
+    todo = []
     for i, (s, e) in enumerate(bounds):
         arr = _load_chunk(_chunk_file(chunks, i), e - s, model.embed_dim)
-        if arr is not None:
-            done[i] = arr
-    todo = [i for i in range(len(bounds)) if i not in done]
-    bar = tqdm(total=n, initial=sum(len(a) for a in done.values()), unit="img",
+        if arr is None:
+            todo.append(i)
+        else:
+            out[s:e] = arr
+    bar = tqdm(total=n, initial=n - sum(bounds[i][1] - bounds[i][0] for i in todo), unit="img",
                desc=f"embedding {split or 'all'}", disable=not progress)
     preprocess = fast_preprocess(model)
     batches = prefetch(todo, lambda i: load_pixels(ds, preprocess, *bounds[i]), workers)
@@ -245,11 +249,9 @@ def _embed_chunks(
             vecs = encode(model, pixels, bf16)
             with atomic_path(_chunk_file(chunks, i)) as tmp, open(tmp, "wb") as f:
                 np.save(f, vecs)
-            done[i] = vecs
+            out[bounds[i][0]:bounds[i][1]] = vecs
             bar.update(len(vecs))
-    if not bounds:
-        return np.zeros((0, model.embed_dim), np.float32)
-    return np.concatenate([done[i] for i in range(len(bounds))])
+    return out
 
 
 __all__ = ["build_index", "build_lock", "discard_build", "encode", "load_pixels", "prefetch", "read_image"]

@@ -34,7 +34,16 @@ from core.atomic import atomic_path, atomic_write_text, crash_point
 from core.familiarity import calibrate
 from core.index.build import build_lock
 from core.index.errors import IndexStoreError
-from core.index.factory import check_trainable, normalize, parse_factory, tune
+from core.index.factory import (
+    check_trainable,
+    normalize,
+    parse_factory,
+    train_rows,
+    training_size,
+    tune,
+    without_polysemous,
+)
+from core.index.factory import ivf_or_none as _ivf_or_none  # the Ray engine's name for it
 from core.index.folder import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
@@ -52,8 +61,6 @@ from core.schema import Schema, default_schema
 LISTS_FILE = "lists.ivfdata"
 SHARDS_DIR = "shards"
 EXACT_BELOW = 100_000  # below this many vectors an exact (Flat) scan is fast enough: no ANN recall loss
-POINTS_PER_LIST = 128  # k-means training sample per IVF list (faiss warns below 39, caps at 256)
-PQ_TRAIN_POINTS = 256 * 256  # faiss's own cap for a PQ's 256-centroid k-means
 DEFAULT_RERANK = 200  # IVF-PQ candidates re-scored exactly (the issue: recall@5 0.19 -> 0.955 at 1M)
 
 # A shard: its vectors (an array or a .npy file, read memory-mapped) and its frame table (a
@@ -76,23 +83,6 @@ def choose_factory(count: int, dim: int, on_disk: bool = False) -> str:
     while dim % m:
         m -= 1
     return f"IVF{nlist},PQ{m}np"
-
-
-def without_polysemous(index: faiss.Index) -> faiss.Index:
-    """Switch off polysemous training (``IVF..,PQ32`` turns it on; 127 s vs 20.5 s at 1M, unused)."""
-    for part in (index, _ivf_or_none(index)):
-        if part is not None and hasattr(part, "do_polysemous_training"):
-            part.do_polysemous_training = False
-    return index
-
-
-def training_size(index: faiss.Index, count: int) -> int:
-    """How many vectors to train ``index`` on: a sample, not all of them."""
-    ivf = _ivf_or_none(index)
-    need = POINTS_PER_LIST * (ivf.nlist if ivf is not None else 1)
-    if hasattr(ivf, "pq") or hasattr(faiss.downcast_index(index), "pq"):
-        need = max(need, PQ_TRAIN_POINTS)
-    return min(count, need)
 
 
 def build_ondisk(
@@ -168,14 +158,6 @@ def build_ondisk(
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def _ivf_or_none(index: faiss.Index) -> Any:
-    """The IVF part of ``index`` as its own type (IndexIVFPQ...), or None."""
-    try:
-        return faiss.downcast_index(faiss.extract_index_ivf(index))
-    except RuntimeError:
-        return None
-
-
 def _vectors(source: np.ndarray | str | Path) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return source
@@ -187,8 +169,7 @@ def _vectors(source: np.ndarray | str | Path) -> np.ndarray:
 
 def _sample(vecs: list[np.ndarray], size: int, seed: int) -> np.ndarray:
     """``size`` rows drawn uniformly from all shards (sorted reads: one pass over each file)."""
-    count = sum(len(v) for v in vecs)
-    rows = np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+    rows = train_rows(sum(len(v) for v in vecs), size, seed)
     starts = np.cumsum([0] + [len(v) for v in vecs])
     parts = [np.asarray(v[rows[(rows >= s) & (rows < s + len(v))] - s], np.float32)
              for v, s in zip(vecs, starts, strict=False)]
