@@ -57,7 +57,9 @@ class JobSpec:
     maps: bool = True  # UMAP maps of both indexes, Procrustes-aligned
     threads: int | None = None  # torch threads in the worker (default: all cores)
     train_frames: int | None = None  # a quick run: train on this many random train frames (None: all)
-    kind: str = "finetune"  # or "adapt" (core.jobs.adapt_job): options are AdaptOptions fields
+    # or "adapt" (core.jobs.adapt_job): options are AdaptOptions fields; or "train-vqa"
+    # (core.jobs.vqa_job): options are train_vqa's keyword arguments, base_model the frozen tower.
+    kind: str = "finetune"
     # Adaptation only: unlabelled target footage, an index to measure it against, hand labels.
     target: list[str] = field(default_factory=list)
     index: str | None = None
@@ -183,13 +185,17 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
     """Validate ``spec``, take the workspace lock and start the worker; returns the job id."""
     from core.jobs.adapt_job import KIND as ADAPT
     from core.jobs.adapt_job import check_adapt_spec, resolved
+    from core.jobs.vqa_job import KIND as VQA
+    from core.jobs.vqa_job import check_vqa_spec
     from core.train.finetune import FinetuneOptions
 
     spec = spec if isinstance(spec, JobSpec) else JobSpec.from_dict(spec)
-    if spec.kind not in ("finetune", ADAPT):
-        raise JobError(f"unknown job kind {spec.kind!r}; known: finetune, {ADAPT}")
+    if spec.kind not in ("finetune", ADAPT, VQA):
+        raise JobError(f"unknown job kind {spec.kind!r}; known: finetune, {ADAPT}, {VQA}")
     if spec.kind == ADAPT:
         check_adapt_spec(spec)
+    elif spec.kind == VQA:
+        check_vqa_spec(spec)
     else:
         FinetuneOptions.from_dict(spec.options).check()  # fail here, not in the background
     if spec.train_frames is not None and spec.train_frames < 2:
@@ -198,7 +204,7 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
         raise JobError(f"{spec.data_dir}: dataset folder not found")
     workspace = Path(workspace).resolve()
     with workspace_lock(workspace) as fd:
-        prefix = "ad" if spec.kind == ADAPT else "ft"
+        prefix = {ADAPT: "ad", VQA: "vq"}.get(spec.kind, "ft")
         job_id = f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         jdir = jobs_dir(workspace) / job_id
         jdir.mkdir(parents=True)

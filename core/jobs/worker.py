@@ -116,6 +116,13 @@ class Worker:
             torch.set_num_threads(spec.threads or int(os.environ.get("SCENESCOPE_THREADS", 0))
                                   or os.cpu_count() or 1)
             self.checkpoint_stop()
+            if spec.kind == "train-vqa":  # core.jobs.vqa_job: train the small VLM
+                from core.jobs.vqa_job import run_vqa
+
+                if run_vqa(self):
+                    raise Cancelled
+                self.finish({"state": "finished", "phase": "done"})
+                return 0
             if spec.kind == "adapt":  # core.jobs.adapt_job: adapt to unlabelled footage
                 from core.jobs.adapt_job import run_adapt
 

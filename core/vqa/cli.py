@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from core.cli_args import schema_option
@@ -75,12 +76,34 @@ def cmd_eval_vqa(a: argparse.Namespace) -> None:
 def cmd_train_vqa(a: argparse.Namespace) -> None:
     from core.vqa.train_vlm import train_vqa
 
-    report = train_vqa(a.data, a.out, vision=a.model, schema=schema_option(a), text_epochs=a.text_epochs,
-                       stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, keep_ratio=a.keep,
-                       batch_size=a.batch_size, max_rows=a.max_rows, max_frames=a.max_frames, seed=a.seed,
-                       device=a.device, hidden=a.hidden, layers=a.layers, heads=a.heads,
-                       intermediate=a.intermediate, vocab_size=a.vocab_size, lr_align=a.lr_align, lr_qa=a.lr_qa,
-                       progress=lambda m: print(m, flush=True))
+    options = {"text_epochs": a.text_epochs, "stage1_epochs": a.stage1_epochs, "stage2_epochs": a.stage2_epochs,
+               "keep_ratio": a.keep, "batch_size": a.batch_size, "max_rows": a.max_rows, "max_frames": a.max_frames,
+               "seed": a.seed, "hidden": a.hidden, "layers": a.layers, "heads": a.heads,
+               "intermediate": a.intermediate, "vocab_size": a.vocab_size, "lr_align": a.lr_align,
+               "lr_qa": a.lr_qa, "prefix_norm": a.prefix_norm}
+    if a.job:  # the same training as a background job: progress, cancel and resume through `scenescope jobs`
+        from core.jobs.cli import _report_end, follow
+        from core.jobs.runner import start_job
+        from core.workspace import workspace
+
+        ws = a.workspace or str(workspace())
+        job_id = start_job(ws, {"kind": "train-vqa", "data_dir": a.data, "base_model": a.model,
+                                "out_dir": a.out, "options": options, "compare": False, "maps": False})
+        print(f"started job {job_id} (workspace {ws})", file=sys.stderr)
+        if a.detach:
+            print(job_id)
+            return
+        status = follow(ws, job_id)  # Ctrl-C stops watching, not the job
+        if status["state"] != "finished":
+            raise SystemExit(_report_end(ws, status))
+        r = status.get("result") or {}
+        print(f"job {job_id} finished: wrote {r.get('model_dir')}; QA loss {r.get('loss_before', 0):.3f} -> "
+              f"{r.get('loss_after', 0):.3f}")
+        return
+    report = train_vqa(a.data, a.out, vision=a.model, schema=schema_option(a), device=a.device, state_dir=a.state,
+                       progress=lambda m: print(m, flush=True), **options)
+    if report.get("stopped"):
+        return
     print(f"trained in {report['seconds']:.0f} s; wrote {a.out}")
 
 
@@ -143,6 +166,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary trained on the QA corpus")
     s.add_argument("--lr-align", type=float, default=1e-3, help="stage 1 learning rate")
     s.add_argument("--lr-qa", type=float, default=5e-4, help="language warm-up and stage 2 learning rate")
+    s.add_argument("--state", metavar="DIR", default=None,
+                   help="checkpoint every finished epoch here; the same command again resumes from the last one")
+    s.add_argument("--job", action="store_true", help="run as a background job (`scenescope jobs` shows, "
+                   "cancels and resumes it)")
+    s.add_argument("--workspace", default=None, help="--job: the jobs' workspace (default: the usual one)")
+    s.add_argument("--detach", action="store_true", help="--job: print the job id and return")
+    s.add_argument("--no-prefix-norm", dest="prefix_norm", action="store_false",
+                   help="leave the projector's output unnormalised (how VLMs before 2026-12-01 18:30 were built)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_train_vqa)

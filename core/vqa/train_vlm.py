@@ -12,6 +12,9 @@
    (``qa.jsonl``; built in memory from the manifest when absent). A multiple-choice row trains its
    stem followed by the correct option's text, which is what multiple choice scores.
 
+The loop (``core.vqa.train_loop``) checkpoints every finished epoch when given a state folder and
+resumes from it: ``scenescope train-vqa --state DIR`` or the ``train-vqa`` job (core/jobs/vqa_job.py).
+
 The tower is frozen, so its patch features and the questions' text tokens are computed once.
 Every question is about one frame: a clip question uses the frame it names, or the clip's middle
 frame when it is about the whole clip.
@@ -164,41 +167,6 @@ def mean_loss(vlm: VLM, cache: FeatureCache, examples: Sequence[Example], visual
     return total / max(1, len(examples))
 
 
-def run_stage(vlm: VLM, cache: FeatureCache, examples: Sequence[Example], params: list[torch.nn.Parameter],
-              epochs: int, lr: float, batch_size: int, rng: random.Random, visual: bool = True,
-              name: str = "", progress: Progress | None = None) -> list[float]:
-    """Train ``params`` (everything else frozen) for ``epochs``; mean training loss per epoch."""
-    if epochs <= 0 or not examples:
-        return []
-    for p in vlm.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    losses = []
-    order = list(examples)
-    for epoch in range(epochs):
-        vlm.train()
-        rng.shuffle(order)
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            batch = order[i : i + batch_size]
-            loss = _batch_loss(vlm, cache, batch, visual, seed=rng.randrange(1 << 30))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            total += loss.item() * len(batch)
-            if progress and (i // batch_size + 1) % 100 == 0:
-                progress(f"{name} epoch {epoch + 1}/{epochs}: {i + len(batch)}/{len(order)} examples, "
-                         f"loss {total / (i + len(batch)):.4f}")
-        losses.append(total / len(order))
-        if progress:
-            progress(f"{name} epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
-    vlm.eval()
-    return losses
-
-
 def _card(report: dict[str, Any]) -> str:
     lines = [
         "# scenescope-vqa (small VLM)", "",
@@ -238,23 +206,112 @@ def train_vqa(
     intermediate: int = 512,
     vocab_size: int = 1024,
     pooled: bool = True,
+    prefix_norm: bool = True,
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
     vision_model: SceneModel | None = None,
+    state_dir: str | Path | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train a VLM on a dataset (manifest + optional qa.jsonl) and save it to ``out``; returns the
-    training report (also saved as training.json beside the weights)."""
+    training report (also saved as training.json beside the weights). With ``state_dir`` every
+    finished epoch is checkpointed there and a second call resumes from the last one; when
+    ``should_stop`` says so it returns ``{"stopped": True}`` without writing ``out``."""
     from core.data import read_manifest
+    from core.vqa.train_loop import Stage, Stopped, read_state, run_stages
 
     start = time.time()
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     root = Path(data)
     schema = schema or default_schema()
+    state = Path(state_dir) if state_dir is not None else None
     ds = read_manifest(root, schema)
+    qa, manifest_rows = _examples(root, ds, schema, max_rows, max_frames, seed)
+    labels = [ds.labels(i) for i in manifest_rows]
+    # Everything that decides the batches: a checkpoint is only resumed by the same run.
+    fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
+                   "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
+                               hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, vision]}
+    meta = read_state(state, fingerprint)
+
+    if vision_model is None:
+        from core.models import load_model
+
+        vision_model = load_model(vision, device=device)
+    if meta is not None:  # the tokenizer the checkpoint's embeddings belong to
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str((state / "tokenizer.json").read_text())  # type: ignore[operator]
+    else:
+        corpus = [t for ex in qa["train"] for t in (ex.question or "", ex.answer)]
+        corpus += [schema.caption(lab, random.Random(i)) for i, lab in enumerate(labels)]
+        tok = train_tokenizer(corpus, vocab_size)
+        if state is not None:
+            from core.atomic import atomic_write_text
+
+            state.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(state / "tokenizer.json", tok.to_str())
+    cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
+                    vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
+                    pooled=pooled, prefix_norm=prefix_norm, hidden=hidden, layers=layers, heads=heads,
+                    intermediate=intermediate,
+                    recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
+    vlm = VLM(cfg, vision_model, tok).to(device)
+    if progress:
+        progress(f"encoding {len(manifest_rows)} frames with {vision_model.name}")
+    if on_progress:
+        on_progress({"phase": "encoding"})
+    cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
+
+    def captions(stage: str, copies: int = 1) -> list[Example]:  # fresh random paraphrases, seeded per stage
+        rng = random.Random(f"{seed}:captions:{stage}")
+        return [Example(j, None, schema.caption(lab, rng)) for _ in range(copies) for j, lab in enumerate(labels)]
+
+    connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
+    lm = list(vlm.lm.parameters())
+    probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
+    before = float(meta["before"]) if meta is not None else mean_loss(vlm, cache, probe)
+    stages = [
+        Stage("text", "text", text_epochs, [{"params": lm, "lr": lr_qa}], [*qa["train"], *captions("text")], False),
+        Stage("align", "stage 1 (align)", stage1_epochs, [{"params": connector, "lr": lr_align}], captions("align", 2)),
+        # The connector keeps its own (alignment) learning rate beside the LM's in stage 2.
+        Stage("qa", "stage 2 (qa)", stage2_epochs,
+              [{"params": connector, "lr": lr_align}, {"params": lm, "lr": lr_qa}], qa["train"]),
+    ]
+    try:
+        losses = run_stages(vlm, cache, stages, batch_size=batch_size, seed=seed, batch_loss=_batch_loss,
+                            state_dir=state, fingerprint=fingerprint, extra={"before": before},
+                            progress=progress, emit=on_progress, should_stop=should_stop)
+    except Stopped:
+        return {"stopped": True}
+    if on_progress:
+        on_progress({"phase": "saving"})
+    report: dict[str, Any] = {
+        "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
+        "keep_ratio": keep_ratio, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
+        "frames": len(manifest_rows), "stages": losses,
+        "loss_before": before, "loss_after": mean_loss(vlm, cache, probe),
+        "val_loss": mean_loss(vlm, cache, qa["val"][:PROBE]) if qa["val"] else None,
+        "parameters": sum(p.numel() for p in vlm.parameters()), "config": {
+            "hidden": hidden, "layers": layers, "vocab_size": cfg.vocab_size},
+        # Wall time of this call (a resumed run counts from its resume) and when it finished.
+        "seconds": time.time() - start, "resumed_from_epoch": int(meta["epoch"]) if meta else 0,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    save_vlm(vlm, out, card=_card(report), files={"training.json": json.dumps(report, indent=2)})
+    if progress:
+        progress(f"wrote {out}: QA loss {report['loss_before']:.3f} -> {report['loss_after']:.3f}")
+    return report
+
+
+def _examples(root: Path, ds: Any, schema: Schema, max_rows: int | None, max_frames: int | None,
+              seed: int) -> tuple[dict[str, list[Example]], list[int]]:
+    """The train and val examples (their ``frame`` a row of the feature cache) and the manifest row
+    of each cache row."""
     rows = read_qa(root)
     if rows is None:
         rows = question_bank(ds.frames.to_dict("records"), schema, seed)
@@ -282,54 +339,7 @@ def train_vqa(
         qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a))
     if not qa["train"]:
         raise ValueError(f"{root}: no train-split questions to learn from")
-    manifest_rows = sorted(picked, key=picked.get)  # type: ignore[arg-type]
-    labels = [ds.labels(i) for i in manifest_rows]
-
-    if vision_model is None:
-        from core.models import load_model
-
-        vision_model = load_model(vision, device=device)
-    corpus = [t for ex in qa["train"] for t in (ex.question or "", ex.answer)]
-    corpus += [schema.caption(lab, random.Random(i)) for i, lab in enumerate(labels)]
-    tok = train_tokenizer(corpus, vocab_size)
-    cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
-                    vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
-                    pooled=pooled, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
-                    recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
-    vlm = VLM(cfg, vision_model, tok).to(device)
-    if progress:
-        progress(f"encoding {len(manifest_rows)} frames with {vision_model.name}")
-    cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
-
-    def captions() -> list[Example]:  # one fresh random paraphrase per frame
-        return [Example(j, None, schema.caption(lab, rng)) for j, lab in enumerate(labels)]
-
-    connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
-    probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
-    before = mean_loss(vlm, cache, probe)
-    stages = {
-        "text": run_stage(vlm, cache, [*qa["train"], *captions()], list(vlm.lm.parameters()), text_epochs, lr_qa,
-                          batch_size, rng, visual=False, name="text", progress=progress),
-        "align": run_stage(vlm, cache, captions() + captions(), connector, stage1_epochs, lr_align, batch_size, rng,
-                           name="stage 1 (align)", progress=progress),
-        "qa": run_stage(vlm, cache, qa["train"], [*connector, *vlm.lm.parameters()], stage2_epochs, lr_qa,
-                        batch_size, rng, name="stage 2 (qa)", progress=progress),
-    }
-    report: dict[str, Any] = {
-        "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
-        "keep_ratio": keep_ratio, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
-        "frames": len(manifest_rows), "stages": stages,
-        "loss_before": before, "loss_after": mean_loss(vlm, cache, probe),
-        "val_loss": mean_loss(vlm, cache, qa["val"][:PROBE]) if qa["val"] else None,
-        "parameters": sum(p.numel() for p in vlm.parameters()), "config": {
-            "hidden": hidden, "layers": layers, "vocab_size": cfg.vocab_size},
-        "seconds": time.time() - start,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    save_vlm(vlm, out, card=_card(report), files={"training.json": json.dumps(report, indent=2)})
-    if progress:
-        progress(f"wrote {out}: QA loss {report['loss_before']:.3f} -> {report['loss_after']:.3f}")
-    return report
+    return qa, sorted(picked, key=picked.get)  # type: ignore[arg-type]
 
 
-__all__ = ["Example", "FeatureCache", "mean_loss", "qa_pair", "read_qa", "run_stage", "train_vqa"]
+__all__ = ["Example", "FeatureCache", "mean_loss", "qa_pair", "read_qa", "train_vqa"]

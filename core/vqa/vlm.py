@@ -78,6 +78,10 @@ class VLMConfig:
     # Prepend the tower's pooled image embedding (already aligned with text) as one visual token;
     # False for folders written before it existed (their config lacks the key).
     pooled: bool = False
+    # LayerNorm the projector's output, its gain starting at the LM's embedding scale: unnormalised, the
+    # trained recovery + projector sent patch tokens of norm ~3000 beside word embeddings of ~0.5.
+    # False for folders written before it existed.
+    prefix_norm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -127,6 +131,10 @@ class VLM(nn.Module):
                              bos_token_id=self.ids[BOS], eos_token_id=self.ids[EOS], pad_token_id=self.ids[PAD],
                              tie_word_embeddings=False)  # untied: safetensors refuses shared tensors
         self.lm = LlamaForCausalLM(lm_cfg)
+        if cfg.prefix_norm:
+            norm = nn.LayerNorm(h)
+            nn.init.constant_(norm.weight, lm_cfg.initializer_range)  # a word embedding's per-dim scale at init
+            self.projector.append(norm)
 
     # -- vision side --
     @torch.no_grad()
