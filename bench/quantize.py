@@ -148,10 +148,12 @@ def clip_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> 
     from core.data.manifest import read_manifest
     from core.quant.compare import CLIP_POOLS, compare_clips, spread_frames
     from core.retrieval.data import frame_vectors
+    from core.retrieval.evaluate import fit_student
 
     t = time.perf_counter()
-    out = compare_clips(a.clips, fp32, {n: v["encode"] for n, v in variants.items()}, batch=a.batch,
-                        frames_per_clip=a.clip_frames)
+    student = fit_student(a.clips, fp32)  # FP32's, as the index pools every variant (cached in DIR/students)
+    out = compare_clips(a.clips, fp32, {n: v["encode"] for n, v in variants.items()}, student=student,
+                        batch=a.batch, frames_per_clip=a.clip_frames)
     print(f"embedded and ranked in {time.perf_counter() - t:.0f} s")
     ref = out["FP32 (torch)"]["vectors"]
     cached, _, _ = frame_vectors(a.clips, fp32)  # what eval-retrieval / bench/clip_retrieval.py rank

@@ -14,7 +14,8 @@ variant = st.selectbox("Quantization", handlers.quant_variants(), key="quant_var
                        help="Weight-only variants save disk and run float32 kernels; the ONNX Runtime ones run "
                             "int8 matrix products")
 st.caption(f"Model {eng.model.identity}. Data: {handlers.QUANT_SIZES['index']} indexed + "
-           f"{handlers.QUANT_SIZES['queries']} query frames; GPTQ and static ONNX calibrate on "
+           f"{handlers.QUANT_SIZES['queries']} query frames and {handlers.QUANT_SIZES['clips']} clips of 5 frames; "
+           "GPTQ and static ONNX calibrate on "
            f"{handlers.QUANT_SIZES['calibration']} frames. Same as `scenescope quantize` + `bench/quantize.py`.")
 if st.button("Quantize and measure", key="quant_run", type="primary"):
     bar = st.progress(0.0, text="Starting…")
@@ -33,8 +34,11 @@ st.dataframe(handlers.quant_table(rows), hide_index=True, width="stretch", key="
              column_config={"file MB": st.column_config.NumberColumn(format="%.1f"),
                             "ms / image (CPU, 1 thread)": st.column_config.NumberColumn(format="%.2f"),
                             "speed-up": st.column_config.NumberColumn(format="%.2fx"),
-                            **{k: st.column_config.NumberColumn(format="%.1f") for k in ("R@1", "R@5", "R@10")},
+                            **{k: st.column_config.NumberColumn(format="%.1f") for k in
+                               ("R@1", "R@5", "R@10", "clip R@1 (meanP)", "clip R@1 (AFA)")},
                             "k-NN macro F1": st.column_config.NumberColumn(format="%.3f")})
-st.caption("R@k: text-to-frame (each schema sentence of the query frames; ties ranked pessimistically). k-NN: "
+st.caption("R@k: text-to-frame (each schema sentence of the query frames; ties ranked pessimistically). Clip R@1: "
+           "each fresh clip's held-out caption against all the clips, their vectors pooled from each encoder's frame "
+           "vectors by meanP and by the index's AFA student. k-NN: "
            "query frames voted by the indexed frames embedded by the same encoder (k=5). Time: best of 3 on one "
            "thread, CPU time.")

@@ -138,14 +138,16 @@ def embed_with(encoders: dict[str, Callable], batches: Iterable[object]) -> dict
 
 def clip_recall(vectors: np.ndarray, clip_ids: list[str], frame_index: list[int], order: list[str],
                 texts: np.ndarray, student: object) -> dict[str, dict[str, float]]:
-    """Text-to-clip {r1, r5, r10, mdr, mnr} per pooling of CLIP_POOLS: one encoder's frame vectors
-    pooled into clips as ``eval-retrieval`` pools them, caption i's clip being ``order[i]``."""
+    """Text-to-clip {r1, r5, r10, mdr, mnr} per pooling of CLIP_POOLS (meanP alone without a
+    student): one encoder's frame vectors pooled into clips as ``eval-retrieval`` pools them,
+    caption i's clip being ``order[i]``."""
     from core.retrieval.clipvec import pad_clips
     from core.retrieval.evaluate import clip_scores
     from core.retrieval.metrics import retrieval_metrics
 
     frames, mask = pad_clips(vectors, clip_ids, frame_index, order)
-    return {p: retrieval_metrics(clip_scores(p, texts, frames, mask, student))["t2v"] for p in CLIP_POOLS}
+    pools = CLIP_POOLS if student is not None else ("meanp",)
+    return {p: retrieval_metrics(clip_scores(p, texts, frames, mask, student))["t2v"] for p in pools}
 
 
 def spread_frames(frames: pd.DataFrame, per_clip: int | None) -> pd.DataFrame:
@@ -163,12 +165,13 @@ def spread_frames(frames: pd.DataFrame, per_clip: int | None) -> pd.DataFrame:
 
 
 def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Callable], *, split: str = "test",
-                  student: object = None, batch: int = 32, frames_per_clip: int | None = None,
+                  student: object = None, afa: bool = True, batch: int = 32, frames_per_clip: int | None = None,
                   progress: Progress | None = None) -> dict[str, dict]:
     """Text-to-clip R@k of each encoder on a clip dataset (``core.retrieval.data``): the split's
-    frames embedded by every encoder, pooled by meanP and by the AFA student (default: ``model``'s,
-    trained on the FP32 train-split vectors, so every variant is pooled by the same weights), and
-    ranked against each clip's held-out caption (one a clip, the whole split the gallery). Text
+    frames embedded by every encoder, pooled by meanP and (``afa``) by the AFA ``student`` (default:
+    ``model``'s, trained on the FP32 train-split vectors: one student pools every variant, as an
+    index pools with the FP32 model's student), and ranked against each clip's held-out caption
+    (one a clip, the whole split the gallery). Text
     vectors come from ``model``: the quantizers leave the text tower as it is. ``frames_per_clip``
     thins each clip (``spread_frames``) to bound the CPU time of many encoders.
 
@@ -191,8 +194,10 @@ def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Calla
     sub = Dataset(ds.root, frames, ds.schema)
     order = [c["clip_id"] for c in clips]
     texts = model.embed_texts([c["captions"]["test"][0] for c in clips]).astype(np.float32)
-    if student is None:
+    if afa and student is None:
         student = fit_student(root, model)
+    elif not afa:
+        student = None
     preprocess = fast_preprocess(model)
     bounds = [(s, min(s + batch, len(sub))) for s in range(0, len(sub), batch)]
 
@@ -207,9 +212,35 @@ def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Calla
     return {name: {**clip_recall(v, cids, fidx, order, texts, student), "vectors": v} for name, v in vectors.items()}
 
 
+def bundled_student(identity: str) -> object | None:
+    """The AFA student an index of this model pools clips with (``assets/clip_students/``), or None."""
+    from core.index.clips import student_path
+    from core.retrieval.distill import load_afa
+
+    path = student_path(identity)
+    if not path.is_file():
+        return None
+    student, meta = load_afa(path)
+    return student if meta.get("model") == identity else None
+
+
+def clip_figures(model: SceneModel, encoders: dict[str, Callable], folder: Path, clips: int,
+                 seed: int) -> dict[str, dict]:
+    """{encoder: {"clip_r1": meanP R@1, "clip_r1_afa": AFA R@1 or None}} on ``clips`` fresh clips of 5
+    frames (one held-out caption each, all of them the gallery), pooled by the model's bundled student."""
+    from core.retrieval.data import write_clip_dataset
+
+    write_clip_dataset(folder, train=0, test=clips, seed=seed, frames=(5, 5))
+    student = bundled_student(model.identity)
+    out = compare_clips(folder, model, encoders, student=student, afa=student is not None)
+    return {n: {"clip_r1": r["meanp"]["r1"], "clip_r1_afa": r["afa"]["r1"] if "afa" in r else None}
+            for n, r in out.items()}
+
+
 def compare_quantized(model_name: str, variant: str, *, index: int = 300, queries: int = 150, calibration: int = 200,
-                      seed: int = DATA_SEED, progress: Progress | None = None) -> list[dict]:
-    """[FP32 row, quantized row] for ``variant`` (a key of ``VARIANTS``) of registry model ``model_name``."""
+                      clips: int = 0, seed: int = DATA_SEED, progress: Progress | None = None) -> list[dict]:
+    """[FP32 row, quantized row] for ``variant`` (a key of ``VARIANTS``) of registry model ``model_name``;
+    with ``clips`` > 0 also text-to-clip R@1 on that many fresh clips (``clip_figures``)."""
     import torch
 
     if variant not in VARIANTS:
@@ -232,6 +263,12 @@ def compare_quantized(model_name: str, variant: str, *, index: int = 300, querie
             before = measure(fp32, idx_px, idx_labels, q_px, q_labels)
             say(0.8, f"Measuring {variant}…")
             after = measure(quant, idx_px, idx_labels, q_px, q_labels)
+            if clips:
+                say(0.9, f"Rendering and ranking {clips} clips…")
+                by = clip_figures(source, {"FP32": fp32.encode, variant: quant.encode}, Path(work) / "clips",
+                                  clips, seed + 2)
+                before.update(by["FP32"])
+                after.update(by[variant])
     finally:
         torch.set_num_threads(threads)
     after["variant"] = variant
@@ -241,5 +278,5 @@ def compare_quantized(model_name: str, variant: str, *, index: int = 300, querie
     return [before, after]
 
 
-__all__ = ["CLIP_POOLS", "VARIANTS", "clip_recall", "compare_clips", "compare_quantized", "embed_with", "measure",
+__all__ = ["CLIP_POOLS", "VARIANTS", "bundled_student", "clip_figures", "clip_recall", "compare_clips", "compare_quantized", "embed_with", "measure",
            "quantized_encoder", "render_frames", "spread_frames"]
