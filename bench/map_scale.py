@@ -5,6 +5,7 @@ UMAP is fitted on a sample and the other points placed by k-NN (issue 23: maps o
 page's interactions (density grid + drawn sample of a view, a selection) are timed too.
 
     .venv/bin/python bench/map_scale.py --sizes 100000 1000000 --no-transform --warmup   # issue 23
+    .venv/bin/python bench/map_scale.py --page-only --sizes 100000 1000000   # the page's own work per view
 
 Points are random unit vectors drawn around ``--clusters`` random centres (closer to scene
 embeddings than uniform noise, which has no neighbourhood structure for UMAP to find). For each
@@ -112,6 +113,34 @@ def bench_size(n: int, n_epochs: int | None, args: argparse.Namespace, folder: P
         maps.place._fitted_reducer.cache_clear()
 
 
+def page_views(n: int, results: list[tuple[str, float]]) -> None:
+    """What the Map page itself does per view above its point budget (issue 23), on a synthetic 2-D
+    layout (its cost depends on N and the budget, not on how the layout was made): the server's
+    density grid and drawn sample (``app.handlers.density_view``), the figure (heatmap + WebGL
+    points, ``app.figures``) and its JSON, which is what the browser receives."""
+    from app import figures, handlers
+
+    rng = np.random.default_rng(n)
+    layout = (rng.normal(scale=8, size=(100, 2))[rng.integers(0, 100, n)] + rng.normal(size=(n, 2))).astype(np.float32)
+    categories = np.asarray(["a", "b", "c"], dtype=object)[rng.integers(0, 3, n)]
+    style = {"a": ("A", "#0072B2"), "b": ("B", "#E69F00"), "c": ("C", "#009E73")}
+    sent: dict[str, float] = {}
+
+    def draw(label: str, box: handlers.Box | None) -> None:
+        view = handlers.density_view(layout, box)
+        fig = figures.map_figure(layout[view.rows], categories[view.rows], style, size=3.0, ids=view.rows)
+        figures.add_density(fig, view.counts, view.x_edges, view.y_edges)
+        sent[label] = len(fig.to_json()) / 1e6
+
+    lo, hi = layout.min(axis=0), layout.max(axis=0)
+    mid = (lo + hi) / 2
+    for label, box in (("first view", None), ("zoom to a quarter", (float(lo[0]), float(mid[0]), float(lo[1]),
+                                                                   float(mid[1])))):
+        tag = f"page: {label} (server view + figure + JSON) n={n:,}"
+        timed(tag, lambda label=label, box=box: draw(label, box), results)
+        print(f"    figure JSON {sent[label]:.1f} MB, {handlers.draw_budget():,} points drawn at most", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
@@ -124,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--transform-all", action="store_true",
                     help="time the transform refit at every size (default: the last size only)")
     ap.add_argument("--warmup", action="store_true", help="compile umap's numba code first (not timed)")
+    ap.add_argument("--page-only", action="store_true",
+                    help="time only the Map page's own work per view on a synthetic 2-D layout of each size")
     ap.add_argument("--sample", type=int, default=None,
                     help=f"UMAP fitted on this many points, the rest placed by k-NN (default {maps.UMAP_SAMPLE})")
     args = parse_args(ap, {"sizes": [3000], "epochs": [30], "queries": 20, "no_transform": True}, argv)
@@ -132,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     epochs = (args.epochs + args.epochs[-1:] * len(args.sizes))[: len(args.sizes)]
     print(f"cpus={os.cpu_count()} dim={args.dim} clusters={args.clusters}", flush=True)
     results: list[tuple[str, float]] = []
-    if args.warmup:
+    if args.page_only:
+        for n in args.sizes:
+            page_views(n, results)
+        args.sizes, epochs = [], []
+    if args.warmup and args.sizes:
         timed("numba warm-up (umap on 200 points)",
               lambda: maps.compute_layout(clustered(200, 16, 4, 9), maps.UmapParams(n_epochs=10)), results)
     with tempfile.TemporaryDirectory() as tmp:
