@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from app import figures, handlers  # noqa: E402
+from app.demo_queue import QueueFullAnswer, timed  # noqa: E402
 
 if TYPE_CHECKING:
     from core.types import IndexStore, SceneModel
@@ -263,7 +264,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
         with gr.Accordion("Raw result (API /classify)", open=False):
             raw = gr.JSON(label="Result", show_label=False)
 
-        go_btn.click(classify, [upload, k, space], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
+        go_btn.click(timed(classify), [upload, k, space], [raw], api_name="classify", concurrency_limit=CONCURRENCY) \
             .then(lambda r: r, [raw], [result_state], api_visibility="private") \
             .then(render, [result_state], [table, gallery, timeline, frame], api_visibility="private")
         frame.release(render, [result_state, frame], [table, gallery, timeline, frame], api_visibility="private")
@@ -275,7 +276,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                 n = gr.Slider(4, 48, value=12, step=4, precision=0, label="Results", scale=1)
             hits_json = gr.JSON(label="Matching scenes", visible=False)
             hits = gr.Gallery(label="Matching scenes", columns=6, height="auto")
-            text.submit(search, [text, n], [hits_json], api_name="search", concurrency_limit=CONCURRENCY) \
+            text.submit(timed(search), [text, n], [hits_json], api_name="search", concurrency_limit=CONCURRENCY) \
                 .then(_hit_gallery, [hits_json], [hits], api_visibility="private")
 
         with gr.Accordion("Token heatmap", open=False, visible=tokens_available()):
@@ -288,7 +289,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                 heat_table = gr.Dataframe(label="Votes: full image vs kept tokens only", interactive=False, wrap=True)
             with gr.Accordion("Raw result (API /heatmap)", open=False):
                 heat_json = gr.JSON(label="Kept tokens and votes", show_label=False)
-            heat_btn.click(heatmap, [upload, query, keep], [heat_img, heat_json], api_name="heatmap",
+            heat_btn.click(timed(heatmap), [upload, query, keep], [heat_img, heat_json], api_name="heatmap",
                            concurrency_limit=CONCURRENCY) \
                 .then(_heat_table, [heat_json], [heat_table], api_visibility="private")
         with gr.Accordion("Ask a question", open=False):
@@ -313,7 +314,7 @@ def build(index: str | Path | None = None) -> gr.Blocks:
                                    rows=1, height=270, object_fit="contain")
             with gr.Accordion("Raw result (API /ask)", open=False):
                 ask_json = gr.JSON(label="Answer", show_label=False)
-            ask_btn.click(ask, [upload, question, options, answerer, ask_keep, k], [ask_json, ask_heat],
+            ask_btn.click(timed(ask), [upload, question, options, answerer, ask_keep, k], [ask_json, ask_heat],
                           api_name="ask", concurrency_limit=CONCURRENCY) \
                 .then(_ask_view, [ask_json], [ask_text, ask_conf, ask_cards, ask_plot], api_visibility="private")
     return demo
@@ -347,7 +348,12 @@ def theme() -> gr.themes.Base:
 
 def launch(host: str = "127.0.0.1", port: int = 7860, index: str | Path | None = None,
            block: bool = True) -> gr.Blocks:
-    """Serve the demo on ``host:port`` with a bounded queue (``block=False`` returns at once)."""
+    """Serve the demo on ``host:port`` with a bounded queue (``block=False`` returns at once).
+
+    A call that finds the queue full gets app.demo_queue's answer: the limit, Retry-After, and the
+    seconds to wait, instead of Gradio's fixed text."""
+    from fastapi.middleware import Middleware
+
     demo = build(index)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=CONCURRENCY)
     # Gradio serves whatever allowed_paths hold, so name the example files one by one: allowing the
@@ -357,5 +363,6 @@ def launch(host: str = "127.0.0.1", port: int = 7860, index: str | Path | None =
     demo.launch(server_name=host, server_port=int(port), share=False, show_error=True, quiet=True,
                 prevent_thread_lock=not block, theme=theme(), css=CSS, footer_links=["api"], allowed_paths=allowed,
                 max_file_size=f"{handlers.MAX_UPLOAD_MB}mb", enable_monitoring=False, ssr_mode=False,
-                pwa=False, mcp_server=False)
+                pwa=False, mcp_server=False,
+                app_kwargs={"middleware": [Middleware(QueueFullAnswer, limit=QUEUE_MAX, workers=CONCURRENCY)]})
     return demo
