@@ -1,14 +1,16 @@
 """How does the Gradio demo's API behave under a burst of concurrent clients? Target (issue 18): 50
 concurrent `/classify` clients on 127.0.0.1, bounded in count and time; 0 errors other than the
-documented queue-full answer (HTTP 503, gradio_client's `QueueError`), p50 and p95 latency reported.
+documented queue-full answer (app/demo_queue.py: the queue's limit and "Retry in about N s"; in
+gradio_client a `ValidationError` with that text), p50 and p95 latency reported.
 Run: `python bench/load_gradio.py [--index indexes/demo] [--clients 50] [--quick]`.
 
 The demo runs as `scenescope demo-ui` in its own process (the clients' threads would otherwise share
 its GIL). Every client is a separate `gradio_client.Client` (its own session), made before the burst;
 a barrier releases all of them at once, each sends one image and waits for its result. Two rounds:
 1. plain: every call once; it is answered or refused with the queue-full answer (docs/UI.md);
-2. with the documented back-off: a refused call is retried after 2 s, doubled on each refusal;
+2. with the documented back-off: a refused call is retried after the seconds its answer names;
    every client should then get its answer.
+The texts of the queue-full answers are printed (each distinct one once, with its count).
 Latency is from the call to its result (round 2: including the waits of its refusals).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,7 +33,8 @@ from _quick import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENESCOPE = Path(sys.executable).with_name("scenescope")
-QUEUE_FULL = "Queue is full"  # gradio_client's QueueError text for the server's HTTP 503 (docs/UI.md)
+# The demo's queue-full answer as gradio_client raises it (app.demo_queue.queue_full_message; docs/UI.md)
+QUEUE_FULL = re.compile(r"queue is full \((\d+) requests waiting.* Retry in about (\d+) s\.", re.IGNORECASE)
 
 
 def free_port() -> int:
@@ -90,21 +94,22 @@ def burst(url: str, image: Path, clients: int, k: int, deadline_s: float, retry:
 
     def call(i: int) -> None:
         barrier.wait()
-        t0, refused, wait = time.perf_counter(), 0, 2.0
+        t0, refused, texts = time.perf_counter(), 0, []
         while True:
             try:
                 r = made[i].predict(handle_file(str(image)), k, api_name="/classify")
                 ok = isinstance(r, dict) and r.get("kind") == "image" and len(r.get("neighbors", [])) == k
                 out[i] = {"kind": "result" if ok else "error", "detail": "" if ok else repr(r)[:200]}
             except Exception as e:  # noqa: BLE001 (every failure is counted and named)
-                full = QUEUE_FULL in str(e)
-                if full and retry and time.monotonic() + wait < stop_at:
+                full = QUEUE_FULL.search(str(e))
+                if full:
+                    texts.append(str(e))
+                if full and retry and time.monotonic() + int(full[2]) < stop_at:
                     refused += 1
-                    time.sleep(wait)
-                    wait *= 2
+                    time.sleep(int(full[2]))  # the wait the answer names
                     continue
-                out[i] = {"kind": "queue_full" if full else "error", "detail": f"{type(e).__name__}: {e}"[:200]}
-            out[i].update(latency=time.perf_counter() - t0, refused=refused)
+                out[i] = {"kind": "queue_full" if full else "error", "detail": f"{type(e).__name__}: {e}"[:300]}
+            out[i].update(latency=time.perf_counter() - t0, refused=refused, texts=texts)
             return
 
     threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(clients)]
@@ -115,7 +120,7 @@ def burst(url: str, image: Path, clients: int, k: int, deadline_s: float, retry:
     wall = time.perf_counter() - released
     for o in out:
         if not o:  # still waiting past the deadline
-            o.update(kind="error", detail="no answer within the deadline", latency=deadline_s, refused=0)
+            o.update(kind="error", detail="no answer within the deadline", latency=deadline_s, refused=0, texts=[])
     for c in made:
         c.close()
     return out, wall
@@ -134,6 +139,11 @@ def report(name: str, outcomes: list[dict], wall: float) -> None:
     if len(refused):
         print(f"  queue-full answer latency s: p50 {np.percentile(refused, 50):.2f}, "
               f"p95 {np.percentile(refused, 95):.2f}")
+    waits = [int(QUEUE_FULL.search(t)[2]) for o in outcomes for t in o["texts"]]
+    if waits:
+        print(f"  queue-full answers: {len(waits)}, retry time named {min(waits)}-{max(waits)} s")
+    for text, n in Counter(t for o in outcomes for t in o["texts"]).most_common(5):
+        print(f"  {n} x {text!r}")
     for o in outcomes:
         if o["kind"] == "error":
             print("  error:", o["detail"])
