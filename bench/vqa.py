@@ -182,7 +182,8 @@ def run_vlm(a: argparse.Namespace, report: dict[str, Any], data: Path, qa: Any, 
     from core.images import open_image
     from core.schema import default_schema
     from core.vqa.evaluate import answer_dataset_vlm, question_frames, score_answers
-    from core.vqa.vlm import VLMAnswerer, load_vlm
+    from core.vqa.vlm import load_vlm
+    from core.vqa.vlm_answerer import VLMAnswerer
 
     report["load"] = load_seconds(a.vlm)
     print(f"load: {report['load']}", flush=True)

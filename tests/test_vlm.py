@@ -125,7 +125,7 @@ def test_generate_equals_a_greedy_loop(trained: Trained, vlm) -> None:
 
 
 def test_multiple_choice_picks_the_most_likely_option(trained: Trained, vlm) -> None:
-    from core.vqa.vlm import VLMAnswerer
+    from core.vqa.vlm_answerer import VLMAnswerer
 
     options = ["Sunny", "Heavy rain", "Fog over the road", "Snow"]
     px = _pixels(vlm, trained.data, 2)
@@ -215,7 +215,8 @@ def test_bundled_vlm_loads_and_answers(tmp_path: Path, one_torch_thread: None) -
     multiple-choice question about freshly rendered frames with one of its options."""
     from core.data import read_manifest
     from core.synth import write_synth_dataset
-    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, VLMAnswerer, folder_bytes, load_vlm
+    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, folder_bytes, load_vlm
+    from core.vqa.vlm_answerer import VLMAnswerer
 
     assert folder_bytes(BUNDLED_VLM) <= MAX_BYTES
     data = write_synth_dataset(tmp_path / "d", scenes=2, clips=0, seed=77, qa=True, progress=False)
@@ -236,7 +237,8 @@ def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread
     about freshly rendered frames more often than chance."""
     from core.synth import write_synth_dataset
     from core.vqa.evaluate import answer_dataset_vlm
-    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, VLMAnswerer, folder_bytes, load_vlm
+    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, folder_bytes, load_vlm
+    from core.vqa.vlm_answerer import VLMAnswerer
 
     assert folder_bytes(BUNDLED_VLM) <= MAX_BYTES
     data = write_synth_dataset(tmp_path / "d", scenes=6, clips=0, seed=77, qa=True, progress=False)

@@ -279,7 +279,7 @@ def question_heatmap(model: SceneModel, frame: np.ndarray | Image.Image, questio
 
 def _vlm_answers(vlm: Any, q: str, frames: list[np.ndarray], options: list[str] | None, keep: float,
                  threshold: float, schema: Schema, focus: int, clip: bool) -> tuple[Answer, list[Answer]]:
-    from core.vqa.vlm import VLMAnswerer
+    from core.vqa.vlm_answerer import VLMAnswerer
 
     ans = VLMAnswerer(vlm, threshold=threshold, keep_ratio=keep, schema=schema)
     images = [Image.fromarray(f) for f in frames]
@@ -324,7 +324,7 @@ def ask(analysis: SceneAnalysis, question: str, model: SceneModel, store: IndexS
     if when and intent.kind not in ("prediction", "yes_no"):
         return None, f"“{stem}”: only when the ego vehicle reaches a place or stage can be timed."
     votes = analysis.votes
-    focus = len(votes) // 2 if clip else 0  # the VLM's frame of a clip (core.vqa.vlm.VLMAnswerer.frame)
+    focus = len(votes) // 2 if clip else 0  # the VLM's frame of a clip (core.vqa.vlm_answerer.VLMAnswerer.frame)
     over_time = clip and intent.kind != "behavior"  # behavior is the whole clip's, not a frame's
     per = [_frame_answer(schema, stem, intent, v, opts, threshold) for v in votes] if over_time else []
     retrieval = answer(stem, votes, options=opts, schema=schema, threshold=threshold)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from core.data import Dataset
     from core.types import IndexStore, SceneModel
-    from core.vqa.vlm import VLMAnswerer
+    from core.vqa.vlm_answerer import VLMAnswerer
 
 _EMBED_CHUNK = 256  # images held in memory at once when the frames are not indexed
 
