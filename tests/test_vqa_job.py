@@ -27,9 +27,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(world: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from core.vqa.train_vlm import train_vqa
-
     import torch
+
+    from core.vqa.train_vlm import train_vqa
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # the job below runs with threads=1: same count, same bits
@@ -95,3 +95,32 @@ def test_vqa_job_cancels_resumes_and_matches_uninterrupted(world, uninterrupted,
     assert final["result"]["loss_after"] == uninterrupted["report"]["loss_after"]
     assert _same(load_file(tmp_path / "vlm" / "vlm.safetensors"), uninterrupted["weights"])
     assert json.loads((jobs_dir(ws) / job / "training.json").read_text())["resumed_from_epoch"] >= 1
+
+
+def test_train_page_offers_vlm_training_and_shows_the_finished_vlm(tmp_path, monkeypatch, index_env):
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.jobs.runner import write_status
+
+    monkeypatch.setenv("SCENESCOPE_WORKSPACE", str(tmp_path))
+    d = jobs_dir(tmp_path) / "vq-20260101-000000-done"
+    d.mkdir(parents=True)
+    (d / "spec.json").write_text(json.dumps({"kind": "train-vqa", "data_dir": "x", "base_model": "m"}))
+    write_status(d, {"state": "finished", "phase": "done", "attempts": 1, "result": {
+        "model_dir": "/m/vlm", "kind": "train-vqa", "loss_before": 6.25, "loss_after": 0.5, "val_loss": 0.75}})
+    (d / "launch.json").write_text(json.dumps({"pid": os.getpid(), "pid_start": None, "attempt": 1}))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "workbench.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["QA loss before"], metrics["QA loss after"], metrics["Held-out (val) loss"]) == (
+        "6.250", "0.500", "0.750")
+    assert any("--vlm /m/vlm" in c.value for c in at.caption)
+
+    at.radio(key="train_kind").set_value("train-vqa").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key="vqa_stage2_epochs").value == 3 and at.selectbox(key="vqa_data") is not None
+    assert {"Language model width", "Learning rate (projector)"} <= {w.label for w in at.number_input}

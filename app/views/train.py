@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import adapt_form, handlers, state, widgets, words
+from app import adapt_form, handlers, state, vqa_form, widgets, words
 
 FIELDS, OPTION_HELP = handlers.finetune_fields()  # the fine-tuning options that have defaults, in order
 CHOICES = handlers.train_choices()  # device, precision, save dtype: (value, words)
@@ -372,11 +372,13 @@ def _comparison(job_id: str) -> None:
 
 jobs = handlers.list_jobs()
 # Two kinds of job: fine-tuning on labels, or adapting to the user's own unlabelled footage (app/adapt_form.py).
-KINDS = {"finetune": "Fine-tune on a labelled dataset", "adapt": "Adapt to your unlabelled footage"}
+KINDS = {"finetune": "Fine-tune on a labelled dataset", "adapt": "Adapt to your unlabelled footage",
+         "train-vqa": "Train the question-answering VLM"}  # app/vqa_form.py
 kind = st.radio("Job", list(KINDS), key="train_kind", horizontal=True, format_func=KINDS.get,
                 help="Adapting teaches the model the look of your own footage without labels (domain-adversarial "
                      "alignment + distillation), and reports familiarity and votes on it before and after.")
-spec, started = adapt_form.adapt_form(eng) if kind == "adapt" else _options_form(jobs)
+FORMS = {"adapt": adapt_form.adapt_form, "train-vqa": vqa_form.vqa_form}
+spec, started = FORMS[kind](eng) if kind in FORMS else _options_form(jobs)
 if started:
     try:
         st.session_state["train_job"] = handlers.start_job(spec)
@@ -418,6 +420,7 @@ def live() -> None:
     if s["state"] == "finished":
         _comparison(s["job_id"])
         adapt_form.adapt_result(s, schema)
+        vqa_form.vqa_result(s)
 
 
 live()
