@@ -50,6 +50,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=DistillConfig.lr, help="AFA learning rate")
     ap.add_argument("--batch", type=int, default=DistillConfig.batch, help="AFA batch (in-batch negatives)")
     ap.add_argument("--temperature", type=float, default=DistillConfig.temperature, help="InfoNCE temperature")
+    ap.add_argument("--frame-tau", type=float, default=DistillConfig.frame_tau,
+                    help="teacher's frame softmax temperature (its pooling and the fine-distillation target)")
+    ap.add_argument("--w-fine", type=float, default=DistillConfig.w_fine, help="fine-distillation loss weight")
+    ap.add_argument("--w-coarse", type=float, default=DistillConfig.w_coarse, help="coarse-distillation loss weight")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--quick", action="store_true", help="tiny sizes in a temporary folder; checks the script runs")
@@ -78,7 +82,8 @@ def run(a: argparse.Namespace) -> None:
     t1 = time.time()
     vectors, cids, fidx = frame_vectors(root, model, progress=True)
     print(f"frame vectors {vectors.shape} in {time.time() - t1:.0f} s (cached after the first run)")
-    cfg = DistillConfig(epochs=a.epochs, lr=a.lr, temperature=a.temperature, batch=a.batch)
+    cfg = DistillConfig(epochs=a.epochs, lr=a.lr, temperature=a.temperature, batch=a.batch, frame_tau=a.frame_tau,
+                        w_fine=a.w_fine, w_coarse=a.w_coarse)
     t2 = time.time()
     student = fit_student(root, model, cfg, progress=False)
     print(f"student ready in {time.time() - t2:.1f} s")
@@ -89,7 +94,7 @@ def run(a: argparse.Namespace) -> None:
     rows = {}
     for name, method, c in (("meanP", "meanp", cfg), ("AFA student", "afa", cfg),
                             ("teacher (softmax)", "teacher", cfg),
-                            ("teacher (max)", "teacher", DistillConfig(teacher_pool="max"))):
+                            ("teacher (max)", "teacher", DistillConfig(teacher_pool="max", frame_tau=a.frame_tau))):
         clip_scores(method, texts[:2], frames, mask, student, c)  # warm-up
         t = time.perf_counter()
         sim = clip_scores(method, texts, frames, mask, student, c)
