@@ -103,9 +103,16 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 
 # ---- cached engine results --------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=2000)
 def thumbnail(path: str, width: int = 320) -> np.ndarray | None:
-    """``handlers.thumbnail``, cached per file and width across reruns and sessions."""
+    """``handlers.thumbnail``, cached per file and width across reruns and sessions. A file not
+    there yet is not cached: the demo's frames appear while the workbench runs."""
+    import os
+
+    return _thumbnail(path, width) if os.path.isfile(path) else None
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _thumbnail(path: str, width: int = 320) -> np.ndarray | None:
     return handlers.thumbnail(path, width)
 
 

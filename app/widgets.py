@@ -100,9 +100,10 @@ def vote_space_picker(eng: state.Engine, key: str, short: bool = False) -> tuple
 
 
 def image(where: Any, img: np.ndarray | None) -> None:
-    """An image filling its column, or a quiet note when the file is gone."""
+    """An image filling its column, or a quiet note when the file is not there (gone, or one of
+    the demo's frames still rendering in the background: the note says how far it is)."""
     if img is None:
-        where.caption("(image missing)")
+        where.caption(handlers.missing_image_note(st.session_state.get(state.KEY_INDEX)))
     else:
         where.image(img, width="stretch")
 

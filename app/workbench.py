@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import navigation, state, widgets
+from app import handlers, navigation, state, widgets
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -36,6 +36,10 @@ def sidebar() -> None:
             st.caption(widgets.manifest_caption(manifest))
         else:
             st.caption("No manifest yet: the index is prepared when a page first opens it.")
+        rendering = handlers.frames_rendering(st.session_state[state.KEY_INDEX])
+        if rendering:
+            st.caption(f"Rendering the demo's frames in the background: {rendering[0]:,} of {rendering[1]:,}. "
+                       "Votes, search and the map work already; thumbnails fill in as frames are written.")
 
 
 def main() -> None:

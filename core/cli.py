@@ -126,16 +126,22 @@ def cmd_model_card(a: argparse.Namespace) -> None:
 
 def cmd_demo(a: argparse.Namespace) -> None:
     from core.demo import demo_clip, ensure_demo
-    from core.pipeline import classify_path, open_index
+    from core.synth.pending import LOG, pending_frames
 
-    data, index = ensure_demo()
+    data, index = ensure_demo(frames_later=a.frames_later and not a.write_asset)
     print(f"demo dataset: {data}\ndemo index:   {index}")
+    pending = pending_frames(data)
+    if pending:
+        print(f"demo frames:  {pending[0]:,} of {pending[1]:,} rendered; the rest render in the background "
+              f"(log: {data / LOG})")
     if a.write_asset:
         from core.demo import write_demo_asset
 
         print(f"start-up asset: {write_demo_asset(index_dir=index, data_dir=data)}")
         return
     if not a.prepare_only:
+        from core.pipeline import classify_path, open_index  # torch: not for --prepare-only
+
         model, store = open_index(index, None)
         result = classify_path(demo_clip(data), model, store)
         print(result.to_text(store.schema))
@@ -225,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="prepare the embedded demo (dataset + index) and classify a demo clip")
     s.add_argument("--prepare-only", action="store_true")
+    s.add_argument("--frames-later", action="store_true",
+                   help="render the demo's frames in a background process (`make run`): the index comes from "
+                        "the shipped asset, so the workbench works at once and thumbnails fill in as frames appear")
     s.add_argument("--write-asset", action="store_true",
                    help="save the demo's vectors and map as assets/demo (after a model or renderer change)")
     s.set_defaults(fn=cmd_demo)

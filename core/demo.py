@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import av
 import numpy as np
@@ -13,12 +14,16 @@ import numpy as np
 from core.atomic import atomic_path, atomic_write_text
 from core.data import Dataset, read_manifest
 from core.familiarity import calibrate
-from core.index import IndexStore, IndexStoreError, build_index
-from core.models import DEFAULT_MODEL, SceneModel, load_model
+from core.index import IndexStore, IndexStoreError
+from core.model_names import DEFAULT_MODEL, bundled_identity
 from core.schema import Schema, default_schema
 from core.synth import clip_plan, ensure_synth_dataset, render_clip
-from core.synth.dataset import STAMP, synth_dataset_is_current
+from core.synth.dataset import FPS, SIZE, SPLITS_70_15_15, STAMP, _stamp, synth_dataset_is_current
+from core.synth.pending import pending_frames, render_pending, spawn_render
 from core.workspace import DEMO_DATA, DEMO_INDEX, ROOT
+
+if TYPE_CHECKING:
+    from core.models import SceneModel
 
 DEMO_SCENES, DEMO_CLIPS, DEMO_SEED = 1500, 40, 2024
 DEMO_ASSET = ROOT / "assets" / "demo"
@@ -45,7 +50,25 @@ def write_clip_video(out: Path, schema: Schema, feature: str, seed: int, fps: in
     return out
 
 
-def _index_matches(index_dir: Path, model: SceneModel) -> bool:
+class ModelId(NamedTuple):
+    """A model's name and identity: all that checking the shipped vectors or an index against it
+    needs (``IndexStore.load`` reads ``.identity``), without loading it."""
+
+    name: str
+    identity: str
+
+
+def _model_id(name: str) -> ModelId | SceneModel:
+    """A bundled model's identity from its weights file (no torch); any other model, loaded."""
+    identity = bundled_identity(name)
+    if identity:
+        return ModelId(name, identity)
+    from core.models import load_model
+
+    return load_model(name)
+
+
+def _index_matches(index_dir: Path, model: ModelId | SceneModel) -> bool:
     try:
         IndexStore.load(index_dir, model=model)
     except IndexStoreError:
@@ -58,21 +81,46 @@ def demo_clip(data_dir: Path = DEMO_DATA) -> Path:
 
 
 def ensure_demo(progress: bool = True, data_dir: Path = DEMO_DATA, index_dir: Path = DEMO_INDEX,
-                model_name: str = DEFAULT_MODEL, asset: Path = DEMO_ASSET) -> tuple[Path, Path]:
+                model_name: str = DEFAULT_MODEL, asset: Path = DEMO_ASSET,
+                frames_later: bool = False) -> tuple[Path, Path]:
     """Make the demo dataset and index if missing (or built with another model or renderer);
     reuse them after. When the shipped start-up asset (``asset``) was made by this model from this
-    very dataset, the index and its map come from it instead of embedding every frame again."""
+    very dataset, the index and its map come from it instead of embedding every frame again.
+    ``frames_later`` (`make run`): when the index comes from the asset, the frames (~25 CPU s) are
+    rendered by a background process (core.synth.pending) while the workbench already works."""
     schema = default_schema()
     rendered = not synth_dataset_is_current(data_dir, DEMO_SCENES, DEMO_CLIPS, DEMO_SEED)
-    ensure_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress)
+    model = _model_id(model_name)  # torch loads only when the frames must be embedded
+    # Frames can wait only when the vectors need none: a matching asset, or an index already built.
+    later = frames_later and (_asset_matches(asset, model) or (not rendered and _index_matches(index_dir, model)))
+    ensure_synth_dataset(data_dir, scenes=DEMO_SCENES, clips=DEMO_CLIPS, seed=DEMO_SEED, progress=progress,
+                         frames=not later)
+    if not later:  # frames a deferred render left (killed, or still at work: waits for it)
+        render_pending(data_dir, progress=progress)
     if rendered or not demo_clip(data_dir).is_file():
         write_clip_video(demo_clip(data_dir), schema, "construction", seed=DEMO_SEED)
-    model = load_model(model_name)
     if rendered or not _index_matches(index_dir, model):
-        dataset = read_manifest(data_dir)
+        dataset = read_manifest(data_dir, check_files=pending_frames(data_dir) is None)
         if not index_from_asset(asset, dataset, model, index_dir):
-            build_index(dataset, model, index_dir, split="all", progress=progress)
+            from core.index import build_index
+            from core.models import load_model
+
+            render_pending(data_dir, progress=progress)  # embedding needs every frame
+            build_index(dataset, load_model(model_name), index_dir, split="all", progress=progress)
+    if later:
+        spawn_render(data_dir)
     return data_dir, index_dir
+
+
+def _asset_matches(asset: Path, model: ModelId | SceneModel) -> bool:
+    """Whether the asset was made by this model from the demo dataset this renderer makes (its
+    frame table is checked again, row by row, when the index is built from it)."""
+    try:
+        record = json.loads((asset / ASSET_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("model") == model.identity and record.get("synth") == _stamp(
+        DEMO_SCENES, DEMO_CLIPS, DEMO_SEED, SIZE, FPS, SPLITS_70_15_15)
 
 
 # ---- the start-up asset -----------------------------------------------------------------------
@@ -85,7 +133,7 @@ def _fingerprint(dataset: Dataset) -> str:
     return hashlib.sha1(table.to_csv(index=False).encode()).hexdigest()
 
 
-def _asset_record(dataset: Dataset, model: SceneModel) -> dict:
+def _asset_record(dataset: Dataset, model: ModelId | SceneModel) -> dict:
     stamp = json.loads((Path(dataset.root) / STAMP).read_text())
     return {"model": model.identity, "synth": stamp, "frames": len(dataset), "fingerprint": _fingerprint(dataset)}
 
@@ -94,6 +142,7 @@ def write_demo_asset(asset: Path = DEMO_ASSET, index_dir: Path = DEMO_INDEX, dat
     """Save the demo index's vectors and map layout as the start-up asset (after a model or
     renderer change: ``scenescope demo --write-asset``)."""
     from core.maps import umap_projection
+    from core.models import load_model
 
     store = IndexStore.load(index_dir)
     model = load_model(store.manifest.get("model_name") or DEFAULT_MODEL)
@@ -113,7 +162,7 @@ def write_demo_asset(asset: Path = DEMO_ASSET, index_dir: Path = DEMO_INDEX, dat
     return asset
 
 
-def index_from_asset(asset: Path, dataset: Dataset, model: SceneModel, index_dir: Path) -> bool:
+def index_from_asset(asset: Path, dataset: Dataset, model: ModelId | SceneModel, index_dir: Path) -> bool:
     """Build the demo index from the asset when it matches; False (nothing written) when not."""
     from core.maps import seed_layout
 

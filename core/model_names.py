@@ -7,6 +7,7 @@ re-exports them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -17,6 +18,30 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CONFIGS = Path(__file__).resolve().parent / "models" / "configs"  # our open_clip configs
 DEFAULT_MODEL = "scenescope-tiny"
 BUNDLED = {"scenescope-tiny": ASSETS / "scenescope-tiny"}
+# A model folder's weights, first found wins (the last: `scenescope quantize` output, core.quant.storage).
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
+                "open_clip_quantized.safetensors")
+
+
+def file_digest(path: Path) -> str:
+    """The weights checksum in a model's identity (name@digest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def find_weights(folder: Path) -> Path | None:
+    return next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+
+
+def bundled_identity(name: str) -> str | None:
+    """The identity ``load_model(name)`` gives a bundled model, without loading it (torch costs ~9 s
+    of CPU: the demo's start-up checks its shipped vectors against this); None when not bundled or
+    its weights are missing."""
+    weights = find_weights(BUNDLED[name]) if name in BUNDLED else None
+    return f"{name}@{file_digest(weights)}" if weights else None
 
 
 def openclip_pretrained() -> list[tuple[str, str]]:

@@ -102,6 +102,36 @@ def thumbnail(path: str | Path | None, width: int = 320) -> np.ndarray | None:
         return None
 
 
+_RENDERING: dict[str, tuple[float, tuple[int, int] | None]] = {}  # data folder -> (when asked, answer)
+
+
+def frames_rendering(index_dir: str | Path | None = None) -> tuple[int, int] | None:
+    """(rendered, in all) while the demo's frames are still being rendered in the background
+    (`make run` starts the workbench before them: core.synth.pending), else None. Other indexes:
+    None. Asked at most once a second (every missing thumbnail of a page asks)."""
+    import time
+
+    from core.synth.pending import pending_frames
+    from core.workspace import DEMO_DATA, default_index
+
+    if not is_demo(index_dir or default_index()):
+        return None
+    when, answer = _RENDERING.get(str(DEMO_DATA), (0.0, None))
+    if time.monotonic() - when > 1.0:
+        answer = pending_frames(DEMO_DATA)
+        _RENDERING[str(DEMO_DATA)] = (time.monotonic(), answer)
+    return answer
+
+
+def missing_image_note(index_dir: str | Path | None = None) -> str:
+    """What stands in for a frame whose file is not there: how far the demo's frames are while
+    they render, else that the file is missing."""
+    rendering = frames_rendering(index_dir)
+    if rendering:
+        return f"(rendering frames: {rendering[0]:,} of {rendering[1]:,})"
+    return "(image missing)"
+
+
 VOTE_SPACE_LABELS = {"embedding": "Whole embedding", "prompts": "Each attribute's prompts"}  # core.predict.VOTE_SPACES
 
 

@@ -36,6 +36,11 @@ else:
     pos = c2.number_input(f"Scene (1–{len(rows):,} of the {split} split)", 1, max(1, len(rows)), 1, key="ask_pos")
     row = int(rows[int(pos) - 1])
     signature = ("index", row, eng.key, eng.k)
+    if not eng.store.abspath(row).is_file():  # one of the demo's frames still rendering: nothing to look at yet
+        st.info(f"{eng.store.meta['path'].iat[row]}: "
+                f"{handlers.missing_image_note(st.session_state.get(state.KEY_INDEX)).strip('()')}",
+                icon=":material/hourglass_empty:")
+        st.stop()
     if st.session_state.get(SCENE_KEY, (None,))[0] != signature:
         st.session_state[SCENE_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k), None)
 

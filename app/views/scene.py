@@ -42,7 +42,8 @@ else:
                           key="scene_pos")
     row = int(rows[int(pos) - 1])
     st.caption(f"Index row {row} · `{eng.store.meta['path'].iat[row]}`")
-    signature = ("index", int(row), eng.key, eng.k, space)
+    # Whether its file is there: a frame the demo renders in the background redraws once it is.
+    signature = ("index", int(row), eng.key, eng.k, space, eng.store.abspath(row).is_file())
     if st.session_state.get(RESULT_KEY, (None,))[0] != signature:
         st.session_state[RESULT_KEY] = (signature, handlers.analyze_index_scene(eng.store, row, k=eng.k,
                                                                                 prompt_space=prompt_space), None)
@@ -76,7 +77,10 @@ def frame_details() -> None:
     with left:
         caption = (analysis.name if analysis.kind == "image"
                    else f"{analysis.name} at {words.seconds(analysis.times[frame_i])}")
-        st.image(analysis.frames[frame_i], caption=caption, width="stretch")
+        if analysis.frames[frame_i] is None:  # an index frame not rendered yet, or gone
+            widgets.image(st, None)
+        else:
+            st.image(analysis.frames[frame_i], caption=caption, width="stretch")
     with right:
         st.subheader("Votes")
         widgets.vote_table(vote, schema, analysis.truth, key="scene_votes")

@@ -32,8 +32,8 @@ else:
     row = int(st.number_input(f"Index row (0–{n - 1})", 0, n - 1, 0, key="tokens_row"))
     frames, times, error = [state.thumb_of(store, row, 640)], [0.0], None
     name = str(store.meta["path"].iat[row])
-    if frames[0] is None:
-        error = f"{name}: image file missing"
+    if frames[0] is None:  # gone, or one of the demo's frames still rendering (the note says which)
+        error = f"{name}: {handlers.missing_image_note(st.session_state.get(state.KEY_INDEX)).strip('()')}"
 if error:
     st.error(error, icon=":material/error:")
     st.stop()

@@ -1,13 +1,22 @@
 """Vector index of frame embeddings (FAISS), built atomically and resumably from a dataset."""
 
-from core.index.build import build_index, build_lock, discard_build
-from core.index.embed import embed_dataset
-from core.index.errors import IndexBusyError, IndexMismatchError, IndexStoreError
-from core.index.factory import DEFAULT_FACTORY, make_index, min_training_vectors
-from core.index.folder import building_path
-from core.index.store import IndexStore
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_FACTORY", "IndexBusyError", "IndexMismatchError", "IndexStore", "IndexStoreError", "build_index",
-    "build_lock", "building_path", "discard_build", "embed_dataset", "make_index", "min_training_vectors",
-]
+from core.lazy import lazy_names
+
+# Names load on first use (core.lazy): the build and embed modules import torch (~9 s of CPU), which
+# opening or writing an index from vectors (the demo's start-up, core.demo) does without.
+_WHERE = {
+    "build_index": "core.index.build", "build_lock": "core.index.build", "discard_build": "core.index.build",
+    "embed_dataset": "core.index.embed",
+    "IndexBusyError": "core.index.errors", "IndexMismatchError": "core.index.errors",
+    "IndexStoreError": "core.index.errors",
+    "DEFAULT_FACTORY": "core.index.factory", "make_index": "core.index.factory",
+    "min_training_vectors": "core.index.factory",
+    "building_path": "core.index.folder",
+    "IndexStore": "core.index.store",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_names(__name__, _WHERE)

@@ -22,9 +22,17 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from core.atomic import recover
 
 # The names live in a module without torch: `scenescope models` lists them without loading any.
-from core.model_names import ASSETS, BUNDLED, CONFIGS, DEFAULT_MODEL, list_models  # noqa: F401 (re-exported)
+from core.model_names import (  # noqa: F401 (re-exported)
+    ASSETS,
+    BUNDLED,
+    CONFIGS,
+    DEFAULT_MODEL,
+    file_digest,
+    find_weights,
+    list_models,
+)
 from core.models.scene_model import SceneModel
-from core.quant.storage import QUANT_WEIGHTS, is_quantized, load_quantized
+from core.quant.storage import is_quantized, load_quantized
 from core.quote import one_line
 
 open_clip.add_model_config(CONFIGS)
@@ -34,12 +42,6 @@ class ModelUnavailableError(RuntimeError):
     """The named model cannot be loaded; the message says how to supply it."""
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _state_digest(module: torch.nn.Module) -> str:
@@ -51,9 +53,8 @@ def _state_digest(module: torch.nn.Module) -> str:
 
 
 def _find_weights(folder: Path) -> Path:
-    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", QUANT_WEIGHTS):
-        if (folder / name).is_file():
-            return folder / name
+    if found := find_weights(folder):
+        return found
     raise ModelUnavailableError(f"{folder}: no weights file (open_clip_model.safetensors) found")
 
 
@@ -134,7 +135,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | 
                 f"bundled model {name} is missing from {folder}; rebuild it with `scenescope train-default`"
             )
         model, preprocess, weights = _load_file(folder, device)
-        identity = f"{name}@{_file_digest(weights)}"
+        identity = f"{name}@{file_digest(weights)}"
         tok_name = f"local-dir:{folder}"
     elif name.startswith("file:"):
         path = Path(name[5:]).expanduser()
@@ -142,7 +143,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | 
         if not path.exists():
             raise ModelUnavailableError(f"{path}: no such checkpoint file or folder")
         model, preprocess, weights = _load_file(path, device)
-        identity = f"file:{path.name}@{_file_digest(weights)}"
+        identity = f"file:{path.name}@{file_digest(weights)}"
         tok_name = f"local-dir:{path if path.is_dir() else path.parent}"
     elif name.startswith("openclip:"):
         model, preprocess, tok_name = _load_openclip(name[9:], device, cache_dir)

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import random
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
 
-from core.atomic import atomic_path, atomic_write_text
+from core.atomic import atomic_path, atomic_write_text, fsync_dir
 from core.data.manifest import SPLITS, write_manifest
 from core.schema import Schema, default_schema
 from core.synth.clips import attribute_with, clip_frames, clip_plan
 from core.synth.render import RENDERER_VERSION, Size, render_params
 
 STAMP = "synth.json"  # how the dataset was rendered; a cache with another stamp is stale
+PENDING = "rendering.json"  # frames still to render: the write arguments and every frame's path
 SIZE, FPS, SPLITS_70_15_15 = (320, 180), 2.0, (0.7, 0.15, 0.15)
 PARALLEL_ABOVE = 500  # frames; below this a pool costs more than it saves
 JPEG_QUALITY = 92
@@ -40,26 +43,31 @@ def _save(img, path: Path) -> None:  # noqa: ANN001 - numpy array
         Image.fromarray(img).save(tmp, format="JPEG", quality=JPEG_QUALITY)
 
 
-def _run(job: tuple) -> list[dict]:
-    """Render one unit (a single scene or a clip) and return its manifest rows."""
-    kind, root, name, split, seed, size, payload = job
-    schema = _schema or default_schema()
-    root = Path(root)
-    rows = []
+def _frames_of(job: tuple, schema: Schema) -> list[tuple[dict, dict]]:
+    """(manifest row, render keywords) of each frame of one unit (a single scene or a clip): the
+    frame table needs no rendering, so a dataset can be listed before its frames exist."""
+    kind, _, name, split, seed, size, payload = job
     if kind == "scene":
-        labels = payload
-        img = render_params(schema.render_params(labels), seed, size, randomize=_randomize)
-        rel = f"images/{name}.jpg"
-        _save(img, root / rel)
-        rows.append({"path": rel, "clip_id": name, "frame_index": 0, "timestamp_s": 0.0, "split": split, **labels})
-    else:
-        for f in clip_frames(payload, seed, size, schema):
-            img = render_params(f["params"], seed, size, travel=f["travel"], place_z=f["place_z"],
-                                randomize=_randomize)
-            rel = f"images/{name}_f{f['frame_index']:03d}.jpg"
-            _save(img, root / rel)
-            rows.append({"path": rel, "clip_id": name, "frame_index": f["frame_index"],
-                         "timestamp_s": f["timestamp_s"], "split": split, **f["labels"]})
+        row = {"path": f"images/{name}.jpg", "clip_id": name, "frame_index": 0, "timestamp_s": 0.0, "split": split,
+               **payload}
+        return [(row, {"params": schema.render_params(payload)})]
+    return [({"path": f"images/{name}_f{f['frame_index']:03d}.jpg", "clip_id": name, "frame_index": f["frame_index"],
+              "timestamp_s": f["timestamp_s"], "split": split, **f["labels"]},
+             {"params": f["params"], "travel": f["travel"], "place_z": f["place_z"]})
+            for f in clip_frames(payload, seed, size, schema)]
+
+
+def _run(job: tuple, missing_only: bool = False) -> list[dict]:
+    """Render one unit (a single scene or a clip) and return its manifest rows. ``missing_only``:
+    keep the frames already on disk (each was written whole: writes are atomic)."""
+    schema = _schema or default_schema()
+    root, seed, size = Path(job[1]), job[4], job[5]
+    rows = []
+    for row, kw in _frames_of(job, schema):
+        target = root / row["path"]
+        if not (missing_only and target.is_file()):
+            _save(render_params(kw.pop("params"), seed, size, randomize=_randomize, **kw), target)
+        rows.append(row)
     return rows
 
 
@@ -86,6 +94,7 @@ def write_synth_dataset(
     clip_seconds: tuple[float, float] = (6.0, 10.0),
     qa: bool = False,
     randomize: bool = False,
+    frames: bool = True,
 ) -> Path:
     """Render ``scenes`` single frames and ``clips`` clips into ``out``; returns the dataset root.
 
@@ -93,11 +102,56 @@ def write_synth_dataset(
     validated against the schema and replaced atomically). ``qa``: also the question bank,
     ``out/qa.jsonl`` (core.vqa.questions, from the labels the frames were rendered with).
     ``randomize``: domain randomization (core.synth.randomize) on every frame; the labels and
-    layouts are the same as without it.
+    layouts are the same as without it. ``frames=False``: write the frame table (manifest, stamp)
+    and a pending record now, no image; ``core.synth.pending.render_pending`` renders the frames.
     """
     schema = schema or default_schema()
     root = Path(out)
     (root / "images").mkdir(parents=True, exist_ok=True)
+    jobs = _plan(root, scenes, clips, seed, size, fps, splits, schema, clip_seconds)
+    stamp = _stamp(scenes, clips, seed, size, fps, splits)
+    stamp = {**stamp, "randomize": True} if randomize else stamp
+    if frames:
+        rows = render_jobs(jobs, schema, randomize, progress)
+    else:  # the frame table now, the frames later (core.synth.pending)
+        rows = [r for j in jobs for r, _ in _frames_of(j, schema)]
+        args = {"scenes": scenes, "clips": clips, "seed": seed, "size": list(size), "fps": fps,
+                "splits": list(splits), "clip_seconds": list(clip_seconds), "randomize": randomize}
+        _defer_frames(root, args, [r["path"] for r in rows])
+    rows.sort(key=lambda r: r["path"])
+    write_manifest(root, rows, schema, check_files=frames)
+    if qa:
+        from core.vqa.questions import write_question_bank
+
+        write_question_bank(root, schema, seed)
+    atomic_write_text(root / STAMP, json.dumps(stamp))
+    if frames:  # every frame is there: a pending record left by an older deferred write is void
+        drop_pending(root)
+    return root
+
+
+def _defer_frames(root: Path, args: dict, paths: list[str]) -> None:
+    """Record that ``root``'s frames (``paths``, planned from ``args``) are still to render, and
+    clear any frames an older dataset left there (they may not match this one). The record is
+    written first: from then on a crash leaves a dataset that says its frames are pending."""
+    atomic_write_text(root / PENDING, json.dumps({"args": args, "paths": paths}))
+    for f in os.scandir(root / "images"):
+        if f.is_file():
+            os.unlink(f.path)
+
+
+def drop_pending(root: str | Path) -> None:
+    """Forget the pending record (every frame is on disk)."""
+    path = Path(root) / PENDING
+    if path.exists():
+        path.unlink()
+        fsync_dir(path.parent)
+
+
+def _plan(root: Path, scenes: int, clips: int, seed: int, size: Size, fps: float, splits: tuple,
+          schema: Schema, clip_seconds: tuple[float, float]) -> list[tuple]:
+    """Every unit to render, as (kind, root, name, split, seed, size, labels or clip plan): a pure
+    function of the arguments."""
     rng = random.Random(seed)
     place_attr = attribute_with(schema, "feature")
     places = place_attr.value_names
@@ -109,31 +163,30 @@ def write_synth_dataset(
     for c in range(clips):
         plan = clip_plan(schema, rng, fps, rng.uniform(*clip_seconds))
         jobs.append(("clip", str(root), f"c{c:05d}", split_of[scenes + c], rng.getrandbits(31), tuple(size), plan))
-    frames = scenes + sum(len(j[6]) for j in jobs if j[0] == "clip")
+    return jobs
+
+
+def render_jobs(jobs: list[tuple], schema: Schema, randomize: bool = False, progress: bool = True,
+                missing_only: bool = False) -> list[dict]:
+    """Render the units ``jobs`` (in a pool of two when large) and return their manifest rows."""
+    frames = sum(1 if j[0] == "scene" else len(j[6]) for j in jobs)
     bar = tqdm(total=frames, desc="synth", unit="frame", disable=not progress)
     rows: list[dict] = []
+    run = partial(_run, missing_only=missing_only)
     if frames > PARALLEL_ABOVE and (mp.cpu_count() or 1) > 1:
         with mp.get_context("fork").Pool(min(2, mp.cpu_count()), initializer=_init,
                                          initargs=(schema, randomize)) as pool:
-            for r in pool.imap_unordered(_run, jobs, chunksize=16):
+            for r in pool.imap_unordered(run, jobs, chunksize=16):
                 rows.extend(r)
                 bar.update(len(r))
     else:
         _init(schema, randomize)
         for job in jobs:
-            r = _run(job)
+            r = run(job)
             rows.extend(r)
             bar.update(len(r))
     bar.close()
-    rows.sort(key=lambda r: r["path"])
-    write_manifest(root, rows, schema)
-    if qa:
-        from core.vqa.questions import write_question_bank
-
-        write_question_bank(root, schema, seed)
-    stamp = _stamp(scenes, clips, seed, size, fps, splits)
-    atomic_write_text(root / STAMP, json.dumps({**stamp, "randomize": True} if randomize else stamp))
-    return root
+    return rows
 
 
 def _stamp(scenes: int, clips: int, seed: int, size: Size, fps: float, splits: tuple) -> dict:
@@ -151,10 +204,13 @@ def synth_dataset_is_current(root: str | Path, scenes: int, clips: int, seed: in
     return stamp == _stamp(scenes, clips, seed, SIZE, FPS, SPLITS_70_15_15) and (root / "manifest.jsonl").is_file()
 
 
-def ensure_synth_dataset(out: str | Path, scenes: int, clips: int, seed: int = 0, progress: bool = True) -> Path:
-    """Reuse ``out`` if it holds this exact dataset from the current renderer; render it otherwise."""
+def ensure_synth_dataset(out: str | Path, scenes: int, clips: int, seed: int = 0, progress: bool = True,
+                         frames: bool = True) -> Path:
+    """Reuse ``out`` if it holds this exact dataset from the current renderer; render it otherwise.
+    ``frames=False``: write its frame table now and leave the frames to ``core.synth.pending``
+    (which also finishes a deferred render that was killed)."""
     if not synth_dataset_is_current(out, scenes, clips, seed):
-        write_synth_dataset(out, scenes=scenes, clips=clips, seed=seed, progress=progress)
+        write_synth_dataset(out, scenes=scenes, clips=clips, seed=seed, progress=progress, frames=frames)
     return Path(out)
 
 
