@@ -33,7 +33,7 @@ class SceneAnalysis:
     kind: Literal["image", "clip"]
     times: np.ndarray  # seconds, one per frame (a single 0.0 for an image)
     votes: list[Vote]
-    frames: list[np.ndarray]  # display-sized RGB frames, aligned with ``votes``
+    frames: list[np.ndarray | None]  # display-sized RGB frames, aligned with ``votes`` (None: not rendered yet)
     segments: list[Segment] = field(default_factory=list)
     truth: dict[str, str] | None = None  # ground truth when the scene comes from the index
     index_id: int | None = None
@@ -119,7 +119,8 @@ def analyze_index_scene(store: IndexStore, row: int, k: int = 5,
 
     row = int(row)
     vote = vote_rows(store, [row], k=k, prompt_space=prompt_space)[0]
-    frame = shrink(open_image(store.abspath(row), str(store.meta["path"].iat[row])))
+    path = store.abspath(row)  # not there yet while the demo's frames render (frames_rendering)
+    frame = shrink(open_image(path, str(store.meta["path"].iat[row]))) if path.is_file() else None
     return SceneAnalysis(str(store.meta["path"].iat[row]), "image", np.zeros(1), [vote], [frame],
                          truth=store.labels(row), index_id=row)
 
