@@ -3,13 +3,17 @@ view, and the first Map.
 
 Copies the repository's tracked files (as they are in the working tree) into a scratch folder, so
 nothing is built yet: no demo dataset, no index, no map. Then, as `make run` does:
-  1. `scenescope demo --prepare-only` (renders the demo dataset; the index and its map come from the
-     shipped asset when it matches, else every frame is embedded and UMAP fitted);
+  1. `scenescope demo --prepare-only --frames-later` (writes the demo's frame table; the index and
+     its map come from the shipped asset when it matches, else every frame is rendered and embedded
+     and UMAP fitted; with the asset, the frames render in a background process, core.synth.pending);
   2. `scenescope workbench` on a free port, timed until it answers HTTP;
   3. headless Chromium (Debian's, via Playwright) opens it, timed until the first page has rendered
      (its heading drawn and Streamlit's script run finished);
   4. every other page in turn, timed from the click until its heading is drawn and the run is
      finished; for the Map, until the map's points are drawn.
+
+  5. then waits for the background render to finish: its wall time from step 1 and its CPU
+     seconds (from its log line), reported apart from "usable", which it does not hold up.
 
 Targets: usable (1 + 2 + 3) <= 30 s; each page's first view <= 3 s; the first Map <= 5 s. The
 venv is this repository's (`make` installs it once; "after install" means it exists).
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import socket
@@ -125,7 +130,9 @@ def measure(copy: Path, pages: list[str]) -> dict[str, float]:
     env.pop("SCENESCOPE_INDEX", None)
     py = sys.executable
     out, cpu = {}, {}
-    out["prepare"], cpu["prepare"] = run_timed([py, "-m", "core.cli", "demo", "--prepare-only"], copy, env)
+    t_start = time.perf_counter()
+    out["prepare"], cpu["prepare"] = run_timed([py, "-m", "core.cli", "demo", "--prepare-only", "--frames-later"],
+                                               copy, env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(copy / "workbench.log", "wb")  # noqa: SIM115 (closed below)
@@ -162,14 +169,32 @@ def measure(copy: Path, pages: list[str]) -> dict[str, float]:
         log.close()
     for m in (out, cpu):
         m["usable"] = m["prepare"] + m["http"] + m["first_page"]
+    out["frames"], cpu["frames"] = frames_done(copy / "workspace" / "demo-data", t_start)
     return out, cpu
+
+
+def frames_done(data: Path, t_start: float, limit_s: float = 1800) -> tuple[float, float]:
+    """(wall seconds from the prepare step's start, CPU seconds) until the demo's background render
+    has finished; (0, 0) when the frames were rendered in the foreground."""
+    from core.synth.dataset import PENDING
+    from core.synth.pending import LOG
+
+    deadline = time.time() + limit_s
+    while (data / PENDING).exists():
+        if time.time() > deadline:
+            raise SystemExit(f"the demo's frames were not rendered within {limit_s:.0f} s (see {data / LOG})")
+        time.sleep(0.5)
+    wall = time.perf_counter() - t_start
+    log = (data / LOG).read_text() if (data / LOG).exists() else ""
+    found = re.findall(r"\(([\d.]+) CPU s\)", log)  # the renderer's own last line (core.synth.pending.main)
+    return (wall, float(found[-1])) if found else (0.0, 0.0)
 
 
 def report(wall: dict[str, float], cpu: dict[str, float]) -> bool:
     """One line per step: wall seconds, CPU seconds, and the verdict against its target (on wall
     time; on CPU time too, which is what an unloaded machine would about take)."""
     ok = True
-    print(f"{'step':<28} {'wall':>8} {'CPU':>8}  target")
+    print(f"{'step':<36} {'wall':>8} {'CPU':>8}  target")
 
     def line(key: str, name: str, target: float | None) -> None:
         nonlocal ok
@@ -177,12 +202,13 @@ def report(wall: dict[str, float], cpu: dict[str, float]) -> bool:
         verdict = "" if target is None else f"{target:g} s: wall {'ok' if w <= target else 'MISSES'}, " \
                                              f"CPU {'ok' if c <= target else 'MISSES'}"
         ok &= target is None or w <= target
-        print(f"{name:<28} {w:7.1f}s {c:7.1f}s  {verdict}")
+        print(f"{name:<36} {w:7.1f}s {c:7.1f}s  {verdict}")
 
-    line("prepare", "demo --prepare-only", None)
+    line("prepare", "demo --prepare-only --frames-later", None)
     line("http", "workbench answers HTTP", None)
     line("first_page", "first page rendered", None)
     line("usable", "usable (sum of the three)", TARGETS["usable"])
+    line("frames", "frames rendered (background)", None)
     for k in wall:
         if k.startswith("page:") and k != "page:Scene":
             line(k, f"first view: {k[5:]}", TARGETS["map" if k == "page:Map" else "page"])
