@@ -282,9 +282,9 @@ def _vlm_answers(vlm: Any, q: str, frames: list[np.ndarray], options: list[str] 
     from core.vqa.vlm_answerer import VLMAnswerer
 
     ans = VLMAnswerer(vlm, threshold=threshold, keep_ratio=keep, schema=schema)
-    images = [Image.fromarray(f) for f in frames]
-    per = [ans.answer_image(q, im, options) for im in images] if clip else []
-    return (per[focus] if per else ans.answer_image(q, images[focus], options)), per
+    # One frame decoded at a time: a clip's frames are held encoded (handlers.EncodedFrames).
+    per = [ans.answer_image(q, Image.fromarray(f), options) for f in frames] if clip else []
+    return (per[focus] if per else ans.answer_image(q, Image.fromarray(frames[focus]), options)), per
 
 
 def question_problem(question: str, schema: Schema) -> str | None:

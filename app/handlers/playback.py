@@ -3,12 +3,14 @@ the playing clip (``st.video(subtitles=...)``) without a rerun per frame."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
+from PIL import Image
 
 from core.schema import UNKNOWN
 
@@ -78,6 +80,45 @@ def webvtt(cues: Sequence[Cue]) -> str:
 def vote_captions(times: Sequence[float], votes: Sequence[Vote], schema: Schema, duration: float) -> str:
     """WebVTT captions of a clip's per-frame votes (see ``vote_cues``)."""
     return webvtt(vote_cues(times, votes, schema, duration))
+
+
+class EncodedFrames(Sequence):
+    """A clip's display frames for the scrubber, held JPEG-encoded and decoded one at a time when
+    asked (``frames[i]``, iteration, slices), so a long clip's page holds about 50 KB a frame
+    instead of the ~700 KB of a decoded 640x360 one (issue 18: memory bounded by the frame
+    limit times a small constant, not by decoded pixels). ``None`` entries stay ``None``."""
+
+    QUALITY = 90  # display only: no visible loss at this size
+
+    def __init__(self, frames: Iterable[np.ndarray | None]) -> None:
+        self._data = [None if f is None else self._encode(f) for f in frames]  # consumes a generator lazily
+
+    @staticmethod
+    def _encode(frame: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB").save(buf, "JPEG", quality=EncodedFrames.QUALITY)
+        return buf.getvalue()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held for the frames' pixels (what the page keeps while the scene is shown)."""
+        return sum(len(d) for d in self._data if d is not None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray | None]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | None | list[np.ndarray | None]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        data = self._data[i]
+        return None if data is None else np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    def __iter__(self) -> Iterator[np.ndarray | None]:
+        return (self[i] for i in range(len(self)))
 
 
 def video_length(path: str | Path) -> float | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from app.handlers.files import CLIP_FPS, MAX_UPLOAD_MB, check_upload, shrink
+from app.handlers.playback import EncodedFrames
 from core import pipeline
 from core.familiarity import UNFAMILIAR_REASON
 from core.images import open_image
@@ -82,10 +84,11 @@ def analyze_file(path: Path, model: SceneModel, store: IndexStore, k: int = 5,
     result = classify_path(path, model, store, k=k, fps=CLIP_FPS, prompt_space=prompt_space)
     label = name or path.name
     if isinstance(result, ClipResult):
-        # The engine returns votes, not pixels: decode once more (same timestamps) for the scrubber.
-        frames = [shrink(f) for _, f in sample_frames(path, fps=CLIP_FPS)][: len(result.votes)]
+        # The engine returns votes, not pixels: decode once more (same timestamps) for the scrubber,
+        # each frame shrunk and JPEG-encoded as it comes (never the whole clip decoded at once).
         from app.handlers.playback import video_length
 
+        frames = EncodedFrames(shrink(f) for _, f in islice(sample_frames(path, fps=CLIP_FPS), len(result.votes)))
         return SceneAnalysis(label, "clip", np.asarray(result.times, dtype=float), list(result.votes),
                              frames, list(result.segments), decode=result.decode, length_s=video_length(path))
     frame = shrink(pipeline.load_image(path))
@@ -148,8 +151,9 @@ def load_query_image(name: str, data: bytes, max_mb: int = MAX_UPLOAD_MB) -> tup
 
 
 def upload_frames(name: str, data: bytes, fps: float = CLIP_FPS, max_mb: int = MAX_UPLOAD_MB,
-                  ) -> tuple[list[np.ndarray], np.ndarray, str | None]:
-    """Frames of an uploaded image (one) or clip (sampled at ``fps``): ``(frames, times, error)``."""
+                  ) -> tuple[Sequence[np.ndarray], np.ndarray, str | None]:
+    """Frames of an uploaded image (one) or clip (sampled at ``fps``, held encoded: ``EncodedFrames``):
+    ``(frames, times, error)``."""
     problem = check_upload(name, len(data), max_mb)
     if problem:
         return [], np.zeros(0), problem
@@ -162,14 +166,21 @@ def upload_frames(name: str, data: bytes, fps: float = CLIP_FPS, max_mb: int = M
         try:
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 return [shrink(load_image(path))], np.zeros(1), None
-            pairs = [(t, shrink(f)) for t, f in sample_frames(path, fps=fps)]
+            times: list[float] = []
+
+            def shrunk() -> Iterator[np.ndarray]:  # one decoded frame at a time, encoded as it comes
+                for t, f in sample_frames(path, fps=fps):
+                    times.append(t)
+                    yield shrink(f)
+
+            frames = EncodedFrames(shrunk())
         except (InputError, VideoError) as e:
             return [], np.zeros(0), str(e)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             return [], np.zeros(0), f"{safe}: cannot be read ({e.__class__.__name__}: {e})"
-    if not pairs:
+    if not len(frames):
         return [], np.zeros(0), f"{safe}: no frames could be read"
-    return [f for _, f in pairs], np.asarray([t for t, _ in pairs], dtype=float), None
+    return frames, np.asarray(times, dtype=float), None
 
 
 def first_frame(path: str | Path) -> Image.Image:
