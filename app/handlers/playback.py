@@ -84,7 +84,7 @@ def vote_captions(times: Sequence[float], votes: Sequence[Vote], schema: Schema,
 
 class EncodedFrames(Sequence):
     """A clip's display frames for the scrubber, held JPEG-encoded and decoded one at a time when
-    asked (``frames[i]``, iteration, slices), so a long clip's page holds about 50 KB a frame
+    asked (``frames[i]``, iteration, slices), so a long clip's page holds about 30 KB a frame
     instead of the ~700 KB of a decoded 640x360 one (issue 18: memory bounded by the frame
     limit times a small constant, not by decoded pixels). ``None`` entries stay ``None``."""
 
