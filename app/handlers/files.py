@@ -38,10 +38,11 @@ def shrink(frame: np.ndarray | Image.Image, width: int = DISPLAY_WIDTH) -> np.nd
 
 # ---- indexes, models and frames on disk (where they live: core.workspace) -------------------------
 def prepare_demo(progress: bool = False) -> Path:
-    """Build the embedded demo dataset and index if missing (the only index made implicitly)."""
+    """Build the embedded demo dataset and index if missing (the only index made implicitly); its
+    frames render in the background, as with `make run`."""
     from core.demo import ensure_demo
 
-    _, index_dir = ensure_demo(progress=progress)
+    _, index_dir = ensure_demo(progress=progress, frames_later=True)
     return Path(index_dir)
 
 
