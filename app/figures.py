@@ -173,7 +173,9 @@ def add_density(fig: go.Figure, counts: np.ndarray, x_edges: np.ndarray, y_edges
     z[cells == 0] = np.nan
     fig.add_trace(go.Heatmap(
         x=(x_edges[:-1] + x_edges[1:]) / 2, y=(y_edges[:-1] + y_edges[1:]) / 2, z=z, customdata=cells,
-        colorscale="Blues", showscale=False, hoverongaps=False, name="density", showlegend=False,
+        # From a visible tint, not white: at a few points per cell the grid must still show.
+        colorscale=[[0.0, "#dce8f3"], [1.0, "#08306b"]], zmin=0.0, showscale=False, hoverongaps=False,
+        name="density", showlegend=False,
         hovertemplate="%{customdata:,} frames<extra></extra>",
     ))
     fig.data = (fig.data[-1], *fig.data[:-1])  # under the points

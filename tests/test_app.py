@@ -368,6 +368,7 @@ def test_map_page_density_above_the_point_budget(mapped_index: SmallIndex, index
     kinds, rows = _map_traces(at)
     assert kinds[0] == "heatmap" and len(rows) == budget and set(rows.tolist()) <= set(inside.tolist())
     assert f"{len(inside)} frames in this box" in _texts(at)
+    assert f"Selection · {budget} scenes" in _texts(at), "the box's drawn frames are listed"
     at.button(key="map_zoom_out").click().run()
     assert at.session_state["map_zoom"] is None and not at.exception
 

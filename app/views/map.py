@@ -83,8 +83,10 @@ widgets.hover_preview("map_chart", "map_hover", lambda row: (
     f"#{row} · {store.meta['split'].iat[row]}\n" + "\n".join(widgets.label_lines(store.labels(row), schema))))
 
 picked = handlers.selected_ids(event.selection if event else None)
-if dense and zoom is not None and handlers.zoom_box(event.selection if event else None) == zoom:
-    picked = rows.tolist()  # the box just dragged: its frames drawn from the server's fresh sample
+if dense and zoom is not None and not picked:
+    # Zooming redraws the chart, which clears Plotly's selection: the box dragged lists the frames
+    # drawn inside it (the server's fresh sample) until a lasso picks others.
+    picked = rows.tolist()
 if not picked:
     st.info("Drag a box or a lasso on the map (toolbar, top right) to list those scenes here.",
             icon=":material/select:")
