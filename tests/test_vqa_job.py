@@ -16,7 +16,7 @@ from core.jobs import JobError, cancel_job, resume_job, start_job, wait_job
 from core.jobs.runner import jobs_dir
 
 TINY = {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "vocab_size": 260, "text_epochs": 1,
-        "stage1_epochs": 1, "stage2_epochs": 3, "max_rows": 48, "batch_size": 16, "seed": 3}
+        "stage1_epochs": 1, "stage2_epochs": 3, "max_rows": 48, "batch_size": 16, "seed": 3, "prefix_norm": True}
 
 
 @pytest.fixture(scope="module")

@@ -174,8 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "cancels and resumes it)")
     s.add_argument("--workspace", default=None, help="--job: the jobs' workspace (default: the usual one)")
     s.add_argument("--detach", action="store_true", help="--job: print the job id and return")
-    s.add_argument("--no-prefix-norm", dest="prefix_norm", action="store_false",
-                   help="leave the projector's output unnormalised (how VLMs before 2026-12-01 18:30 were built)")
+    s.add_argument("--prefix-norm", action="store_true",
+                   help="LayerNorm the projector's output at the LM's embedding scale (bench/RESULTS.md 14c: "
+                        "not better in the one run measured)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_train_vqa)

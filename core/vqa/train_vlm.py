@@ -206,7 +206,7 @@ def train_vqa(
     intermediate: int = 512,
     vocab_size: int = 1024,
     pooled: bool = True,
-    prefix_norm: bool = True,
+    prefix_norm: bool = False,  # LayerNorm the projector output (VLMConfig.prefix_norm); unproven, off
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
