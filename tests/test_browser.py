@@ -8,13 +8,16 @@ machine (no CDN, fonts or telemetry).
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import CLIP, FIXTURES, ROOT, SmallIndex, free_port, write_finished_job
 from servers import running
+from test_views import _own_index
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,22 +32,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+SERVED: dict[str, Path] = {}  # the workbench's own copy of the index, and its workspace (set by its fixture)
+
+
 @pytest.fixture(scope="module")
 def workbench(mapped_index: SmallIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run app/workbench.py` on a free port, serving the small index, with a workspace
-    holding one finished fine-tuning job (the Train page's before/after view)."""
+    """`streamlit run app/workbench.py` on a free port, serving a copy of the small index (the
+    correct-and-undo test writes to its dataset), with a workspace holding one finished
+    fine-tuning job (the Train page's before/after view)."""
     from core.index import IndexStore
     from core.maps import umap_projection
 
+    index = _own_index(mapped_index, tmp_path_factory.mktemp("served"))  # its UMAP layout is copied too
     ws = tmp_path_factory.mktemp("workspace")
-    store = IndexStore.load(mapped_index.index)
+    SERVED.update(index=index, workspace=ws)
+    store = IndexStore.load(index)
     write_finished_job(ws, store, layout=umap_projection(store))
     port = free_port()
-    env = dict(os.environ, SCENESCOPE_INDEX=str(mapped_index.index), SCENESCOPE_WORKSPACE=str(ws))
+    env = dict(os.environ, SCENESCOPE_INDEX=str(index), SCENESCOPE_WORKSPACE=str(ws))
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "workbench.py"), "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    with running(argv, mapped_index.index.parent, env, f"{url}/_stcore/health"):  # tests/servers.py
+    with running(argv, index.parent, env, f"{url}/_stcore/health"):  # tests/servers.py
         yield url
 
 
@@ -266,3 +275,156 @@ def check_sample_view(page: object) -> None:
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden", timeout=10_000)
     settled(page)
+
+
+# ---- the sidebar's view, correct and undo, cancel a job ------------------------------------------
+# Each step waits on text the page shows (Playwright's expect retries until it appears), with
+# generous limits: on the shared 2-core machine one Streamlit rerun can take tens of seconds.
+WAIT_MS = 60_000
+FIRST_MS = 180_000  # the first page of a cold server also loads the model and the index
+
+
+def _open(browser: object, url: str, title: str) -> object:
+    page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(url)
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=FIRST_MS)
+    settled(page, FIRST_MS)
+    return page
+
+
+def _click_until(page: object, target: object, shows: object) -> None:
+    """Click ``target`` until ``shows`` is visible. A click that lands while Streamlit redraws (or
+    while a loaded machine starves the page) can be lost, so it is tried again; a toggle (expander,
+    dropdown) is not clicked once what it opens shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    for attempt in range(4):
+        settled(page)
+        if shows.is_visible():
+            return
+        try:
+            target.click(timeout=20_000)
+            expect(shows).to_be_visible(timeout=15_000)
+            return
+        except (AssertionError, PlaywrightTimeout):
+            if attempt == 3:
+                raise
+
+
+def _choose(page: object, key: str, option: re.Pattern) -> None:
+    """Pick ``option`` in the sidebar multiselect ``key``."""
+    item = page.get_by_test_id("stMultiSelectDropdown").get_by_text(option).first
+    _click_until(page, page.locator(f".st-key-{key}").get_by_role("combobox"), item)
+    item.click()
+    page.keyboard.press("Escape")
+
+
+MAP_POINTS = """n => { const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+    return !!gd && !!gd._fullData
+        && gd._fullData.filter(t => t.type === 'scattergl').reduce((s, t) => s + t.x.length, 0) === n; }"""
+
+
+def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: object) -> None:
+    """Filter split = test in the sidebar: the Map draws only those frames, Search ranks only them,
+    and Triage scores only them, the filter staying the same from page to page."""
+    from playwright.sync_api import expect
+
+    from core.index import IndexStore
+
+    meta = IndexStore.load(SERVED["index"]).meta
+    n, n_test = len(meta), int((meta["split"] == "test").sum())
+    page = _open(browser, f"{workbench}/map", "Map")
+    try:
+        page.wait_for_function(MAP_POINTS, arg=n)
+        _choose(page, "fv_split", re.compile(r"^test \("))
+        scope = page.get_by_test_id("stSidebar").get_by_text(f"{n_test:,} of {n:,} frames")
+        expect(scope).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_function(MAP_POINTS, arg=n_test)  # Plotly redraws after the run ends
+
+        goto_page(page, "Search")
+        expect(scope).to_be_visible(timeout=WAIT_MS)
+        query = page.get_by_label("Describe the scene")
+        query.fill("a sunny road")
+        query.press("Enter")
+        grid = page.locator(".st-key-search-results-grid")
+        expect(grid.locator("img").first).to_be_visible(timeout=WAIT_MS)
+        shown = re.findall(r"^(train|val|test) · ", grid.inner_text(), re.M)  # each card: "<split> · <clip> · <time>"
+        assert shown and set(shown) == {"test"}
+
+        goto_page(page, "Triage")
+        expect(scope).to_be_visible(timeout=WAIT_MS)
+        metrics = page.get_by_text(f"Metrics on {n_test:,} of {n_test:,} test frames (view: Split: test).")
+        expect(metrics).to_be_visible(timeout=WAIT_MS)
+    finally:
+        page.close()
+
+
+def test_correct_a_label_and_undo_it(workbench: str, browser: object) -> None:
+    """Triage: relabel a failure as its prediction (the manifest changes), then Undo last change
+    (the manifest is byte-identical again)."""
+    from playwright.sync_api import expect
+
+    from app import handlers
+    from core.index import IndexStore
+
+    manifest = IndexStore.load(SERVED["index"]).data_root / "manifest.jsonl"
+    before = manifest.read_bytes()
+    page = _open(browser, f"{workbench}/triage", "Triage")
+    try:
+        failures = page.get_by_role("tab", name=re.compile(r"^Failures"))
+        relabel = page.get_by_role("button", name="Relabel")
+        _click_until(page, failures, relabel)
+        relabel.click()
+        # The message is drawn in the Failures tab, which the rerun may leave hidden (the tab's name
+        # changed with the failure count), and its toast is gone after seconds: wait for it in the page.
+        expect(page.get_by_text(re.compile(r"^Corrected ")).first).to_be_attached(timeout=WAIT_MS)
+        assert manifest.read_bytes() != before
+        # The failure count in the tab's name changed, so the page may reopen on the first tab.
+        actions = page.get_by_text("Tag, correct, move or export these").first
+        _click_until(page, failures, actions)
+        undo = page.get_by_role("button", name="Undo last change").first
+        _click_until(page, actions, undo)  # open the expander
+        expect(undo).to_be_enabled(timeout=WAIT_MS)
+        undo.click()
+        expect(page.get_by_text(re.compile(r"^Undone")).first).to_be_attached(timeout=WAIT_MS)
+        assert manifest.read_bytes() == before
+    finally:
+        page.close()
+        if manifest.read_bytes() != before:  # leave the served copy as the other tests expect it
+            handlers.undo_last(IndexStore.load(SERVED["index"]))
+
+
+def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: object) -> None:
+    """The Train page: start a job (the index's dataset and model), wait until the page shows it
+    running, then Cancel: the page shows "cancelled" within 5 s of the click, with the job picker
+    and Resume agreeing."""
+    from playwright.sync_api import expect
+
+    from core.jobs import cancel_job, job_status
+
+    page = _open(browser, f"{workbench}/train", "Train")
+    job = None
+    try:
+        start = page.get_by_role("button", name="Start fine-tuning")
+        expect(start).to_be_enabled(timeout=WAIT_MS)
+        start.click()
+        head = page.locator("h4", has_text=re.compile(r"`?ft-[\w-]+`?\s*· running"))
+        expect(head).to_be_visible(timeout=FIRST_MS)  # the worker starts and loads the model
+        job = re.search(r"ft-[\w-]+", head.inner_text()).group(0)
+        cancel = page.get_by_role("button", name="Cancel")
+        expect(cancel).to_be_visible(timeout=WAIT_MS)
+        t0 = time.monotonic()
+        cancel.click()
+        expect(page.locator("h4", has_text=re.compile(rf"{job}\s*· cancelled$"))).to_be_visible(timeout=WAIT_MS)
+        shown_s = time.monotonic() - t0
+        print(f"cancel shown after {shown_s:.2f} s")
+        assert shown_s < 5.0, f"the page showed the cancel after {shown_s:.1f} s"
+        assert job_status(SERVED["workspace"], job)["state"] == "cancelled"
+        expect(page.get_by_role("combobox", name="Job")).to_have_value(f"{job} · cancelled", timeout=WAIT_MS)
+        expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=WAIT_MS)
+    finally:
+        page.close()
+        if job and job_status(SERVED["workspace"], job)["state"] in ("queued", "running"):
+            cancel_job(SERVED["workspace"], job, force=True)  # no training left running on the machine

@@ -139,7 +139,9 @@ def _act(fn: Any, done: str) -> ActionResult:
         return False, str(e)
     if record is None:
         return True, "Nothing to change."
-    return True, f"{done} ({len(record['rows'])} frames, change {record['version']}). {STALE_NOTE}"
+    from app.words import count
+
+    return True, f"{done} ({count(len(record['rows']), 'frame')}, change {record['version']}). {STALE_NOTE}"
 
 
 def correct_labels(store: IndexStore, rows: Sequence[int], labels: Mapping[str, str]) -> ActionResult:
