@@ -17,14 +17,13 @@ from core.index import IndexStore
 from core.models import SceneModel, load_model
 from core.predict import Vote, vote_batch
 from core.schema import Schema
+from core.timeline import Segment, timeline
 from core.video import (
     VIDEO_SUFFIXES,
     ClipLimits,
     DecodeReport,
-    Segment,
     name_problem,
     sample_frames,
-    timeline,
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

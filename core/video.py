@@ -1,4 +1,4 @@
-"""Videos as timed frames, and per-frame labels as timelines of segments.
+"""Videos as timed frames (their labels over time are in :mod:`core.timeline`).
 
 Frames are sampled by timestamp while decoding straight through (no seeking): seeking lands on
 keyframes, which makes the sampled times depend on the encoder's GOP layout. Only the sampled
@@ -12,16 +12,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from core.decode_report import DecodeReport
 from core.images import ImageError, max_pixels, open_image, regular_file_problem, too_many_pixels
-from core.schema import UNKNOWN, Schema
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".gif", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -82,58 +81,6 @@ class ClipLimits:
     def too_many(self, name: str, fps: float) -> VideoError:
         return VideoError(f"{name}: sampling at {fps:g} fps gives more than {self.max_frames} frames, the limit "
                           f"for a clip (lower the fps, or set {ENV_MAX_SAMPLES} to change it)")
-
-
-@dataclass
-class DecodeReport:
-    """What decoding a clip found: frames the container declares and frames that decoded.
-
-    ``frames_expected`` is the container's frame count (None when it declares none, e.g. MKV);
-    ``frames_corrupt`` decoded frames the decoder flagged as damaged (concealed errors);
-    ``errors`` packets that failed to decode plus frames dropped for impossible timestamps;
-    ``gaps`` the spans [t0, t1] (seconds, on the sampled frames' clock) with no decoded frame,
-    reported when the clip shows damage; ``truncated`` the stream stopped before its declared
-    end. ``complete`` is True when none of that happened and decoding ran to the end.
-    """
-
-    frames_expected: int | None = None
-    frames_decoded: int = 0
-    frames_corrupt: int = 0
-    errors: int = 0
-    gaps: list[tuple[float, float]] = field(default_factory=list)
-    truncated: bool = False
-    finished: bool = False  # decoding reached the end (not stopped early by the caller)
-
-    @property
-    def complete(self) -> bool:
-        short = self.frames_expected is not None and self.frames_decoded < self.frames_expected
-        return (self.finished and not short and not self.truncated and not self.gaps
-                and not self.frames_corrupt and not self.errors)
-
-    def to_dict(self) -> dict:
-        return {"frames_expected": self.frames_expected, "frames_decoded": self.frames_decoded,
-                "frames_corrupt": self.frames_corrupt, "errors": self.errors,
-                "gaps": [[round(a, 3), round(b, 3)] for a, b in self.gaps],
-                "truncated": self.truncated, "complete": self.complete}
-
-    def summary(self) -> str:
-        """One line for people: "" when complete, else what was missing."""
-        if self.complete:
-            return ""
-        if not self.finished:
-            return "decoding did not finish"
-        of = f" of {self.frames_expected}" if self.frames_expected is not None else ""
-        parts = [f"{self.frames_decoded}{of} frames decoded"]
-        if self.frames_corrupt:
-            parts.append(f"{self.frames_corrupt} damaged")
-        if self.errors:
-            parts.append(f"{self.errors} unreadable")
-        if self.gaps:
-            spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in self.gaps[:5])
-            parts.append(f"missing {spans}" + (f" and {len(self.gaps) - 5} more" if len(self.gaps) > 5 else ""))
-        elif self.truncated:
-            parts.append("the clip ends early")
-        return "damaged clip: " + "; ".join(parts)
 
 
 class Frames:
@@ -446,69 +393,4 @@ def sample_frames(
     return _video_frames(p, 1.0 / fps, max_frames, limits)
 
 
-# ---- timelines -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Segment:
-    """A run of consecutive frames with one value of one attribute."""
-
-    attribute: str
-    value: str
-    start_s: float
-    end_s: float
-    n_frames: int = 0
-
-
-def _majority(values: Sequence[str], window: int) -> list[str]:
-    """Sliding-window majority (window clipped at the ends); ties keep the frame's own value."""
-    half = window // 2
-    out = []
-    for i, own in enumerate(values):
-        counts = Counter(values[max(0, i - half) : i + half + 1])
-        best = max(counts.values())
-        out.append(own if counts[own] == best else next(v for v, c in counts.items() if c == best))
-    return out
-
-
-def timeline(
-    times: Sequence[float], labels: Sequence[dict[str, str]], schema: Schema, smoothing: int = 1
-) -> list[Segment]:
-    """Per attribute (schema order), merge consecutive frames with the same value into segments.
-
-    A segment ends one frame interval (the median spacing of ``times``) after its last frame,
-    so adjacent segments touch. ``smoothing`` is an odd window: each frame's value is first
-    replaced by the majority over that many frames, which removes one-frame flickers.
-    Attributes missing from a frame's labels count as unknown.
-    """
-    if len(times) != len(labels):
-        raise ValueError(f"{len(times)} times but {len(labels)} label sets")
-    if smoothing < 1 or smoothing % 2 == 0:
-        raise ValueError(f"smoothing must be an odd window of at least 1, got {smoothing}")
-    if not len(times):
-        return []
-    t = np.asarray(times, dtype=float)
-    if np.any(np.diff(t) < 0):
-        raise ValueError("times must be in increasing order")
-    interval = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    segments: list[Segment] = []
-    for attr in schema:
-        values = [str(lab.get(attr.name, UNKNOWN)) for lab in labels]
-        if smoothing > 1:
-            values = _majority(values, smoothing)
-        start = 0
-        for i in range(1, len(values) + 1):
-            if i == len(values) or values[i] != values[start]:
-                segments.append(
-                    Segment(attr.name, values[start], float(t[start]), float(t[i - 1]) + interval, i - start)
-                )
-                start = i
-    return segments
-
-
-def describe(segment: Segment, schema: Schema) -> str:
-    """A one-line human description: "<display value>, 2.0-4.5 s"."""
-    value = schema.display(segment.attribute, segment.value)
-    return f"{value}, {segment.start_s:.1f}-{segment.end_s:.1f} s"
-
-
-__all__ = ["DEFAULT_MAX_BYTES", "ClipLimits", "DecodeReport", "Frames", "Segment", "VideoError", "describe",
-           "name_problem", "sample_frames", "timeline"]
+__all__ = ["DEFAULT_MAX_BYTES", "ClipLimits", "DecodeReport", "Frames", "VideoError", "name_problem", "sample_frames"]

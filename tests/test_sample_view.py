@@ -104,7 +104,7 @@ def test_vote_cues_cover_the_clip_in_order_with_display_names(store: object) -> 
 
 
 def test_timeline_ends_with_the_clip_and_hides_squeezed_labels(store: object) -> None:
-    from core.video import timeline
+    from core.timeline import timeline
 
     times, votes = _clip_votes(store)
     assert handlers.clip_duration(times) == pytest.approx(3.5)

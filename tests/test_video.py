@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from core.schema import UNKNOWN, default_schema
-from core.video import Segment, VideoError, describe, sample_frames, timeline
+from core.timeline import Segment, describe, timeline
+from core.video import VideoError, sample_frames
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 LANELINES = FIXTURES / "udacity-lanelines"

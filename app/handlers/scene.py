@@ -21,7 +21,8 @@ from core.images import open_image
 from core.pipeline import IMAGE_SUFFIXES, ClipResult, InputError, classify_path
 from core.predict import Vote
 from core.schema import UNKNOWN, Schema
-from core.video import DecodeReport, Segment, VideoError, sample_frames
+from core.timeline import Segment
+from core.video import DecodeReport, VideoError, sample_frames
 
 if TYPE_CHECKING:
     from core.types import IndexStore, SceneModel
