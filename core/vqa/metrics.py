@@ -9,14 +9,7 @@ Which metric scores a question is its tag (DriveLM's ``test_eval.json``): 0 exac
   evaluation wraps it through ``language_evaluation.CocoEvaluator``), computed here with
   ``pycocoevalcap`` itself on its PTB-tokenised text; METEOR (reported by LaVida Drive) too, though
   the challenge's score does not use it;
-- match (tag 3): every decimal number of a text, taken in pairs, is a point; each predicted point
-  is matched greedily to the nearest unmatched ground-truth point by L1 distance (|dx| + |dy|) and
-  counts as found below 16 px; F1 per question, averaged. Like the official code this ignores the
-  camera name of ``<c1,CAM_FRONT,x,y>`` and integer coordinates, so write coordinates with a
-  decimal point, as DriveLM does;
-- the object filter: in each key frame the first question's answer fixes which ground-truth
-  objects the model found; a later question that names an object (by its coordinates) is scored
-  only if that object was found. It applies to ids of the challenge's form ``<scene>_<frame>_<i>``;
+- match (tag 3) and the object filter: see ``core.vqa.metrics_match``;
 - final score: see :func:`final_scores`. Its GPT-score term needs an LLM judge and cannot be
   computed offline; the report says so and gives a re-weighted score without it, labelled as such.
 
