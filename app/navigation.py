@@ -11,6 +11,7 @@ so adding a page (e.g. VQA's "Ask") is one ``PageSpec`` line plus its page file.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("Search", "views/search.py", ":material/search:", "Explore", ("core.search",)),
     PageSpec("Triage", "views/triage.py", ":material/fact_check:", "Evaluate", ("core.eval",)),
     PageSpec("Tokens", "views/tokens.py", ":material/grid_view:", "Model",
-             ("core.tokens:select_images", "core.tokens:heatmap_image", "core.tokens:embed_pruned")),
+             ("core.tokens",)),
     PageSpec("Train", "views/train.py", ":material/model_training:", "Model",
-             ("core.jobs:start_job", "core.compare:Comparison", "core.train.finetune:FinetuneOptions")),
+             ("core.jobs:start_job", "core.compare:Comparison", "core.train.finetune")),
     PageSpec("Quantize", "views/quantize.py", ":material/compress:", "Model", ("core.quant.compare",)),
     PageSpec("Ask", "views/ask.py", ":material/forum:", "Explore", ("core.vqa.answer:RetrievalAnswerer",)),
     PageSpec("Import", "views/import_data.py", ":material/upload_file:", "Data", ("core.data.importers:import_table",)),
@@ -51,12 +52,18 @@ PAGES: tuple[PageSpec, ...] = (
 
 
 def available(spec: PageSpec) -> bool:
-    """Whether the page's file and engine exist (a missing engine hides the page)."""
+    """Whether the page's file and engine exist (a missing engine hides the page). A plain module
+    is only looked up, not imported: importing core.tokens (torch) on every start would hold up
+    the first page by seconds."""
     if not spec.path.is_file():
         return False
     for req in spec.requires:
         module, _, attr = req.partition(":")
         try:
+            if not attr:
+                if importlib.util.find_spec(module) is None:
+                    return False
+                continue
             mod = importlib.import_module(module)
         except ImportError:
             return False

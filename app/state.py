@@ -7,8 +7,11 @@ process (``st.cache_resource``) and the results of slow engine calls once per in
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +33,53 @@ INDEX_MODEL = "(index's own model)"  # sidebar choice: load whatever model built
 KEY_INDEX, KEY_MODEL, KEY_K = "ss_index", "ss_model", "ss_k"
 
 
+class ModelLoad:
+    """A model loading in a background thread, started when its index is first opened: importing
+    torch and open_clip and reading the weights take ~10 s, and a page draws what needs no model
+    (the index, its frames, the map) meanwhile. ``get`` waits for it, with a spinner."""
+
+    def __init__(self, load: Callable[[], SceneModel]) -> None:
+        self.started = time.monotonic()
+        self.future: Future[SceneModel] = Future()
+        threading.Thread(target=self._run, args=(load,), name="scenescope-model", daemon=True).start()
+
+    def _run(self, load: Callable[[], SceneModel]) -> None:
+        try:
+            self.future.set_result(load())
+        except BaseException as e:  # kept for the page that asks, which shows it
+            self.future.set_exception(e)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def get(self) -> SceneModel:
+        if not self.future.done():
+            with st.spinner(f"Loading the model (started {self.seconds():.0f} s ago)…", show_time=True):
+                self.future.result()
+        return self.future.result()
+
+
 @dataclass
 class Engine:
-    """What every page works on: one index, the model that reads it, and the vote size."""
+    """What every page works on: one index, the model that reads it, and the vote size. The model
+    is loaded in the background; ``model`` waits for it, so only what needs it waits."""
 
     index_dir: Path
-    model: SceneModel
     store: IndexStore
     k: int
+    loading: ModelLoad
+
+    @property
+    def model(self) -> SceneModel:
+        try:
+            return self.loading.get()
+        except Exception as e:  # the index opened, its model did not: say why, keep the app alive
+            _cannot_open(self.index_dir, e)
+            raise  # unreachable (st.stop raises)
+
+    @property
+    def model_ready(self) -> bool:
+        return self.loading.future.done()
 
     @property
     def schema(self) -> Schema:
@@ -63,9 +105,15 @@ def ensure_index(index_dir: Path) -> None:
         status.update(label="Demo ready", state="complete", expanded=False)
 
 
-@st.cache_resource(show_spinner="Loading model and index…", max_entries=4)
-def _open(index_dir: str, model_name: str | None, stamp: float) -> tuple[SceneModel, IndexStore]:
-    return handlers.open_engine(index_dir, model_name)
+@st.cache_resource(show_spinner="Opening the index…", max_entries=4)
+def _store(index_dir: str, stamp: float) -> IndexStore:
+    return handlers.open_store(index_dir)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _model(index_dir: str, model_name: str | None, stamp: float) -> ModelLoad:
+    store = _store(index_dir, stamp)
+    return ModelLoad(lambda: handlers.open_model(store, model_name))
 
 
 def _stamp(index_dir: Path) -> float:
@@ -78,19 +126,46 @@ def _stamp(index_dir: Path) -> float:
 
 def engine() -> Engine:
     """The session's engine; on failure shows the reason and stops the page."""
-    index_dir = Path(st.session_state.get(KEY_INDEX) or default_index())
-    model = st.session_state.get(KEY_MODEL)
+    index_dir, name = _choice()
     k = int(st.session_state.get(KEY_K) or DEFAULT_K)
     try:
         ensure_index(index_dir)
-        m, s = _open(str(index_dir), None if model in (None, INDEX_MODEL) else model, _stamp(index_dir))
+        stamp = _stamp(index_dir)
+        s = _store(str(index_dir), stamp)
+        loading = _model(str(index_dir), name, stamp)
     except Exception as e:  # any load failure: say which index and why, keep the app alive
-        st.error(f"Cannot open index **{index_dir}**: {e}")
-        st.info("Pick another index in the sidebar, or build one: "
-                "`scenescope index --data DATA --out indexes/NAME --split all`.")
-        st.stop()
+        _cannot_open(index_dir, e)
         raise  # unreachable (st.stop raises); keeps type checkers honest
-    return Engine(index_dir, m, s, k)
+    if loading.future.done() and loading.future.exception() is not None:
+        _model.clear(str(index_dir), name, stamp)  # a failed load is tried again on the next run
+    return Engine(index_dir, s, k, loading)
+
+
+def _choice() -> tuple[Path, str | None]:
+    """The session's index folder and model name (None: the index's own)."""
+    model = st.session_state.get(KEY_MODEL)
+    return Path(st.session_state.get(KEY_INDEX) or default_index()), None if model in (None, INDEX_MODEL) else model
+
+
+def model_loading() -> ModelLoad | None:
+    """The session's model load, started here when its index is on disk (the sidebar shows how far
+    it is before the page asks); None when the index is not there yet or does not open."""
+    index_dir, name = _choice()
+    if handlers.demo_missing(index_dir):
+        return None
+    try:
+        stamp = _stamp(index_dir)
+        _store(str(index_dir), stamp)
+        return _model(str(index_dir), name, stamp)
+    except Exception:  # the page says why
+        return None
+
+
+def _cannot_open(index_dir: Path, e: Exception) -> None:
+    st.error(f"Cannot open index **{index_dir}**: {e}")
+    st.info("Pick another index in the sidebar, or build one: "
+            "`scenescope index --data DATA --out indexes/NAME --split all`.")
+    st.stop()
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:

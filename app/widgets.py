@@ -96,7 +96,8 @@ def vote_space_picker(eng: state.Engine, key: str, short: bool = False) -> tuple
         help="Whole embedding: the k nearest scenes vote on every attribute (the CLIP scene paper's "
              "vote). Each attribute's prompts: every attribute votes among its own k nearest scenes, "
              "nearest by their similarity to that attribute's value prompts.") or "embedding"
-    return name, handlers.vote_space_of(eng.model, name, eng.schema)
+    # The whole embedding needs no model: the page votes while its model is still loading.
+    return name, handlers.vote_space_of(None if name == "embedding" else eng.model, name, eng.schema)
 
 
 def image(where: Any, img: np.ndarray | None) -> None:

@@ -24,10 +24,8 @@ def sidebar() -> None:
         st.selectbox(
             "Index", options, key=state.KEY_INDEX, format_func=lambda p: Path(p).name, help="Index folders under indexes/ (and $SCENESCOPE_INDEX).",
         )
-        from core.models import BUNDLED
-
         manifest = state.read_manifest(Path(st.session_state[state.KEY_INDEX])) or {}
-        models = [state.INDEX_MODEL] + [m for m in BUNDLED if m != manifest.get("model_name")]
+        models = [state.INDEX_MODEL] + [m for m in handlers.bundled_models() if m != manifest.get("model_name")]
         st.selectbox("Model", models, key=state.KEY_MODEL,
                      help="The index's own model by default; another model must match the index.")
         st.slider("Neighbours (k)", 1, 25, state.DEFAULT_K, key=state.KEY_K,
@@ -36,10 +34,28 @@ def sidebar() -> None:
             st.caption(widgets.manifest_caption(manifest))
         else:
             st.caption("No manifest yet: the index is prepared when a page first opens it.")
+        model_status(state.model_loading())
         rendering = handlers.frames_rendering(st.session_state[state.KEY_INDEX])
         if rendering:
             st.caption(f"Rendering the demo's frames in the background: {rendering[0]:,} of {rendering[1]:,}. "
                        "Votes, search and the map work already; thumbnails fill in as frames are written.")
+
+
+def model_status(loading: state.ModelLoad | None) -> None:
+    """While the model loads in the background, a clock that reruns the app once it has loaded."""
+    if loading is None or loading.future.done():
+        if loading is not None and loading.future.exception() is not None:
+            st.caption(f"The model did not load: {loading.future.exception()}")
+        return
+
+    @st.fragment(run_every=1.0)
+    def clock() -> None:
+        if loading.future.done():
+            st.rerun()  # the whole app, once: the sidebar drops the clock
+        st.caption(f"Loading the model ({loading.seconds():.0f} s)… Pages draw meanwhile; "
+                   "only what needs the model (uploads, text queries) waits for it.")
+
+    clock()
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ nothing is built yet: no demo dataset, no index, no map. Then, as `make run` doe
   2. `scenescope workbench` on a free port, timed until it answers HTTP;
   3. headless Chromium (Debian's, via Playwright) opens it, timed until the first page has rendered
      (its heading drawn and Streamlit's script run finished);
+  3b. waits for the model, which loads in the background while the first page is already drawn
+     (the sidebar's "Loading the model" clock gone), timed from the page's opening;
   4. every other page in turn, timed from the click until its heading is drawn and the run is
      finished; for the Map, until the map's points are drawn.
 
@@ -151,6 +153,10 @@ def measure(copy: Path, pages: list[str]) -> dict[str, float]:
             drawn(page, pages[0])
             out["first_page"], cpu["first_page"] = time.perf_counter() - t1, tree_cpu(proc.pid) - c1
             out[f"page:{pages[0]}"], cpu[f"page:{pages[0]}"] = out["first_page"], cpu["first_page"]
+            # The model loads in the background meanwhile (the sidebar's clock): timed apart, from
+            # the page's opening, and waited for so the other pages are timed on their own.
+            page.get_by_text("Loading the model").first.wait_for(state="detached", timeout=300_000)
+            out["model"], cpu["model"] = time.perf_counter() - t1, tree_cpu(proc.pid) - c1
             nav = page.get_by_test_id("stSidebarNav")
             for title in pages[1:]:
                 if not nav.get_by_text(title, exact=True).count():
@@ -208,6 +214,8 @@ def report(wall: dict[str, float], cpu: dict[str, float]) -> bool:
     line("http", "workbench answers HTTP", None)
     line("first_page", "first page rendered", None)
     line("usable", "usable (sum of the three)", TARGETS["usable"])
+    if "model" in wall:
+        line("model", "model loaded (background, from page)", None)
     line("frames", "frames rendered (background)", None)
     for k in wall:
         if k.startswith("page:") and k != "page:Scene":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,6 @@ from core.eval import report_markdown
 from core.familiarity import UNFAMILIAR_REASON, median_familiarity
 from core.images import ImageError, open_image, regular_file_problem
 from core.index import IndexStore
-from core.models import SceneModel, load_model
 from core.predict import Vote, vote_batch
 from core.schema import Schema
 from core.timeline import Segment, timeline
@@ -25,6 +25,9 @@ from core.video import (
     name_problem,
     sample_frames,
 )
+
+if TYPE_CHECKING:  # core.models imports torch and open_clip (seconds): loaded when a model is
+    from core.models import SceneModel  # opened, so the workbench draws its first page before that
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Frames embedded together. A clip holds at most this many preprocessed frames (3 x 224 x 224
@@ -131,9 +134,16 @@ def open_index(
     recover(path)
     if not (path / MANIFEST_FILE).is_file():
         IndexStore.load(path, schema=schema)  # raises its clear "no index here" / "incomplete" error
-    manifest = read_manifest(path)  # the manifest alone names the model: the index is read once, below
-    model = load_model(model_name or manifest.get("model_name") or manifest["model"].rsplit("@", 1)[0])
-    return model, IndexStore.load(path, model=model, schema=schema)
+    model = index_model(read_manifest(path), model_name)  # the manifest alone names the model
+    return model, IndexStore.load(path, model=model, schema=schema)  # the index is read once, here
+
+
+def index_model(manifest: dict, model_name: str | None = None) -> SceneModel:
+    """The model an index's manifest names, or ``model_name`` (not checked against the index
+    here: ``IndexStore.load(..., model=)`` or ``core.index.store.check_model`` does that)."""
+    from core.models import load_model  # torch and open_clip: only when a model is needed
+
+    return load_model(model_name or manifest.get("model_name") or manifest["model"].rsplit("@", 1)[0])
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -209,6 +209,41 @@ def test_workbench_opens_on_scene_with_manifest(index_env: SmallIndex) -> None:
     assert at.info and "Upload" in at.info[0].value
 
 
+def test_landing_page_draws_before_the_model_has_loaded(index_env: SmallIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from app import state
+
+    release, real = threading.Event(), handlers.open_model
+
+    def held(store: object, name: str | None = None) -> object:  # the model load, held back
+        assert release.wait(60), "the test never released the model"
+        return real(store, name)
+
+    monkeypatch.setattr(handlers, "open_model", held)
+    state._model.clear()  # a model loaded by an earlier test would be served from the cache
+    try:
+        at = AppTest.from_file(WORKBENCH, default_timeout=30)
+        at.run()
+        assert not at.exception and at.title[0].value == "Scene"
+        assert at.file_uploader(key="scene_upload") is not None and at.info
+        sidebar = "\n".join(c.value for c in at.sidebar.caption)
+        assert "Loading the model" in sidebar and "Frames" in sidebar
+        at.segmented_control(key="scene_source").set_value("From the index").run()  # votes need no model
+        assert not at.exception and "Truth" in _table(at, "Vote").columns
+        assert not release.is_set()
+    finally:
+        release.set()
+    from core.index import IndexStore
+
+    at.segmented_control(key="scene_source").set_value("Upload").run()  # an upload waits for the model
+    at.file_uploader(key="scene_upload").set_value(("scene.jpg", _jpeg(IndexStore.load(index_env.index), 3),
+                                                   "image/jpeg")).run()
+    assert not at.exception and not at.error and "Vote" in _table(at, "Vote").columns
+    at.run()  # the sidebar, drawn before the page waited, drops its clock on the next run
+    assert "Loading the model" not in "\n".join(c.value for c in at.sidebar.caption)
+
+
 def test_scene_upload_shows_votes_and_k_neighbours(engine: tuple) -> None:
     _, store = engine
     at = _app()

@@ -51,6 +51,8 @@ from app.handlers.files import (
     frames_rendering,
     missing_image_note,
     open_engine,
+    open_model,
+    open_store,
     prepare_demo,
     thumbnail,
 )
@@ -212,7 +214,7 @@ __all__ = [
     "finetune_defaults", "finetune_fields", "first_frame", "focus_classes", "focus_values", "frame_file", "frames_rendering", "index_splits", "is_demo",
     "job_comparison", "job_errors", "job_index_meta", "job_limits", "job_status", "labelled", "leakage_pairs", "leakage_table", "list_datasets",
     "list_indexes", "list_jobs", "list_models", "load_query_image", "map_categories", "map_layout", "measured_throughput", "missing_image_note",
-    "metrics_scope", "metrics_table", "split_in_view", "view_words", "neighbour_cards", "open_engine", "per_class_table", "place_upload", "prepare_demo",
+    "metrics_scope", "metrics_table", "split_in_view", "view_words", "neighbour_cards", "open_engine", "open_model", "open_store", "per_class_table", "place_upload", "prepare_demo",
     "pruned_summary", "pruned_vote_table", "resume_job", "search_scenes", "search_segments", "segment_table", "selected_ids", "selection_table",
     "start_job", "thumbnail", "token_background", "token_choices", "token_heatmap", "token_kept", "token_votes",
     "tokens_available", "train_choices", "train_frame_count", "upload_frames", "vote_frame", "vote_space_of", "workspace",

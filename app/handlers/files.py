@@ -55,6 +55,26 @@ def open_engine(index_dir: str | Path, model_name: str | None = None,
     return pipeline.open_index(index_dir, model_name)
 
 
+def open_store(index_dir: str | Path) -> IndexStore:
+    """An index without its model (no torch: a page draws in a second, its model loads apart;
+    ``open_model`` checks it), building the embedded demo first when it is asked for and missing."""
+    from core.index import IndexStore
+
+    if demo_missing(index_dir):
+        prepare_demo()
+    return IndexStore.load(index_dir)
+
+
+def open_model(store: IndexStore, model_name: str | None = None) -> SceneModel:
+    """The model that reads ``store``: the one that built it, or ``model_name``, which must match
+    (IndexMismatchError otherwise). Imports torch and open_clip: seconds."""
+    from core.index.store import check_model
+
+    model = pipeline.index_model(store.manifest, model_name)
+    check_model(store.path, store.manifest, model)
+    return model
+
+
 def example_files(store: IndexStore, index_dir: str | Path) -> list[Path]:
     """Files to try the app on: the demo's clip (when serving the demo index), a frame of a clip
     and a still from the index, those that exist."""

@@ -197,9 +197,9 @@ def first_frame(path: str | Path) -> Image.Image:
     raise InputError(f"{path.name}: no frames could be read")
 
 
-def vote_space_of(model: SceneModel, space: str, schema: Schema) -> dict[str, np.ndarray] | None:
-    """``prompt_space`` for a ``VOTE_SPACE_LABELS`` name (None: the whole embedding); ValueError
-    names the choices when ``space`` is not one."""
+def vote_space_of(model: SceneModel | None, space: str, schema: Schema) -> dict[str, np.ndarray] | None:
+    """``prompt_space`` for a ``VOTE_SPACE_LABELS`` name (None: the whole embedding, which needs
+    no model); ValueError names the choices when ``space`` is not one."""
     from core.predict import vote_space
 
     return vote_space(model, space, schema)

@@ -166,12 +166,8 @@ class IndexStore:
         if missing:
             raise IndexStoreError(f"{path}: incomplete index (missing {', '.join(missing)}); rebuild it")
         manifest = read_manifest(path)
-        if model is not None and model.identity != manifest["model"]:
-            raise IndexMismatchError(
-                f"index {path} was built with model {manifest['model']}; loaded model is "
-                f"{model.identity}; rebuild with that model (build_index(..., model=...)) or load "
-                f"the index with model {manifest.get('model_name', manifest['model'])}"
-            )
+        if model is not None:
+            check_model(path, manifest, model)
         schema = schema or default_schema()
         lists = (manifest.get(ONDISK_KEY) or {}).get("lists")
         if lists and not (path / str(lists)).is_file():
@@ -358,6 +354,17 @@ def rerank_exact(index: faiss.Index, vectors: np.ndarray, q: np.ndarray, k: int,
     order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     ids = np.take_along_axis(cand, order, axis=1)
     return np.where(ids >= 0, np.take_along_axis(sims, order, axis=1), -np.inf).astype(np.float32), ids
+
+
+def check_model(path: Path, manifest: dict[str, Any], model: SceneModel) -> None:
+    """Refuse a model that did not build the index at ``path`` (the workbench opens the index
+    first and checks the model when it has loaded, in the background)."""
+    if model.identity != manifest["model"]:
+        raise IndexMismatchError(
+            f"index {path} was built with model {manifest['model']}; loaded model is "
+            f"{model.identity}; rebuild with that model (build_index(..., model=...)) or load "
+            f"the index with model {manifest.get('model_name', manifest['model'])}"
+        )
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
