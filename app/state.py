@@ -34,14 +34,21 @@ KEY_INDEX, KEY_MODEL, KEY_K = "ss_index", "ss_model", "ss_k"
 
 
 class ModelLoad:
-    """A model loading in a background thread, started when its index is first opened: importing
-    torch and open_clip and reading the weights take ~10 s, and a page draws what needs no model
-    (the index, its frames, the map) meanwhile. ``get`` waits for it, with a spinner."""
+    """A model loading in a background thread: importing torch and open_clip and reading the
+    weights take ~10 s, and a page draws what needs no model (the index, its frames, the map)
+    meanwhile. The workbench starts it when its first page has drawn (a thread started earlier
+    would hold the GIL against that page); ``get`` starts it if need be and waits, with a spinner."""
 
     def __init__(self, load: Callable[[], SceneModel]) -> None:
-        self.started = time.monotonic()
+        self.started: float | None = None
         self.future: Future[SceneModel] = Future()
-        threading.Thread(target=self._run, args=(load,), name="scenescope-model", daemon=True).start()
+        self._load, self._lock = load, threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self.started is None:
+                self.started = time.monotonic()
+                threading.Thread(target=self._run, args=(self._load,), name="scenescope-model", daemon=True).start()
 
     def _run(self, load: Callable[[], SceneModel]) -> None:
         try:
@@ -50,9 +57,10 @@ class ModelLoad:
             self.future.set_exception(e)
 
     def seconds(self) -> float:
-        return time.monotonic() - self.started
+        return 0.0 if self.started is None else time.monotonic() - self.started
 
     def get(self) -> SceneModel:
+        self.start()
         if not self.future.done():
             with st.spinner(f"Loading the model (started {self.seconds():.0f} s ago)…", show_time=True):
                 self.future.result()
@@ -148,8 +156,8 @@ def _choice() -> tuple[Path, str | None]:
 
 
 def model_loading() -> ModelLoad | None:
-    """The session's model load, started here when its index is on disk (the sidebar shows how far
-    it is before the page asks); None when the index is not there yet or does not open."""
+    """The session's model load (started or not) when its index is on disk, for the sidebar to
+    show and the workbench to start; None when the index is not there yet or does not open."""
     index_dir, name = _choice()
     if handlers.demo_missing(index_dir):
         return None

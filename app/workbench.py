@@ -69,7 +69,12 @@ def main() -> None:
     }
     page = st.navigation(groups)
     sidebar()
-    page.run()
+    try:
+        page.run()
+    finally:  # also after st.stop(): the model loads once the page has drawn
+        loading = state.model_loading()
+        if loading is not None:
+            loading.start()
 
 
 main()

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.predict import Vote
 from core.schema import UNKNOWN, Schema, default_schema
@@ -68,6 +67,9 @@ def score_attribute(
     }
     if n == 0 or not labels:
         return out
+    # imported here: ~1 s that the workbench's first page need not wait for
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     cm_labels = labels + ([UNKNOWN] if UNKNOWN in seen else [])
     with warnings.catch_warnings():
         # sklearn warns about a single class even when ``labels`` is given, as it is here.
