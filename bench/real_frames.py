@@ -3,7 +3,8 @@ bundled model, a model fine-tuned on domain-randomized synthetic frames, and mod
 unlabelled frames of the OTHER real source (strict cross-source protocol); familiarity of the real
 Udacity clip before/after; held-out synthetic k-NN macro F1 before/after (issue 20).
 
-Run: `nice -n 5 python bench/real_frames.py [--data workspace/demo-data] [--quick] [--no-dr]`.
+Run: `nice -n 5 python bench/real_frames.py [--data workspace/demo-data] [--quick] [--no-dr]
+[--models bundled dr ...]`.
 
 - Real frames (../shared/fixtures, evaluation only; never trained on): the Udacity images and the
   solidWhiteRight.mp4 clip sampled at 2 fps (labels tests/data/udacity_labels.csv), the DriveLM
@@ -16,6 +17,8 @@ Run: `nice -n 5 python bench/real_frames.py [--data workspace/demo-data] [--quic
 - Domain randomization: ``--dr-scenes`` frames rendered with ``randomize=True`` (core.synth),
   then the bundled model fine-tuned on them (core.train.finetune).
 - Synthetic macro F1: k-NN vote of ``--data``'s test split against its train split.
+- ``--models`` runs only the named models (see MODELS); whatever ``--work`` already holds (embeddings,
+  rendered frames, trained models) is reused, and ``results.json`` keeps earlier models' rows.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ SOURCES = {  # name -> (target paths, labels table)
 }
 CLIP = "solidWhiteRight.mp4"
 K = 5
+MODELS = ("bundled", "bundled-prompts", "adapted", "adapted-prompts", "dr")  # --models choices, cheap first
 
 
 def real_source(name: str) -> tuple[list[Image.Image], list[str], list[dict[str, str]], list[Path]]:
@@ -145,12 +149,13 @@ def clip_verdict(votes: list, schema, calibration: dict) -> dict:  # noqa: ANN00
             "flagged": float(np.mean([is_unfamiliar(v.familiarity, calibration) for v in votes]))}
 
 
-def dr_model(data_dir: Path, work: Path, scenes: int, epochs: int) -> str:
-    """The bundled model fine-tuned on domain-randomized synthetic frames."""
+def dr_model(data_dir: Path, work: Path, scenes: int, epochs: int, lr: float | None = None) -> str:
+    """The bundled model fine-tuned on domain-randomized synthetic frames (``lr`` None: the model's
+    default fine-tuning lr)."""
     from core.synth import write_synth_dataset
     from core.train.finetune import FinetuneOptions, finetune
 
-    out = work / "dr-model"
+    out = work / (f"dr-model-{scenes}x{epochs}" + (f"-lr{lr:g}" if lr else ""))  # one per setting, never reused
     if not (out / "open_clip_model.safetensors").is_file():
         dr = work / f"dr-data-{scenes}"
         if not (dr / "manifest.jsonl").is_file():
@@ -158,7 +163,7 @@ def dr_model(data_dir: Path, work: Path, scenes: int, epochs: int) -> str:
             write_synth_dataset(dr, scenes=scenes, clips=0, seed=31337, randomize=True, progress=False)
             print(f"rendered {scenes} randomized scenes in {time.time() - t0:.0f} s", flush=True)
         t0 = time.time()
-        finetune(dr, "scenescope-tiny", out, FinetuneOptions(epochs=epochs, batch_size=32, validate=False,
+        finetune(dr, "scenescope-tiny", out, FinetuneOptions(epochs=epochs, lr=lr, batch_size=32, validate=False,
                                                              precision="fp32", workers=1))
         print(f"fine-tuned on them in {time.time() - t0:.0f} s", flush=True)
     return f"file:{out}"
@@ -194,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lambda", dest="lam", type=float, default=0.1)
     ap.add_argument("--dr-scenes", type=int, default=800)
     ap.add_argument("--dr-epochs", type=int, default=2)
+    ap.add_argument("--dr-lr", type=float, default=None, help="fine-tuning lr (default: the bundled model's)")
     ap.add_argument("--no-dr", action="store_true", help="skip the domain-randomized model")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=None,
+                    help="run only these models (default: all, less dr under --no-dr)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--index-frames", type=int, default=0, help="random train frames in the index (0: all)")
     a = parse_args(ap, {"source_frames": 64, "epochs": 1, "dr_scenes": 64, "dr_epochs": 1}, argv)
@@ -206,21 +214,35 @@ def main(argv: list[str] | None = None) -> None:
     data = read_manifest(a.data)
     real = {s: real_source(s) for s in SOURCES}
     rows = subset_rows(data, a.index_frames)
-    from core.jobs.subset import subset_dataset
+    chosen = a.models or [m for m in MODELS if not (a.no_dr and m == "dr")]
+    results = run_models(a, chosen, data, rows, real, work)
+    (work / "results.json").write_text(json.dumps(merged(work / "results.json", results), indent=2))
+    report(results, data.schema)
 
-    source = subset_dataset(a.data, work / f"source-{a.source_frames}", a.source_frames, seed=0)
-    options = AdaptOptions(epochs=a.epochs, domain_lambda=a.lam, batch_size=32, workers=1)
-    # Each model is made only when its turn comes (the cheap ones first), and evaluated at once.
-    runs = [("bundled (scenescope-tiny)", lambda: "scenescope-tiny", list(SOURCES), False),
-            ("bundled, votes in each attribute's prompt space", lambda: "scenescope-tiny", list(SOURCES), True)]
+
+def run_models(a: argparse.Namespace, chosen: list[str], data: Dataset, rows: np.ndarray, real: dict,
+               work: Path) -> list[dict]:
+    """Make and evaluate the ``chosen`` models; each is made only when its turn comes (the cheap
+    ones first), and evaluated at once."""
+    runs = []
+    if "bundled" in chosen:
+        runs.append(("bundled (scenescope-tiny)", lambda: "scenescope-tiny", list(SOURCES), False))
+    if "bundled-prompts" in chosen:
+        runs.append(("bundled, votes in each attribute's prompt space", lambda: "scenescope-tiny", list(SOURCES),
+                     True))
     for tgt, test in (("drivelm", "udacity"), ("udacity", "drivelm")):
         for prompts in (False, True):
-            runs.append((f"adapted on {tgt} frames (unlabelled), tested on {test}"
-                         + (", prompt-space votes" if prompts else ""),
-                         lambda tgt=tgt: adapted_model(tgt, real, source, work, options), [test], prompts))
-    if not a.no_dr:
-        runs.append((f"domain-randomized fine-tune ({a.dr_scenes} scenes, {a.dr_epochs} epochs)",
-                     lambda: dr_model(Path(a.data), work, a.dr_scenes, a.dr_epochs), list(SOURCES), False))
+            if ("adapted-prompts" if prompts else "adapted") in chosen:
+                runs.append((f"adapted on {tgt} frames (unlabelled), tested on {test}"
+                             + (", prompt-space votes" if prompts else ""),
+                             lambda tgt=tgt: adapted_model(tgt, real, adapt_source(a, work), work,
+                                                           AdaptOptions(epochs=a.epochs, domain_lambda=a.lam,
+                                                                        batch_size=32, workers=1)),
+                             [test], prompts))
+    if "dr" in chosen:
+        runs.append((f"domain-randomized fine-tune ({a.dr_scenes} scenes, {a.dr_epochs} epochs"
+                     + (f", lr {a.dr_lr:g})" if a.dr_lr else ")"),
+                     lambda: dr_model(Path(a.data), work, a.dr_scenes, a.dr_epochs, a.dr_lr), list(SOURCES), False))
     results = []
     for label, make, sources, prompts in runs:
         t0 = time.time()
@@ -228,8 +250,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: made and evaluated in {time.time() - t0:.0f} s", flush=True)
         print(json.dumps({k: v for k, v in r.items() if k != "synthetic_f1"}), flush=True)
         results.append(r)
-    (work / "results.json").write_text(json.dumps(results, indent=2))
-    schema = data.schema
+    return results
+
+
+def adapt_source(a: argparse.Namespace, work: Path) -> Path:
+    """The labelled synthetic frames adaptation learns from (made once, kept in ``work``)."""
+    from core.jobs.subset import subset_dataset
+
+    return subset_dataset(a.data, work / f"source-{a.source_frames}", a.source_frames, seed=0)
+
+
+def merged(path: Path, results: list[dict]) -> list[dict]:
+    """``path``'s earlier results with this run's rows replacing those of the same label."""
+    new = {r["label"] for r in results}
+    old = json.loads(path.read_text()) if path.is_file() else []
+    return [r for r in old if r["label"] not in new] + results
+
+
+def report(results: list[dict], schema) -> None:  # noqa: ANN001
     for src in SOURCES:
         print("\n".join(["", *table(results, src, schema)]))
     print("\n| model | synthetic k-NN macro F1 | Udacity clip votes | confident-intersection frames | "
