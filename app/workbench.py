@@ -17,7 +17,7 @@ from app import handlers, navigation, state, widgets
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def sidebar() -> None:
+def sidebar() -> state.ModelLoad | None:
     with st.sidebar:
         st.markdown("**Workspace**")
         options = [str(p) for p in state.list_indexes()]
@@ -34,11 +34,13 @@ def sidebar() -> None:
             st.caption(widgets.manifest_caption(manifest))
         else:
             st.caption("No manifest yet: the index is prepared when a page first opens it.")
-        model_status(state.model_loading())
+        loading = state.model_loading()
+        model_status(loading)
         rendering = handlers.frames_rendering(st.session_state[state.KEY_INDEX])
         if rendering:
             st.caption(f"Rendering the demo's frames in the background: {rendering[0]:,} of {rendering[1]:,}. "
                        "Votes, search and the map work already; thumbnails fill in as frames are written.")
+    return loading
 
 
 def model_status(loading: state.ModelLoad | None) -> None:
@@ -50,6 +52,7 @@ def model_status(loading: state.ModelLoad | None) -> None:
 
     @st.fragment(run_every=1.0)
     def clock() -> None:
+        loading.start()  # idempotent; main() starts it when the page has drawn
         if loading.future.done():
             st.rerun()  # the whole app, once: the sidebar drops the clock
         st.caption(f"Loading the model ({loading.seconds():.0f} s)… Pages draw meanwhile; "
@@ -68,11 +71,10 @@ def main() -> None:
         for section, specs in navigation.sections().items()
     }
     page = st.navigation(groups)
-    sidebar()
+    loading = sidebar()
     try:
         page.run()
-    finally:  # also after st.stop(): the model loads once the page has drawn
-        loading = state.model_loading()
+    finally:  # also after st.stop() (no st call here: after it, they raise): the model loads now
         if loading is not None:
             loading.start()
 

@@ -214,9 +214,10 @@ def test_landing_page_draws_before_the_model_has_loaded(index_env: SmallIndex, m
 
     from app import state
 
-    release, real = threading.Event(), handlers.open_model
+    started, release, real = threading.Event(), threading.Event(), handlers.open_model
 
     def held(store: object, name: str | None = None) -> object:  # the model load, held back
+        started.set()
         assert release.wait(60), "the test never released the model"
         return real(store, name)
 
@@ -229,6 +230,7 @@ def test_landing_page_draws_before_the_model_has_loaded(index_env: SmallIndex, m
         assert at.file_uploader(key="scene_upload") is not None and at.info
         sidebar = "\n".join(c.value for c in at.sidebar.caption)
         assert "Loading the model" in sidebar and "Frames" in sidebar
+        assert started.wait(30)  # started once the page had drawn, though the page did not ask for it
         at.segmented_control(key="scene_source").set_value("From the index").run()  # votes need no model
         assert not at.exception and "Truth" in _table(at, "Vote").columns
         assert not release.is_set()
