@@ -50,7 +50,7 @@ def model_status(loading: state.ModelLoad | None) -> None:
             st.caption(f"The model did not load: {loading.future.exception()}")
         return
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=2.0)  # each tick is a fragment run, competing with the load for the GIL
     def clock() -> None:
         loading.start()  # idempotent; main() starts it when the page has drawn
         if loading.future.done():
