@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import handlers
+from app import handlers, widgets
 
 FIELDS, OPTION_HELP = handlers.adapt_fields()
 MAIN = ("epochs", "domain_lambda", "lr", "batch_size")
@@ -39,12 +39,10 @@ def _input(f: Any, col: Any) -> Any:
 
 def adapt_form(eng: Any) -> tuple[dict[str, Any], bool]:
     """The adaptation job's options; returns (job spec, whether Start was pressed)."""
-    c1, c2 = st.columns([3, 2])
-    datasets = handlers.list_datasets([eng.store.data_root])
-    data = c1.selectbox("Labelled source dataset", [str(d) for d in datasets], key="adapt_data",
-                        accept_new_options=True, help="Its train split keeps the task learnt while the look adapts")
-    base = c2.selectbox("Model to adapt", handlers.list_models([eng.model.name]), key="adapt_base",
-                        accept_new_options=True, help="A registry name: scenescope-tiny, file:<folder>, ...")
+    data, base = widgets.data_and_model_pickers(
+        eng, ("adapt_data", "adapt_base"),
+        ("Labelled source dataset", "Its train split keeps the task learnt while the look adapts"),
+        ("Model to adapt", "A registry name: scenescope-tiny, file:<folder>, ..."))
     with st.form("adapt_form", border=True):
         target = st.text_area(
             "Your unlabelled footage", key="adapt_target", height=80,

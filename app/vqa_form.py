@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import handlers
+from app import widgets
 
 # The bundled VLM's recipe (`make vqa-asset`) as the form's starting values: a run that fits a CPU.
 MAIN = {"stage2_epochs": ("Question-answer epochs (stage 2)", 3), "max_frames": ("Most frames", 2000),
@@ -23,12 +23,10 @@ RATES = {"lr_align": ("Learning rate (projector)", 2e-3), "lr_qa": ("Learning ra
 
 def vqa_form(eng: Any) -> tuple[dict[str, Any], bool]:
     """The VLM training job's options; returns (job spec, whether Start was pressed)."""
-    c1, c2 = st.columns([3, 2])
-    datasets = handlers.list_datasets([eng.store.data_root])
-    data = c1.selectbox("Dataset with questions", [str(d) for d in datasets], key="vqa_data",
-                        accept_new_options=True, help="A dataset written by `scenescope synth --qa` (its qa.jsonl)")
-    tower = c2.selectbox("Vision tower (frozen)", handlers.list_models([eng.model.name]), key="vqa_tower",
-                         accept_new_options=True, help="The registry model whose patch tokens the VLM reads")
+    data, tower = widgets.data_and_model_pickers(
+        eng, ("vqa_data", "vqa_tower"),
+        ("Dataset with questions", "A dataset written by `scenescope synth --qa` (its qa.jsonl)"),
+        ("Vision tower (frozen)", "The registry model whose patch tokens the VLM reads"))
     with st.form("vqa_form", border=True):
         cols = st.columns(len(MAIN))
         options: dict[str, Any] = {k: int(col.number_input(label, value=v, step=1, min_value=1, key=f"vqa_{k}"))

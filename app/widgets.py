@@ -181,6 +181,18 @@ def label_lines(labels: Mapping[str, str], schema: Schema, compact: bool = False
     return [f"{a.display}: {a.display_of(labels.get(a.name, UNKNOWN))}" for a in schema.attributes]
 
 
+def data_and_model_pickers(eng: state.Engine, keys: tuple[str, str], data: tuple[str, str],
+                           model: tuple[str, str]) -> tuple[str, str]:
+    """A job form's two pickers side by side: a dataset under the index's data root and a registry
+    model (each ``(label, help)``; both accept a typed value). Returns (dataset, model name)."""
+    c1, c2 = st.columns([3, 2])
+    datasets = [str(d) for d in handlers.list_datasets([eng.store.data_root])]
+    chosen = c1.selectbox(data[0], datasets, key=keys[0], accept_new_options=True, help=data[1])
+    name = c2.selectbox(model[0], handlers.list_models([eng.model.name]), key=keys[1], accept_new_options=True,
+                        help=model[1])
+    return chosen, name
+
+
 def metric_table(df: pd.DataFrame, key: str | None = None) -> None:
     cfg = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f", color="blue")
            for c in ("Precision", "Recall", "F1", "Accuracy") if c in df.columns}
