@@ -176,8 +176,12 @@ def test_bad_qa_line_names_file_and_line(tmp_path: Path) -> None:
     from core.vqa.train_vlm import read_qa
 
     (tmp_path / "qa.jsonl").write_text('{"scene": "c0", "frame": "0", "question": "q", "answer": "a"}\n{oops\n')
-    with pytest.raises(ValueError, match=r"qa.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match=r"qa.jsonl row 2: invalid JSON"):
         read_qa(tmp_path)
+    # JSONL lines end at "\n" only: U+2028 and U+0085 inside a string are not line breaks
+    (tmp_path / "qa.jsonl").write_text('{"scene": "c0", "frame": "0", "question": "q\u2028x\u0085", "answer": "a"}\n',
+                                       encoding="utf-8")
+    assert read_qa(tmp_path)[0]["question"] == "q\u2028x\u0085"
 
 
 def test_cli_train_vqa(trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from core.atomic import atomic_path
+from core.jsonl import read_jsonl
 from core.quote import one_line, quote
 from core.schema import UNKNOWN, Schema, SchemaError, default_schema
 
@@ -264,38 +264,10 @@ def check_frame_numbers(frames: pd.DataFrame, origin: str) -> None:
 
 # ---- reading manifest files -----------------------------------------------------------------
 def read_jsonl_rows(path: Path) -> tuple[Rows, list[int], list[str]]:
-    """Rows of a JSONL file, their line numbers, and the keys seen.
-
-    Lines end at "\n" only, as JSONL defines; splitlines() would also split inside strings that
-    hold U+2028 or U+0085. Every failure names the file and line.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ManifestError(f"{path} row {line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
-    rows: Rows = []
-    numbers_: list[int] = []
+    """Rows of a JSONL file (:func:`core.jsonl.read_jsonl`), their line numbers, and the keys seen."""
+    rows, numbers_ = read_jsonl(path, ManifestError)
     columns: dict[str, None] = {}
-    for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{path} row {n}: invalid JSON ({e.msg})") from None
-        except RecursionError:
-            raise ManifestError(f"{path} row {n}: invalid JSON (nested too deeply)") from None
-        except ValueError as e:  # an integer of more than 4300 digits
-            raise ManifestError(f"{path} row {n}: invalid JSON ({one_line(str(e), 80)})") from None
-        if not isinstance(row, dict):
-            raise ManifestError(f"{path} row {n}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-        numbers_.append(n)
+    for row in rows:
         columns.update(dict.fromkeys(row))
     return rows, numbers_, list(columns)
 

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from core.data.manifest import ManifestError, resolve_inside
+from core.jsonl import read_jsonl
 
 GROUPS = ("perception", "prediction", "planning", "behavior")
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
@@ -305,18 +306,11 @@ def read_qa_table(path: str | Path) -> pd.DataFrame:
         path = path / "qa.jsonl"
     if not path.is_file():
         raise DriveLMError(f"{path}: QA table not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DriveLMError(f"{path} row {n}: invalid JSON ({e.msg})") from None
-        missing = [c for c in QA_COLUMNS if c not in row] if isinstance(row, dict) else list(QA_COLUMNS)
+    rows, numbers = read_jsonl(path, DriveLMError)
+    for n, row in zip(numbers, rows, strict=True):
+        missing = [c for c in QA_COLUMNS if c not in row]
         if missing:
             raise DriveLMError(f"{path} row {n}: missing {missing}")
-        rows.append(row)
     return pd.DataFrame(rows, columns=list(QA_COLUMNS))
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.jsonl import read_jsonl
 from core.schema import Schema, default_schema
 from core.tokens.pruned import keep_indices
 from core.tokens.select import random_scores
@@ -58,18 +59,11 @@ def read_qa(root: Path) -> list[dict[str, Any]] | None:
     path = root / QA_FILE
     if not path.is_file():
         return None
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not JSON ({e.msg})") from None
+    rows, numbers = read_jsonl(path)
+    for n, row in zip(numbers, rows, strict=True):
         for key in ("scene", "frame", "question", "answer"):
             if key not in row:
-                raise ValueError(f"{path}:{i}: missing {key!r}")
-        rows.append(row)
+                raise ValueError(f"{path} row {n}: missing {key!r}")
     return rows
 
 
