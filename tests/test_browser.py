@@ -361,41 +361,6 @@ def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: obj
         page.close()
 
 
-def test_correct_a_label_and_undo_it(workbench: str, browser: object) -> None:
-    """Triage: relabel a failure as its prediction (the manifest changes), then Undo last change
-    (the manifest is byte-identical again)."""
-    from playwright.sync_api import expect
-
-    from app import handlers
-    from core.index import IndexStore
-
-    manifest = IndexStore.load(SERVED["index"]).data_root / "manifest.jsonl"
-    before = manifest.read_bytes()
-    page = _open(browser, f"{workbench}/triage", "Triage")
-    try:
-        failures = page.get_by_role("tab", name=re.compile(r"^Failures"))
-        relabel = page.get_by_role("button", name="Relabel")
-        _click_until(page, failures, relabel)
-        relabel.click()
-        # The message is drawn in the Failures tab, which the rerun may leave hidden (the tab's name
-        # changed with the failure count), and its toast is gone after seconds: wait for it in the page.
-        expect(page.get_by_text(re.compile(r"^Corrected ")).first).to_be_attached(timeout=WAIT_MS)
-        assert manifest.read_bytes() != before
-        # The failure count in the tab's name changed, so the page may reopen on the first tab.
-        actions = page.get_by_text("Tag, correct, move or export these").first
-        _click_until(page, failures, actions)
-        undo = page.get_by_role("button", name="Undo last change").first
-        _click_until(page, actions, undo)  # open the expander
-        expect(undo).to_be_enabled(timeout=WAIT_MS)
-        undo.click()
-        expect(page.get_by_text(re.compile(r"^Undone")).first).to_be_attached(timeout=WAIT_MS)
-        assert manifest.read_bytes() == before
-    finally:
-        page.close()
-        if manifest.read_bytes() != before:  # leave the served copy as the other tests expect it
-            handlers.undo_last(IndexStore.load(SERVED["index"]))
-
-
 def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: object) -> None:
     """The Train page: start a job (the index's dataset and model), wait until the page shows it
     running, then Cancel: the page shows "cancelled" within 5 s of the click, with the job picker
