@@ -32,7 +32,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
 
     path = write_synth_dataset(Path(a.out), scenes=a.scenes, clips=a.clips, seed=a.seed,
                                size=frame_size(a.size), fps=a.fps, schema=schema_option(a), qa=a.qa,
-                               randomize=a.randomize)
+                               randomize=a.randomize, objects=a.objects)
     print(f"wrote {path}")
 
 
@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="320x180", help="frame size WxH")
     s.add_argument("--fps", type=float, default=2.0, help="clip frame rate")
     s.add_argument("--qa", action="store_true", help="also write the question bank qa.jsonl beside the manifest")
+    s.add_argument("--objects", action="store_true", help="also write objects.jsonl (each frame's cones, barrels, "
+                   "signs, gates, signals, vehicles: class, centre, box); with --qa, DriveLM's important-objects "
+                   "question with <c1,CAM_FRONT,x,y> positions")
     s.add_argument("--randomize", action="store_true", help="domain randomization: camera, distractors, textures, "
                    "photometric noise, lens, blur and JPEG vary (same labels; off: the usual look)")
     s.set_defaults(fn=cmd_synth)

@@ -15,6 +15,7 @@ from core.schema.types import (
     Attribute,
     Facet,
     Labels,
+    ObjectForms,
     QuestionForms,
     Rule,
     Schema,
@@ -22,5 +23,5 @@ from core.schema.types import (
     Value,
 )
 
-__all__ = ["DEFAULT_SCHEMA_PATH", "UNKNOWN", "Attribute", "Facet", "Labels", "QuestionForms", "Rule", "Schema",
+__all__ = ["DEFAULT_SCHEMA_PATH", "UNKNOWN", "Attribute", "Facet", "Labels", "ObjectForms", "QuestionForms", "Rule", "Schema",
            "SchemaError", "Value", "default_schema", "load_schema"]

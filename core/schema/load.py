@@ -7,7 +7,17 @@ from pathlib import Path
 
 import yaml
 
-from core.schema.types import UNKNOWN, Attribute, Facet, QuestionForms, Rule, Schema, SchemaError, Value
+from core.schema.types import (
+    UNKNOWN,
+    Attribute,
+    Facet,
+    ObjectForms,
+    QuestionForms,
+    Rule,
+    Schema,
+    SchemaError,
+    Value,
+)
 
 DEFAULT_SCHEMA_PATH = Path(__file__).with_name("hsd.yaml")
 
@@ -97,6 +107,22 @@ def _question_forms(raw: dict) -> QuestionForms:
         prediction_questions=tuple(pred.get("question") or ()),
         behavior_questions=tuple(beh.get("question") or ()),
         behavior_answers=tuple(beh.get("answer") or ()),
+        objects=_object_forms(raw.get("objects") or {}),
+    )
+
+
+def _object_forms(raw: dict) -> ObjectForms:
+    d = ObjectForms()
+    frame = tuple(float(x) for x in raw.get("frame") or d.frame)
+    if len(frame) != 2 or min(frame) <= 0:
+        raise SchemaError(f"questions.objects.frame must be [width, height] > 0; got {raw.get('frame')!r}")
+    return ObjectForms(
+        questions=tuple(raw.get("question") or ()),
+        answer=str(raw.get("answer") or d.answer), answer_one=str(raw.get("answer_one") or d.answer_one),
+        none=str(raw.get("none") or d.none),
+        classes={str(k): str(v) for k, v in (raw.get("classes") or {}).items()},
+        where=tuple(raw.get("where") or ()), camera=str(raw.get("camera") or d.camera), frame=frame,  # type: ignore[arg-type]
+        most=int(raw.get("max") or d.most), min_area=float(raw.get("min_area") or d.min_area),
     )
 
 

@@ -59,6 +59,23 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ObjectForms:
+    """The ``questions.objects`` block: how object questions ask and answer about the renderer's
+    object annotations (core.synth.objects), in DriveLM's ``<c1,CAMERA,x,y>`` form."""
+
+    questions: tuple[str, ...] = ()
+    answer: str = "There is {objects}. The IDs of these objects are {ids}."
+    answer_one: str = "There is {objects}. The ID of this object is {ids}."
+    none: str = "There are no important objects in the current scene."
+    classes: Mapping[str, str] = field(default_factory=dict)  # renderer class -> its answer phrase
+    where: tuple[str, ...] = ()  # left to right thirds of the image: "to the front left of ..."
+    camera: str = "CAM_FRONT"
+    frame: tuple[float, float] = (1600.0, 900.0)  # positions are written in an image of this size
+    most: int = 4  # at most this many important objects (the nearest)
+    min_area: float = 0.0  # visible share of the image below which an object is not important
+
+
+@dataclass(frozen=True)
 class QuestionForms:
     """The schema's ``questions`` block: answer words, planning rules and clip question templates."""
 
@@ -72,6 +89,7 @@ class QuestionForms:
     prediction_questions: tuple[str, ...] = ()
     behavior_questions: tuple[str, ...] = ()
     behavior_answers: tuple[str, ...] = ()
+    objects: ObjectForms = field(default_factory=ObjectForms)
 
     def action(self, labels: Labels) -> str | None:
         """The first matching rule's action, or None when no rule matches."""

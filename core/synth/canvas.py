@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from core.synth.atmosphere import Look
 from core.synth.camera import Camera
+from core.synth.objects import annotate
 
 RGB = tuple[int, int, int]
 Pts = list[tuple[float, float]]
@@ -26,6 +28,7 @@ class Canvas:
     rnd: random.Random
     params: dict
     want_mask: bool = False
+    want_objects: bool = False  # an id layer of the tagged items (core.synth.objects)
     items: list = field(default_factory=list)
     glows: list = field(default_factory=list)
     # (z1, z2, side) stretches where roadside scenery must leave room (-1 left, 1 right, 0 both).
@@ -41,6 +44,9 @@ class Canvas:
         self.draw: ImageDraw.ImageDraw | None = None
         self.mask = Image.new("L", (w, h), 0) if self.want_mask else None
         self.mdraw = ImageDraw.Draw(self.mask) if self.mask is not None else None
+        # 32-bit ids: a work zone can hold more tagged items than an 8-bit layer counts.
+        self.ids = Image.new("I", (w, h), 0) if self.want_objects else None
+        self.kinds: list[tuple[str, float]] = []  # (class, distance) of id 1, 2, ...
         self.wet = Image.new("L", (w, h), 0) if self.look.wet else None
         self.wdraw = ImageDraw.Draw(self.wet) if self.wet is not None else None
         self.shade: Image.Image | None = None
@@ -80,10 +86,11 @@ class Canvas:
         self.pdraw.polygon(pts, fill=v)
 
     # ---- upright objects ------------------------------------------------------------------
-    def item(self, dist: float, prims: list, feature: bool = False) -> None:
-        """Queue primitives ('p' polygon, 'e' ellipse box, 'l' polyline+width) at a distance."""
+    def item(self, dist: float, prims: list, feature: bool = False, kind: str | None = None) -> None:
+        """Queue primitives ('p' polygon, 'e' ellipse box, 'l' polyline+width) at a distance;
+        ``kind``: the object class it is annotated as (core.synth.objects), None for scenery."""
         self._seq += 1
-        self.items.append((-dist, self._seq, prims, feature))
+        self.items.append((-dist, self._seq, prims, feature, kind))
 
     def glow(self, x: float, y: float, r: float, color: RGB, z: float = 10.0) -> None:
         """A light source: a halo added after shading, and a streak on a wet road below it."""
@@ -91,8 +98,13 @@ class Canvas:
 
     def flush(self) -> None:
         d, md = self.draw, self.mdraw
-        for _, _, prims, feat in sorted(self.items):
+        idraw = ImageDraw.Draw(self.ids) if self.ids is not None else None
+        for neg, _, prims, feat, kind in sorted(self.items, key=lambda it: it[:2]):
             mv = 255 if feat else 0
+            if idraw is not None:  # untagged items paint 0: they hide what is behind them
+                if kind is not None:
+                    self.kinds.append((kind, -neg))
+                _paint(idraw, prims, len(self.kinds) if kind is not None else 0)
             for p in prims:
                 k = p[0]
                 if k == "p":
@@ -109,6 +121,10 @@ class Canvas:
                         md.line(p[1], fill=mv, width=p[3])
         self.items.clear()
 
+    def objects(self) -> list[dict]:
+        """The annotations of the tagged items drawn so far (core.synth.objects.annotate)."""
+        return annotate(np.asarray(self.ids, dtype=np.int64), self.kinds) if self.ids is not None else []
+
     def in_gap(self, z: float, side: int, margin: float = 0.0) -> bool:
         for z1, z2, s in self.gaps:
             if (s == 0 or s == side) and z1 - margin <= z <= z2 + margin:
@@ -120,3 +136,14 @@ class Canvas:
 
     def col(self, rgb: RGB, z: float, x: float = 0.0, refl: float = 1.0) -> RGB:
         return self.look.shade(rgb, z, x, refl)
+
+
+def _paint(draw: ImageDraw.ImageDraw, prims: list, v: int) -> None:
+    """Paint an item's primitives in one value (the id layer)."""
+    for p in prims:
+        if p[0] == "p":
+            draw.polygon(p[1], fill=v)
+        elif p[0] == "e":
+            draw.ellipse(p[1], fill=v)
+        else:
+            draw.line(p[1], fill=v, width=p[3])

@@ -21,6 +21,7 @@ from core.atomic import atomic_path, atomic_write_text, fsync_dir
 from core.data.manifest import SPLITS, write_manifest
 from core.schema import Schema, default_schema
 from core.synth.clips import attribute_with, clip_frames, clip_plan
+from core.synth.objects import OBJECTS_KEY, write_objects
 from core.synth.render import RENDERER_VERSION, Size, render_params
 
 STAMP = "synth.json"  # how the dataset was rendered; a cache with another stamp is stale
@@ -31,11 +32,12 @@ JPEG_QUALITY = 92
 
 _schema: Schema | None = None  # per worker process
 _randomize = False  # domain randomization (core.synth.randomize), per worker process
+_objects = False  # also annotate each frame's objects (core.synth.objects), per worker process
 
 
-def _init(schema: Schema, randomize: bool = False) -> None:
-    global _schema, _randomize
-    _schema, _randomize = schema, randomize
+def _init(schema: Schema, randomize: bool = False, objects: bool = False) -> None:
+    global _schema, _randomize, _objects
+    _schema, _randomize, _objects = schema, randomize, objects
 
 
 def _save(img, path: Path) -> None:  # noqa: ANN001 - numpy array
@@ -59,13 +61,21 @@ def _frames_of(job: tuple, schema: Schema) -> list[tuple[dict, dict]]:
 
 def _run(job: tuple, missing_only: bool = False) -> list[dict]:
     """Render one unit (a single scene or a clip) and return its manifest rows. ``missing_only``:
-    keep the frames already on disk (each was written whole: writes are atomic)."""
+    keep the frames already on disk (each was written whole: writes are atomic). With object
+    annotations on, each row carries them under ``OBJECTS_KEY`` (a frame kept is rendered again
+    for them, unsaved: the pixels do not depend on it)."""
     schema = _schema or default_schema()
     root, seed, size = Path(job[1]), job[4], job[5]
     rows = []
     for row, kw in _frames_of(job, schema):
         target = root / row["path"]
-        if not (missing_only and target.is_file()):
+        keep = missing_only and target.is_file()
+        if _objects:
+            img, row[OBJECTS_KEY] = render_params(kw.pop("params"), seed, size, randomize=_randomize,
+                                                  return_objects=True, **kw)
+            if not keep:
+                _save(img, target)
+        elif not keep:
             _save(render_params(kw.pop("params"), seed, size, randomize=_randomize, **kw), target)
         rows.append(row)
     return rows
@@ -95,6 +105,7 @@ def write_synth_dataset(
     qa: bool = False,
     randomize: bool = False,
     frames: bool = True,
+    objects: bool = False,
 ) -> Path:
     """Render ``scenes`` single frames and ``clips`` clips into ``out``; returns the dataset root.
 
@@ -104,6 +115,8 @@ def write_synth_dataset(
     ``randomize``: domain randomization (core.synth.randomize) on every frame; the labels and
     layouts are the same as without it. ``frames=False``: write the frame table (manifest, stamp)
     and a pending record now, no image; ``core.synth.pending.render_pending`` renders the frames.
+    ``objects``: also ``out/objects.jsonl``, each frame's object annotations (core.synth.objects),
+    from which the question bank asks DriveLM's important-objects question (needs ``frames``).
     """
     schema = schema or default_schema()
     root = Path(out)
@@ -111,8 +124,12 @@ def write_synth_dataset(
     jobs = _plan(root, scenes, clips, seed, size, fps, splits, schema, clip_seconds)
     stamp = _stamp(scenes, clips, seed, size, fps, splits)
     stamp = {**stamp, "randomize": True} if randomize else stamp
+    if objects and not frames:
+        raise ValueError("object annotations are made while rendering: objects=True needs frames=True")
     if frames:
-        rows = render_jobs(jobs, schema, randomize, progress)
+        rows = render_jobs(jobs, schema, randomize, progress, objects=objects)
+        if objects:
+            write_objects(root, [(r["path"], size, r.pop(OBJECTS_KEY)) for r in rows])
     else:  # the frame table now, the frames later (core.synth.pending)
         rows = [r for j in jobs for r, _ in _frames_of(j, schema)]
         args = {"scenes": scenes, "clips": clips, "seed": seed, "size": list(size), "fps": fps,
@@ -167,20 +184,21 @@ def _plan(root: Path, scenes: int, clips: int, seed: int, size: Size, fps: float
 
 
 def render_jobs(jobs: list[tuple], schema: Schema, randomize: bool = False, progress: bool = True,
-                missing_only: bool = False) -> list[dict]:
-    """Render the units ``jobs`` (in a pool of two when large) and return their manifest rows."""
+                missing_only: bool = False, objects: bool = False) -> list[dict]:
+    """Render the units ``jobs`` (in a pool of two when large) and return their manifest rows
+    (``objects``: each with its object annotations under ``OBJECTS_KEY``)."""
     frames = sum(1 if j[0] == "scene" else len(j[6]) for j in jobs)
     bar = tqdm(total=frames, desc="synth", unit="frame", disable=not progress)
     rows: list[dict] = []
     run = partial(_run, missing_only=missing_only)
     if frames > PARALLEL_ABOVE and (mp.cpu_count() or 1) > 1:
         with mp.get_context("fork").Pool(min(2, mp.cpu_count()), initializer=_init,
-                                         initargs=(schema, randomize)) as pool:
+                                         initargs=(schema, randomize, objects)) as pool:
             for r in pool.imap_unordered(run, jobs, chunksize=16):
                 rows.extend(r)
                 bar.update(len(r))
     else:
-        _init(schema, randomize)
+        _init(schema, randomize, objects)
         for job in jobs:
             r = run(job)
             rows.extend(r)

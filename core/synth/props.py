@@ -13,6 +13,7 @@ import random
 from core.synth import geom
 from core.synth.camera import ZNEAR
 from core.synth.canvas import RGB, Canvas
+from core.synth.objects import VEHICLE
 from core.synth.road import cast, wall_shadow
 
 CAR_COLORS: tuple[RGB, ...] = (
@@ -139,7 +140,7 @@ def car(cv: Canvas, u: float, z: float, color: RGB, facing: int = 1, length: flo
         prims.append(("e", (lx - r * 1.4, ly - r, lx + r * 1.4, ly + r), c))
         if lit:
             cv.glow(lx, ly, r * (2.2 if facing > 0 else 3.2), lc, z)
-    cv.item(dist(cv, u, z) + 0.01, prims)
+    cv.item(dist(cv, u, z) + 0.01, prims, kind=VEHICLE)
     del w
 
 

@@ -86,17 +86,21 @@ def render_params(
     travel: float = 0.0,
     place_z: float | None = None,
     randomize: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    return_objects: bool = False,
+) -> np.ndarray | tuple:
     """Render from merged render parameters.
 
     ``progress`` (0..1) sets where in its stage the place is (random from the seed when None);
     ``place_z`` overrides it with an explicit distance. ``travel`` moves the camera along the
     road (metres) without changing the scene, which is how clips move smoothly. ``randomize``
     applies domain randomization (core.synth.randomize); off, the output is unchanged.
+    ``return_objects`` appends the frame's object annotations (core.synth.objects.annotate: class,
+    centre, box in pixels, nearest first); the pixels are the same with or without it. With
+    ``randomize`` they do not include its distractors nor follow its lens distortion.
     """
     st, streams = _setup(params, seed, size, randomize)
     cam, look, road, rnd, place = st.cam, st.look, st.road, st.rnd, st.place
-    cv = Canvas(cam, look, rnd, dict(params), want_mask=return_mask)
+    cv = Canvas(cam, look, rnd, dict(params), want_mask=return_mask, want_objects=return_objects)
     shadow_offset(cv)  # fix the sun before anything draws from the layout stream
     if place is not None:
         if place_z is None:
@@ -120,10 +124,11 @@ def render_params(
     out = finish(img, cv, frame_rng)
     if randomize:
         out = randomize_frame(out, cam, stream(seed, 0.0), stream(seed, travel, per_frame=True))
+    extra = (cv.objects(),) if return_objects else ()
     if return_mask:
         mask = np.asarray(cv.mask) > 127 if cv.mask is not None else np.zeros(out.shape[:2], bool)
-        return out, mask
-    return out
+        return (out, mask, *extra)
+    return (out, *extra) if extra else out
 
 
 def render_scene(
@@ -135,12 +140,14 @@ def render_scene(
     progress: float | None = None,
     travel: float = 0.0,
     randomize: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    return_objects: bool = False,
+) -> np.ndarray | tuple:
     """Render a frame for a label set: HxWx3 uint8 RGB (``size`` is (width, height)).
 
-    With ``return_mask`` also an HxW bool mask of the place's own pixels (empty without a place).
+    With ``return_mask`` also an HxW bool mask of the place's own pixels (empty without a place);
+    with ``return_objects`` also (last) the object annotations (see ``render_params``).
     """
     schema = schema or default_schema()
     schema.check(labels)
     return render_params(schema.render_params(labels), seed, size, return_mask, progress, travel,
-                         randomize=randomize)
+                         randomize=randomize, return_objects=return_objects)

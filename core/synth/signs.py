@@ -6,6 +6,7 @@ import math
 
 from core.synth import geom
 from core.synth.canvas import RGB, Canvas
+from core.synth.objects import SIGN
 
 DIAMOND = [(0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0)]
 SQUARE = [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)]
@@ -51,5 +52,5 @@ def sign(cv: Canvas, u: float, z: float, y: float, size: float, outline: list[tu
         mc = cv.col(mark_color, z, x, 1.0)
         for (x0, y0), (x1, y1), wd in marks:
             prims.append(("l", [(cx + x0 * s, cy - y0 * s), (cx + x1 * s, cy - y1 * s)], mc, max(1, int(round(wd * s)))))
-    cv.item(math.hypot(x, z), prims, feature)
+    cv.item(math.hypot(x, z), prims, feature, kind=SIGN)
     return prims

@@ -15,8 +15,15 @@ What a question asks is an :class:`Intent`; DriveLM's groups follow from it:
   through at its place ("The ego vehicle approaches, enters and passes the construction zone.").
 
 The place attribute is the one whose values carry ``named``, the stage attribute the one whose values
-carry ``does``; stages with ``will`` are the events at a place, in schema order. Object questions with
-``<c1,CAM_FRONT,x,y>`` positions are not generated: the renderer emits no object annotations yet.
+carry ``does``; stages with ``will`` are the events at a place, in schema order.
+
+Objects (perception, intent kind ``objects``): DriveLM's "What are the important objects in the
+current scene? ..." about a single scene whose object annotations are known (``objects.jsonl``,
+``scenescope synth --objects``; core.synth.objects), answered in DriveLM's form: "There is a traffic
+cone to the front left of the ego vehicle, .... The IDs of these objects are <c1,CAM_FRONT,x,y>, ...".
+Every word and the position scale come from the schema's ``questions.objects`` block. These rows are
+free form with tag 3 (match F1), come after a scene's other rows and draw no random numbers, so a bank
+without annotations is the same as before; they exist only where annotations are given.
 
 Forms: multiple choice (DriveLM's inline "A. ... B. ..." after the schema's ``choose`` text, the
 schema's ``no_answer`` last, answered by a letter; tag 0), yes/no (tag 0) and free form (a random
@@ -35,13 +42,14 @@ from typing import Any
 
 from core.atomic import atomic_write_text
 from core.schema import UNKNOWN, Attribute, Schema, default_schema
-from core.vqa.drivelm import TAG_ACCURACY, TAG_LANGUAGE, option_letter, qa_id
+from core.vqa.drivelm import TAG_ACCURACY, TAG_LANGUAGE, TAG_MATCH, option_letter, qa_id
+from core.vqa.question_objects import important_objects, listed, object_point, object_tag, objects_answer
 
 QA_FILE = "qa.jsonl"
 CLIP_FRAME = "clip"  # the `frame` of a question about a whole clip
-KINDS = ("attribute", "yes_no", "facet", "planning", "prediction", "behavior")
+KINDS = ("attribute", "yes_no", "facet", "planning", "prediction", "behavior", "objects")
 GROUP_OF = {"attribute": "perception", "yes_no": "perception", "facet": "perception", "planning": "planning",
-            "prediction": "prediction", "behavior": "behavior"}
+            "prediction": "prediction", "behavior": "behavior", "objects": "perception"}
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,8 @@ def questions_of(schema: Schema, intent: Intent, *, all_phrases: bool = False) -
         return list(schema.qa.planning_questions)
     if intent.kind == "behavior":
         return list(schema.qa.behavior_questions)
+    if intent.kind == "objects":
+        return list(schema.qa.objects.questions)
     place = place_attribute(schema).value(intent.value)  # type: ignore[union-attr,arg-type]
     will = stage_attribute(schema).value(intent.stage).will  # type: ignore[union-attr,arg-type]
     names = [place.named or place.answer, *(place.phrases if all_phrases else ())]
@@ -152,6 +162,8 @@ def intents(schema: Schema) -> list[Intent]:
         for v in place.values:  # type: ignore[union-attr]
             out += [Intent("prediction", place.name, v.name, stage=s) for s in event_stages(schema, v.name)]  # type: ignore[union-attr]
         out.append(Intent("behavior"))
+    if schema.qa.objects.questions and schema.qa.objects.classes:
+        out.append(Intent("objects"))
     return out
 
 
@@ -200,6 +212,8 @@ def truth(schema: Schema, intent: Intent, labels: Mapping[str, str]) -> str | No
     if intent.kind == "planning":
         needed = {a for r in schema.qa.rules for a in r.when}
         return None if any(labels.get(a, UNKNOWN) == UNKNOWN for a in needed) else schema.qa.action(labels)
+    if intent.kind == "objects":
+        raise ValueError("object questions are answered from a frame's object annotations (objects_answer)")
     raise ValueError(f"{intent.kind} questions are about clips")
 
 
@@ -261,8 +275,11 @@ def _mc_and_free(schema: Schema, scene: str, frame: str, kind: str, intent: Inte
 
 
 def scene_questions(schema: Schema, labels: Mapping[str, str], rng: random.Random, scene: str = "",
-                    frame: str = "0", kind: str = "scene") -> list[dict[str, Any]]:
-    """Perception and planning questions about one frame with these labels (rows without ids)."""
+                    frame: str = "0", kind: str = "scene",
+                    objects: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Perception and planning questions about one frame with these labels (rows without ids);
+    with ``objects`` (the frame's ``{size, objects}`` annotations) also the important-objects question,
+    last and drawing no random numbers."""
     rows: list[dict[str, Any]] = []
     for a in schema:
         value = labels.get(a.name, UNKNOWN)
@@ -287,6 +304,11 @@ def scene_questions(schema: Schema, labels: Mapping[str, str], rng: random.Rando
         action = truth(schema, plan, labels)
         if action is not None:
             rows += _mc_and_free(schema, scene, frame, kind, plan, action, rng)
+    asks = schema.qa.objects.questions
+    if objects is not None and Intent("objects") in intents(schema):
+        row = _row(scene, frame, kind, Intent("objects"), "free_form", asks[len(rows) % len(asks)],
+                   objects_answer(schema, objects["objects"], objects["size"]))
+        rows.append({**row, "tag": [TAG_MATCH]})
     return rows
 
 
@@ -324,11 +346,14 @@ def clip_questions(schema: Schema, frames: Sequence[Mapping[str, str]], rng: ran
     return rows
 
 
-def question_bank(manifest: Iterable[Mapping[str, Any]], schema: Schema | None = None, seed: int = 0) -> list[dict[str, Any]]:
+def question_bank(manifest: Iterable[Mapping[str, Any]], schema: Schema | None = None, seed: int = 0,
+                  objects: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The question bank of a dataset's manifest rows: single-frame clips get perception and planning
     questions, clips of several frames prediction and behavior questions. Rows carry DriveLM's QA
     columns (``core.vqa.drivelm.QA_COLUMNS``) plus ``kind`` (scene or clip), ``split`` and ``intent``
-    (what the question asks: the ground truth's key, not for answerers)."""
+    (what the question asks: the ground truth's key, not for answerers). ``objects``: annotations by
+    frame path (core.synth.objects.read_objects); a single scene found there also gets the
+    important-objects question."""
     schema = schema or default_schema()
     rng = random.Random(seed)
     by_clip: dict[str, list[Mapping[str, Any]]] = {}
@@ -339,7 +364,8 @@ def question_bank(manifest: Iterable[Mapping[str, Any]], schema: Schema | None =
         frames = sorted(by_clip[clip], key=lambda r: int(r.get("frame_index") or 0))
         labels = [{a: str(f.get(a, UNKNOWN)) for a in schema.names} for f in frames]
         if len(frames) == 1:
-            rows = scene_questions(schema, labels[0], rng, clip, str(int(frames[0].get("frame_index") or 0)))
+            rows = scene_questions(schema, labels[0], rng, clip, str(int(frames[0].get("frame_index") or 0)),
+                                   objects=(objects or {}).get(str(frames[0].get("path"))))
         else:
             rows = clip_questions(schema, labels, rng, clip)
         for i, row in enumerate(rows):
@@ -349,13 +375,15 @@ def question_bank(manifest: Iterable[Mapping[str, Any]], schema: Schema | None =
 
 
 def write_question_bank(root: str | Path, schema: Schema | None = None, seed: int = 0) -> Path:
-    """Write ``qa.jsonl`` beside a dataset's manifest (atomically) from its labels; returns its path."""
+    """Write ``qa.jsonl`` beside a dataset's manifest (atomically) from its labels (and its object
+    annotations, ``objects.jsonl``, when present); returns its path."""
     from core.data import read_manifest
+    from core.synth.objects import read_objects
 
     root = Path(root)
     schema = schema or default_schema()
     ds = read_manifest(root, schema)
-    rows = question_bank(ds.frames.to_dict("records"), schema, seed)
+    rows = question_bank(ds.frames.to_dict("records"), schema, seed, read_objects(root))
     path = root / QA_FILE
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
@@ -363,7 +391,7 @@ def write_question_bank(root: str | Path, schema: Schema | None = None, seed: in
 
 __all__ = [
     "CLIP_FRAME", "KINDS", "QA_FILE", "Intent", "behavior_text", "choices", "clip_behavior", "clip_place",
-    "clip_questions", "event_stages", "fill", "free_answer", "inline_choices", "intents", "place_attribute",
-    "question_bank", "questions_of", "scene_questions", "stage_attribute", "truth", "will_happen",
+    "clip_questions", "event_stages", "fill", "free_answer", "important_objects", "inline_choices", "intents",
+    "listed", "object_point", "object_tag", "objects_answer", "place_attribute", "question_bank", "questions_of", "scene_questions", "stage_attribute", "truth", "will_happen",
     "write_question_bank",
 ]

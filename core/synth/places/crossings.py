@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.synth import geom
 from core.synth.camera import ZNEAR
 from core.synth.canvas import Canvas
+from core.synth.objects import GATE, PEDESTRIAN, SIGNAL
 from core.synth.places.common import BLACK, SQUARE, WHITE, sign
 from core.synth.props import dist, pole
 from core.synth.road import WHITE_MARK, cast
@@ -50,7 +51,7 @@ class CrossingMixin:
         r = max(1.0, cam.f * 0.22 / z)
         prims.append(("e", (gx - r, gy - r, gx + r, gy + r), cv.look.emit((255, 160, 30), z)))
         cv.glow(gx, gy, r * 1.8, (255, 150, 30), z)
-        cv.item(dist(cv, u, z), prims)
+        cv.item(dist(cv, u, z), prims, kind=SIGNAL)
 
     def _walker(self, cv: Canvas, u: float, z: float, coat_i: int) -> None:
         if z < 1.5:
@@ -64,7 +65,7 @@ class CrossingMixin:
         hx, hy = cam.pt(u, 1.65, z)
         hr = cam.f * 0.13 / z
         prims.append(("e", (hx - hr, hy - hr, hx + hr, hy + hr), cv.col((200, 160, 130), z, x)))
-        cv.item(dist(cv, u, z) - 0.5, prims)
+        cv.item(dist(cv, u, z) - 0.5, prims, kind=PEDESTRIAN)
 
     # rail ----------------------------------------------------------------------------------
     def _ground_rail(self, cv: Canvas, travel: float) -> None:
@@ -146,7 +147,7 @@ class CrossingMixin:
             prims.append(("e", (lx - r, by - r, lx + r, by + r), c))
             if d == lit:
                 cv.glow(lx, by, r * 2.5, (255, 40, 30), z)
-        cv.item(dist(cv, u, z), prims, True)
+        cv.item(dist(cv, u, z), prims, True, kind=SIGNAL)
         cast(cv, u, z, 4.0, 0.1)
 
     def _gate(self, cv: Canvas, u: float, z: float, toward: int, down: bool, reach: float) -> None:
@@ -164,4 +165,4 @@ class CrossingMixin:
             else:
                 ln = max(reach, 4.0)
                 prims.append(("p", geom.face(cam, u - 0.1, u + 0.1, 1.3 + ln * i / n, 1.3 + ln * (i + 1) / n, z), c))
-        cv.item(dist(cv, u, z), prims, True)
+        cv.item(dist(cv, u, z), prims, True, kind=GATE)

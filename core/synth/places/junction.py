@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.synth import geom
 from core.synth.canvas import Canvas
+from core.synth.objects import SIGNAL, VEHICLE
 from core.synth.places.common import BLACK, DIAMOND, OCTAGON, WHITE, sign
 from core.synth.props import CAR_COLORS, dist, pole
 from core.synth.road import WHITE_MARK, YELLOW_MARK, cast
@@ -146,7 +147,7 @@ class JunctionMixin:
                 prims.append(("e", (lx - r, ly - r, lx + r, ly + r), cv.look.emit(c, z) if on else (40, 40, 40)))
                 if on:
                     cv.glow(lx, ly, r * 2.2, c, z)
-        cv.item(dist(cv, u, z), prims)
+        cv.item(dist(cv, u, z), prims, kind=SIGNAL)
         cast(cv, u, z, height, 0.1)
 
     def _side_car(self, cv: Canvas, u: float, z: float, color: tuple) -> None:
@@ -166,4 +167,4 @@ class JunctionMixin:
         if cv.look.lamps_on:
             hx, hy = cam.pt(u - 2.1, 0.75, z)
             cv.glow(hx, hy, max(1.5, cam.f * 0.3 / z), (255, 250, 225), z)
-        cv.item(dist(cv, u, z), prims)
+        cv.item(dist(cv, u, z), prims, kind=VEHICLE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.synth import geom
 from core.synth.camera import ZNEAR
 from core.synth.canvas import Canvas
+from core.synth.objects import BARREL, CONE, SIGN
 from core.synth.places.common import BLACK, DIAMOND, ORANGE, WHITE, sign
 from core.synth.props import dist
 from core.synth.road import YELLOW_MARK, cast
@@ -87,7 +88,7 @@ class WorksMixin:
                                        (u - 0.05, 0.95, z)]), o),
                  ("p", geom.quad(cam, [(u - 0.17, 0.38, z), (u + 0.17, 0.38, z), (u + 0.12, 0.58, z),
                                        (u - 0.12, 0.58, z)]), w)]
-        cv.item(dist(cv, u, z), prims, True)
+        cv.item(dist(cv, u, z), prims, True, kind=CONE)
         cast(cv, u, z, 0.9, 0.2)
 
     def _barrel(self, cv: Canvas, u: float, z: float) -> None:
@@ -98,7 +99,7 @@ class WorksMixin:
         prims = [("p", geom.face(cam, u - 0.32, u + 0.32, 0.0, 1.05, z), o)]
         for y in (0.25, 0.62):
             prims.append(("p", geom.face(cam, u - 0.32, u + 0.32, y, y + 0.17, z), w))
-        cv.item(dist(cv, u, z), prims, True)
+        cv.item(dist(cv, u, z), prims, True, kind=BARREL)
         cast(cv, u, z, 1.0, 0.3)
 
     def _arrow_board(self, cv: Canvas, u: float, z: float, point: int) -> None:
@@ -115,7 +116,7 @@ class WorksMixin:
             prims.append(("l", [(cx + point * k * s, cy - 0.45 * s), (tip, cy), (cx + point * k * s, cy + 0.45 * s)],
                           amber, max(1, int(0.16 * s))))
         cv.glow(cx, cy, 1.1 * s, (255, 180, 40), z)
-        cv.item(dist(cv, u, z), prims, True)
+        cv.item(dist(cv, u, z), prims, True, kind=SIGN)
 
     def _digger(self, cv: Canvas, u: float, z: float) -> None:
         if z < 2:
