@@ -25,7 +25,14 @@ from core.jobs import (
     start_job,
     wait_job,
 )
-from core.jobs.runner import jobs_dir, process_alive, workspace_lock, write_status
+from core.jobs.runner import (
+    JobSpec,
+    check_frames_rendered,
+    jobs_dir,
+    process_alive,
+    workspace_lock,
+    write_status,
+)
 from core.train.finetune import FinetuneOptions, finetune
 
 torch.set_num_threads(1)
@@ -148,6 +155,29 @@ def test_bad_spec_fails_before_starting(toy, tmp_path):
     with pytest.raises(JobError, match="not found"):
         start_job(tmp_path, spec(toy, data_dir=str(tmp_path / "nowhere")))
     assert list_jobs(tmp_path) == []
+
+
+def test_a_job_on_frames_still_rendering_is_refused_with_their_progress(toy, tmp_path):
+    """`make run` serves the demo while its frames render (core.synth.pending): a job started or
+    resumed then is refused saying so and how far they are, not failed on the first missing file."""
+    from core.synth import write_synth_dataset
+    from core.synth.pending import pending_frames, render_pending
+
+    data = write_synth_dataset(tmp_path / "data", scenes=3, clips=0, seed=1, progress=False, frames=False)
+    _, total = pending_frames(data)
+    first = json.loads((data / "manifest.jsonl").read_text().splitlines()[0])["path"]
+    (data / first).write_bytes(b"")  # one frame there: the message counts it
+    with pytest.raises(JobError, match=rf"still being rendered .*\(1 of {total} so far"):
+        start_job(tmp_path / "ws", spec(toy, data_dir=str(data)))
+    assert list_jobs(tmp_path / "ws") == []
+    fake_job(tmp_path / "ws", "ft-20260101-000000-abcd", "cancelled", None)
+    (jobs_dir(tmp_path / "ws") / "ft-20260101-000000-abcd" / "spec.json").write_text(
+        json.dumps(spec(toy, data_dir=str(data))))
+    with pytest.raises(JobError, match="still being rendered"):
+        resume_job(tmp_path / "ws", "ft-20260101-000000-abcd")
+    (data / first).unlink()
+    render_pending(data)
+    check_frames_rendered(JobSpec(**spec(toy, data_dir=str(data))))  # all there: no longer refused
 
 
 def test_cli_lists_jobs(tmp_path, capsys):

@@ -202,6 +202,7 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
         raise JobError(f"a training subset needs at least 2 frames, got {spec.train_frames}")
     if not Path(spec.data_dir).is_dir():
         raise JobError(f"{spec.data_dir}: dataset folder not found")
+    check_frames_rendered(spec)
     workspace = Path(workspace).resolve()
     with workspace_lock(workspace) as fd:
         prefix = {ADAPT: "ad", VQA: "vq"}.get(spec.kind, "ft")
@@ -218,6 +219,21 @@ def start_job(workspace: str | Path, spec: JobSpec | dict[str, Any]) -> str:
         atomic_write_text(jdir / "spec.json", json.dumps(asdict(spec), indent=2))
         _launch(workspace, job_id, fd, {"job_id": job_id, "created": _now(), "attempts": 0})
     return job_id
+
+
+def check_frames_rendered(spec: JobSpec) -> None:
+    """Refuse a job on a dataset whose frames are still being rendered in the background (`make run`
+    serves the demo before its frames exist: core.synth.pending), saying how far they are, instead
+    of a worker that fails on the first missing file."""
+    from core.synth.pending import pending_frames
+
+    for folder in [spec.data_dir, *spec.target]:
+        progress = pending_frames(folder) if Path(folder).is_dir() else None
+        if progress:
+            done, total = progress
+            raise JobError(f"{folder}: its frames are still being rendered in the background ({done:,} of "
+                           f"{total:,} so far, {done / max(total, 1):.0%}); start the job again when all "
+                           "are there (the workbench's sidebar shows how far they are)")
 
 
 def _launch(workspace: Path, job_id: str, fd: int, status: dict[str, Any]) -> None:
@@ -329,6 +345,7 @@ def resume_job(workspace: str | Path, job_id: str) -> str:
         raise JobError(f"job {job_id} has finished; start a new one to train again")
     if state in ACTIVE:
         raise JobError(f"job {job_id} is {state}; nothing to resume")
+    check_frames_rendered(JobSpec.from_dict(read_json(jdir / "spec.json")))
     with workspace_lock(workspace) as fd:
         _launch(workspace, job_id, fd, read_json(jdir / "status.json"))
     return job_id
