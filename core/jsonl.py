@@ -1,4 +1,5 @@
-"""JSON Lines read one way for every table the project keeps (manifests, QA tables).
+"""JSON read one way for every table the project keeps: JSON Lines (manifests, QA tables) and
+whole-file JSON (image-label lists such as BDD100K's).
 
 Lines end at "\n" only, as JSONL defines: ``str.splitlines()`` would also split inside strings that
 hold U+2028 or U+0085 and reject valid files. Every failure names the file and the line, and quotes
@@ -31,14 +32,7 @@ def read_jsonl(path: Path, error: type[Exception] = ValueError) -> tuple[list[di
     for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise error(f"{path} row {n}: invalid JSON ({e.msg})") from None
-        except RecursionError:
-            raise error(f"{path} row {n}: invalid JSON (nested too deeply)") from None
-        except ValueError as e:  # an integer of more than 4300 digits
-            raise error(f"{path} row {n}: invalid JSON ({one_line(str(e), 80)})") from None
+        row = parse_json(line, f"{path} row {n}", error)
         if not isinstance(row, dict):
             raise error(f"{path} row {n}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
@@ -46,4 +40,30 @@ def read_jsonl(path: Path, error: type[Exception] = ValueError) -> tuple[list[di
     return rows, numbers
 
 
-__all__ = ["read_jsonl"]
+def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
+    """The JSON value of the whole file ``path``; failures raise ``error`` naming the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"{path}: not UTF-8 text at line {line} (byte 0x{data[e.start]:02x})") from None
+    return parse_json(text.removeprefix("\ufeff"), str(path), error, at_line=True)
+
+
+def parse_json(text: str, where: str, error: type[Exception] = ValueError, at_line: bool = False) -> Any:
+    """``json.loads(text)``; every way it can fail raises ``error`` starting with ``where``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{where}: invalid JSON{f' at line {e.lineno}' if at_line else ''} ({e.msg})") from None
+    except RecursionError:
+        raise error(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise error(f"{where}: invalid JSON ({one_line(str(e), 80)})") from None
+
+
+__all__ = ["parse_json", "read_json", "read_jsonl"]

@@ -218,6 +218,25 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path, sep):
     assert read_manifest(root).frames["clip_id"].tolist() == [f"a{sep}b", "c1"]
 
 
+# whole-file JSON (BDD100K labels, DriveLM QA) fails the same ways as a JSONL row, naming the line
+@pytest.mark.parametrize(("data", "says"), [
+    (b'[\n  {"name": "a.jpg"},\n  {"name": }\n]', "invalid JSON at line 3"),
+    (b'[\n\n  "\xff"]', "not UTF-8 text at line 3"),
+    (b"[" * 100_000, "nested too deeply"),
+    (b"[" + b"9" * 5000 + b"]", "invalid JSON (Exceeds the limit"),
+])
+def test_whole_file_json_errors_name_file_and_line(tmp_path, data, says):
+    from core.jsonl import read_json
+    from core.vqa.drivelm_format import DriveLMError, load_json
+
+    (tmp_path / "labels.json").write_bytes(data)
+    for read, error in ((lambda p: read_json(p, ManifestError), ManifestError), (load_json, DriveLMError)):
+        with pytest.raises(error) as e:
+            read(tmp_path / "labels.json")
+        assert str(e.value).startswith(f"{tmp_path / 'labels.json'}: ") and says in str(e.value), str(e.value)
+        assert "\n" not in str(e.value)
+
+
 # ---- item 5: rejected weights ------------------------------------------------------------------
 class Evil:
     def __reduce__(self):

@@ -9,7 +9,6 @@ Row numbers are line numbers in the input file (a CSV's header is row 1, as in a
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +22,7 @@ from core.data.manifest import (
     write_manifest,
 )
 from core.data.splits import SplitError, assign_splits, check_grouped
+from core.jsonl import read_json
 from core.quote import one_line, quote
 from core.schema import UNKNOWN, Attribute, Schema, SchemaError, default_schema
 
@@ -244,18 +244,7 @@ def import_bdd100k(
         raise ManifestError(f"{root}: dataset folder not found")
     src = _locate(root, labels_json)
     origin = str(src)
-    try:
-        items = json.loads(src.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ManifestError(f"{origin}: cannot read ({e.strerror or e})") from None
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{origin}: invalid JSON at line {e.lineno} ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{origin}: not UTF-8 text (byte {e.start})") from None
-    except RecursionError:
-        raise ManifestError(f"{origin}: invalid JSON (nested too deeply)") from None
-    except ValueError as e:  # an integer of more than 4300 digits
-        raise ManifestError(f"{origin}: invalid JSON ({one_line(str(e), 80)})") from None
+    items = read_json(src, ManifestError)
     if not isinstance(items, list):
         raise ManifestError(f"{origin}: expected a JSON list of image labels, got {type(items).__name__}")
     sub = PurePosixPath(images_subdir) if images_subdir else PurePosixPath()

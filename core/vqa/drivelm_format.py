@@ -18,7 +18,6 @@ The import into a dataset is ``core.vqa.drivelm``; the challenge's answer files 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -29,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from core.data.manifest import ManifestError, resolve_inside
-from core.jsonl import read_jsonl
+from core.jsonl import read_json, read_jsonl
 
 GROUPS = ("perception", "prediction", "planning", "behavior")
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
@@ -191,10 +190,7 @@ def resolve_image(nuscenes_dir: Path, root: Path, raw: str, where: str) -> Path:
 def load_json(path: Path) -> object:
     if not path.is_file():
         raise DriveLMError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DriveLMError(f"{path}: invalid JSON ({e})") from None
+    return read_json(path, DriveLMError)
 
 
 def as_mapping(value: object, where: str, what: str) -> Mapping[str, Any]:
