@@ -119,7 +119,7 @@ def _object_forms(raw: dict) -> ObjectForms:
     return ObjectForms(
         questions=tuple(raw.get("question") or ()),
         answer=str(raw.get("answer") or d.answer), answer_one=str(raw.get("answer_one") or d.answer_one),
-        none=str(raw.get("none") or d.none),
+        none=str(raw.get("none") or d.none), unplaced=str(raw.get("unplaced") or d.unplaced),
         classes={str(k): str(v) for k, v in (raw.get("classes") or {}).items()},
         where=tuple(raw.get("where") or ()), camera=str(raw.get("camera") or d.camera), frame=frame,  # type: ignore[arg-type]
         most=int(raw.get("max") or d.most), min_area=float(raw.get("min_area") or d.min_area),

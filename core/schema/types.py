@@ -67,6 +67,7 @@ class ObjectForms:
     answer: str = "There is {objects}. The IDs of these objects are {ids}."
     answer_one: str = "There is {objects}. The ID of this object is {ids}."
     none: str = "There are no important objects in the current scene."
+    unplaced: str = "There is {objects}."  # kinds of object without positions (the retrieval answerer)
     classes: Mapping[str, str] = field(default_factory=dict)  # renderer class -> its answer phrase
     where: tuple[str, ...] = ()  # left to right thirds of the image: "to the front left of ..."
     camera: str = "CAM_FRONT"

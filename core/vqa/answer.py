@@ -15,13 +15,14 @@ schema does not cover the question.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.predict import Neighbor, Vote
 from core.schema import Schema, default_schema
 from core.vqa.answer_match import match_question, same_words
+from core.vqa.answer_objects import decide_objects
 from core.vqa.answer_vote import choose, decide
 from core.vqa.drivelm_format import option_letter, split_options
 from core.vqa.questions import Intent, free_answer
@@ -82,11 +83,14 @@ def answer(
     options: Sequence[str] | None = None,
     schema: Schema | None = None,
     threshold: float = DEFAULT_THRESHOLD,
+    objects: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Answer:
     """Answer ``question`` from the k-NN votes of one frame (a Vote) or of a clip's frames in time
     order. ``options`` (or DriveLM's inline "A. ... B. ..." in the question) make it multiple choice:
     the best-scoring option is chosen. Below ``threshold`` (or when the vote abstained) the answer is
-    the schema's ``no_answer`` with the reason, and ``choice`` the no-answer option if one is given."""
+    the schema's ``no_answer`` with the reason, and ``choice`` the no-answer option if one is given.
+    ``objects``: the index's object annotations by frame path (core.synth.objects.read_objects), which
+    the important-objects question votes on (core.vqa.answer_objects: kinds, never positions)."""
     schema = schema or default_schema()
     q = check_question(question)
     if options is None:
@@ -105,7 +109,7 @@ def answer(
     intent, matched, why = match_question(q, schema)
     if intent is None:
         return Answer(schema.qa.no_answer, 0.0, [], no_option, why, None, None, definite=False)
-    decided = decide(schema, intent, frames)
+    decided = decide_objects(schema, frames, objects) if intent.kind == "objects" else decide(schema, intent, frames)
     text, conf = decided.key, decided.confidence
     choice = None
     if opts and decided.key is not None:
@@ -134,6 +138,15 @@ class RetrievalAnswerer:
     def __init__(self, model: SceneModel, store: IndexStore, *, k: int = 5, threshold: float = DEFAULT_THRESHOLD,
                  **vote_kw: object) -> None:
         self.model, self.store, self.k, self.threshold, self.vote_kw = model, store, k, threshold, vote_kw
+        self._objects: Mapping[str, Mapping[str, Any]] | None | bool = False  # read on the first question
+
+    def objects(self) -> Mapping[str, Mapping[str, Any]] | None:
+        """The index dataset's object annotations (None without ``objects.jsonl``), read once."""
+        if self._objects is False:
+            from core.synth.objects import read_objects
+
+            self._objects = read_objects(self.store.data_root)
+        return self._objects  # type: ignore[return-value]
 
     def votes(self, path: str | Path) -> list[Vote]:
         """The votes of an image (one) or of a clip's sampled frames (in time order)."""
@@ -146,7 +159,8 @@ class RetrievalAnswerer:
 
     def answer(self, question: str, path: str | Path, options: Sequence[str] | None = None) -> Answer:
         q = check_question(question)  # before the (slow) votes
-        return answer(q, self.votes(path), options=options, schema=self.store.schema, threshold=self.threshold)
+        return answer(q, self.votes(path), options=options, schema=self.store.schema, threshold=self.threshold,
+                      objects=self.objects())
 
 
 __all__ = [

@@ -58,12 +58,14 @@ def _frame_votes(part: Dataset, model: SceneModel, store: IndexStore, k: int, **
 def answer_dataset(
     data: str | Path, model: SceneModel, store: IndexStore, *, split: str = "test", k: int = 5,
     threshold: float = DEFAULT_THRESHOLD, limit: int | None = None, qa_path: str | Path | None = None,
-    **vote_kw: object,
+    objects: Mapping[str, Mapping[str, Any]] | None = None, **vote_kw: object,
 ) -> tuple[pd.DataFrame, dict[str, Answer]]:
     """The split's questions (a QA table) and each one's Answer by the retrieval answerer, by id.
     ``limit``: only the first questions (quick checks); ``qa_path``: the question bank (default
-    ``data/qa.jsonl``)."""
+    ``data/qa.jsonl``); ``objects``: the index's object annotations by frame path (default: its
+    dataset's ``objects.jsonl``, if any), which object questions vote on."""
     from core.data import read_manifest
+    from core.synth.objects import read_objects
 
     ds = read_manifest(data, store.schema)
     part = ds.split(split)
@@ -80,6 +82,8 @@ def answer_dataset(
     needed = frames[frames["clip_id"].astype(str).isin(set(qa["scene"].astype(str)))]
     sub = type(part)(part.root, needed.drop(columns=["_row", "_fi"]).reset_index(drop=True), part.schema)
     votes = _frame_votes(sub, model, store, k, **vote_kw)
+    if objects is None:
+        objects = read_objects(store.data_root)
     by_clip: dict[str, list[tuple[int, Vote]]] = {}
     for fi, clip, v in zip(needed["_fi"].fillna(0).astype(int), needed["clip_id"].astype(str), votes, strict=True):
         by_clip.setdefault(clip, []).append((int(fi), v))
@@ -92,7 +96,8 @@ def answer_dataset(
             chosen = [v for fi, v in frames_of if fi == int(row["frame"])]
             if not chosen:
                 raise ValueError(f"{data}/qa.jsonl {row['id']}: clip {row['scene']} has no frame {row['frame']}")
-        answers[row["id"]] = answer(row["question"], chosen, schema=store.schema, threshold=threshold)
+        answers[row["id"]] = answer(row["question"], chosen, schema=store.schema, threshold=threshold,
+                                    objects=objects)
     return qa, answers
 
 
