@@ -18,15 +18,7 @@ from core.quote import one_line
 def read_jsonl(path: Path, error: type[Exception] = ValueError) -> tuple[list[dict[str, Any]], list[int]]:
     """The JSON objects of ``path`` and their 1-based line numbers (blank lines skipped); a file that
     cannot be read, is not UTF-8, or holds a line that is not a JSON object raises ``error``."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise error(f"{path} row {line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
+    text = _decoded(path, error, "row")
     rows: list[dict[str, Any]] = []
     numbers: list[int] = []
     for n, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
@@ -42,16 +34,21 @@ def read_jsonl(path: Path, error: type[Exception] = ValueError) -> tuple[list[di
 
 def read_json(path: Path, error: type[Exception] = ValueError) -> Any:
     """The JSON value of the whole file ``path``; failures raise ``error`` naming the file and line."""
+    text = _decoded(path, error, "line")
+    return parse_json(text.removeprefix("\ufeff"), str(path), error, at_line=True)
+
+
+def _decoded(path: Path, error: type[Exception], unit: str) -> str:
+    """The file's text; unreadable or non-UTF-8 bytes raise ``error`` naming the ``unit`` (row, line)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise error(f"{path}: not UTF-8 text at line {line} (byte 0x{data[e.start]:02x})") from None
-    return parse_json(text.removeprefix("\ufeff"), str(path), error, at_line=True)
+        raise error(f"{path} {unit} {line}: not UTF-8 text (byte 0x{data[e.start]:02x})") from None
 
 
 def parse_json(text: str, where: str, error: type[Exception] = ValueError, at_line: bool = False) -> Any:
