@@ -10,8 +10,9 @@ of it is held out). Both answerers answer the same questions:
   ``--vlm``), each frame embedded once, at 25% and at 100% of its patch tokens kept, in the same run.
 
 Scores come from ``core.vqa.metrics`` (accuracy: exact match on tag-0 questions; BLEU-4, ROUGE-L,
-CIDEr by pycocoevalcap on the free-form ones; match F1 only where object questions exist: the
-renderer emits no object annotations yet, so there are none). Speed is process CPU time with one
+CIDEr by pycocoevalcap on the free-form ones). Match F1 of object positions: ``--parts objects``
+(bench/vqa_objects.py: a world rendered with object annotations, its important-objects questions,
+both answerers; the main world has none, as the VLM's training world). Speed is process CPU time with one
 torch thread (robust to other work on a shared machine); latency is wall time of one short answer
 (a yes/no question, free-form generation) about an image whose patch tokens are already computed;
 load time is ``load_vlm()`` in a fresh process after its imports.
@@ -44,7 +45,8 @@ from _quick import parse_args  # noqa: E402
 from core.vqa.drivelm import read_qa_table  # noqa: E402
 from core.vqa.metrics import TAG_ACCURACY, exact_match  # noqa: E402
 
-QUICK = {"scenes": 30, "clips": 3, "questions": 120, "latency": 10, "work": "workspace/bench-vqa-quick"}
+QUICK = {"scenes": 30, "clips": 3, "questions": 120, "latency": 10, "work": "workspace/bench-vqa-quick",
+         "object_scenes": 20}
 LATENCY_QUESTION = "Is the road surface wet?"
 
 
@@ -138,9 +140,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--latency", type=int, default=100, help="repeats of the latency question")
     ap.add_argument("--work", default="workspace/bench-vqa")
-    ap.add_argument("--parts", nargs="+", choices=["retrieval", "vlm"], default=["retrieval", "vlm"],
+    ap.add_argument("--parts", nargs="+", choices=["retrieval", "vlm", "objects"], default=["retrieval", "vlm"],
                     help="answerers to run now; the other's figures come from the last full run's report.json "
-                         "(same data and sample), so the two can run as separate processes")
+                         "(same data and sample), so the two can run as separate processes; objects: the "
+                         "important-objects questions (match F1), both answerers (bench/vqa_objects.py)")
+    ap.add_argument("--object-scenes", type=int, default=500, help="scenes of the objects part's world")
     a = parse_args(ap, QUICK, argv)
     torch.set_num_threads(1)
     from core.pipeline import open_index
@@ -167,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"retrieval: {wall:.0f} s", flush=True)
     if "vlm" in a.parts:
         run_vlm(a, report, data, qa, qa_path, raw, place)
+    if "objects" in a.parts:
+        from vqa_objects import run as run_objects
+
+        run_objects(a, ROOT, report)
     if not a.quick:  # merged with the other part's figures, read now: it may have run alongside
         old = json.loads(saved.read_text()) if saved.is_file() else {}
         if (old.get("data"), old.get("questions")) == (report["data"], report["questions"]):
@@ -174,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         saved.write_text(json.dumps(report, indent=2, default=str))
     if {"retrieval", "vlm@0.25"} <= set(report):
         print_tables(report)
+    if "objects" in report:
+        from vqa_objects import print_table
+
+        print_table(report)
     return report
 
 

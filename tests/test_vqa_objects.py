@@ -178,6 +178,10 @@ def test_synth_writes_annotations_and_object_questions(tmp_path):
         [json.loads(x) for x in (plain / "qa.jsonl").read_text().splitlines()]
     for r in manifest:
         assert (root / r["path"]).read_bytes() == (plain / r["path"]).read_bytes()
+    # annotating a dataset written without them afterwards gives the same annotations
+    from core.synth.dataset import dataset_objects
+
+    assert dataset_objects(plain) == ann
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +215,21 @@ def test_retrieval_names_kinds_by_neighbour_vote_and_never_positions(votes):
             assert a.confidence == pytest.approx(min(tally[c] for c in named) / len(shown))
         without = answer(q, vote, objects=None)
         assert not without.definite and without.text == SCHEMA.qa.no_answer and "annotations" in without.reason
+
+
+def test_the_vlm_answerer_gives_no_object_answer_without_positions():
+    """A generated text about objects that names no <cN,CAMERA,x,y> is no definite answer; one that does
+    is kept (a VLM trained on object questions)."""
+    from types import SimpleNamespace
+
+    from core.vqa.vlm_answerer import VLMAnswerer
+
+    q = questions_of(SCHEMA, Intent("objects"))[0]
+    placed = objects_answer(SCHEMA, _fake(2, random.Random(1)), SIZE)
+    for text, definite in (("The ego vehicle a gamp ahead.", False), (placed, True)):
+        stub = SimpleNamespace(answer_patches=lambda *a, t=text: (t, 0.9, None, None))
+        a = VLMAnswerer(stub, schema=SCHEMA).answer_tokens(q, None)
+        assert a.definite == definite and a.intent == Intent("objects")
+        assert a.text == (placed if definite else SCHEMA.qa.no_answer)
+        if not definite:
+            assert "positions" in a.reason

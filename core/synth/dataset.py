@@ -207,6 +207,20 @@ def render_jobs(jobs: list[tuple], schema: Schema, randomize: bool = False, prog
     return rows
 
 
+def dataset_objects(root: str | Path, schema: Schema | None = None, progress: bool = False,
+                    clip_seconds: tuple[float, float] = (6.0, 10.0)) -> dict[str, dict]:
+    """Object annotations (``{size, objects}`` by frame path, as ``read_objects`` gives) of a synthetic
+    dataset written without them: its frames are planned again from its stamp and rendered again for
+    the annotations (the frames on disk are kept; a missing one is rendered and saved). ``clip_seconds``
+    must be what the dataset was written with (the default of ``write_synth_dataset``)."""
+    root, schema = Path(root), schema or default_schema()
+    st = json.loads((root / STAMP).read_text())
+    jobs = _plan(root, st["scenes"], st["clips"], st["seed"], tuple(st["size"]), st["fps"], tuple(st["splits"]),
+                 schema, clip_seconds)
+    rows = render_jobs(jobs, schema, bool(st.get("randomize")), progress, missing_only=True, objects=True)
+    return {r["path"]: {"size": list(st["size"]), "objects": r[OBJECTS_KEY]} for r in rows}
+
+
 def _stamp(scenes: int, clips: int, seed: int, size: Size, fps: float, splits: tuple) -> dict:
     return {"renderer": RENDERER_VERSION, "scenes": scenes, "clips": clips, "seed": seed,
             "size": list(size), "fps": fps, "splits": list(splits)}
@@ -232,4 +246,4 @@ def ensure_synth_dataset(out: str | Path, scenes: int, clips: int, seed: int = 0
     return Path(out)
 
 
-__all__ = ["ensure_synth_dataset", "synth_dataset_is_current", "write_synth_dataset"]
+__all__ = ["dataset_objects", "ensure_synth_dataset", "synth_dataset_is_current", "write_synth_dataset"]

@@ -8,6 +8,7 @@ written as DriveLM's ``<cN,CAM_FRONT,x,y>`` with one decimal, scaled to the sche
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,4 +60,12 @@ def objects_answer(schema: Schema, objects: Sequence[Mapping[str, Any]], size: S
     return template.replace("{objects}", listed(phrases)).replace("{ids}", listed(ids))
 
 
-__all__ = ["important_objects", "listed", "object_point", "object_tag", "objects_answer"]
+_OBJECT_ID = re.compile(r"<c\d+,[^,<>]+,\d+\.\d+,\d+\.\d+>")
+
+
+def object_ids(text: str) -> list[str]:
+    """The DriveLM object ids ``<cN,CAMERA,x,y>`` a text names."""
+    return _OBJECT_ID.findall(text)
+
+
+__all__ = ["object_ids", "important_objects", "listed", "object_point", "object_tag", "objects_answer"]

@@ -60,6 +60,7 @@ class VLMAnswerer:
         """Answer about an image whose patch tokens (``patches``) are already computed."""
         from core.vqa.answer import Answer, QuestionError, check_question, match_question
         from core.vqa.drivelm import split_options
+        from core.vqa.question_objects import object_ids
 
         qa = self.schema.qa
         q = check_question(question)
@@ -86,6 +87,11 @@ class VLMAnswerer:
         if conf < self.threshold or not text:
             why = f"confidence {conf:.2f} is below the threshold {self.threshold:.2f}" + (
                 f" (leaning to {text!r})" if text else "")
+            return Answer(qa.no_answer, conf, [], no_option, why, intent, matched, definite=False)
+        if intent.kind == "objects" and choice is None and not object_ids(text):
+            # A text about objects without their positions is not DriveLM's answer; the bundled VLM was
+            # not trained on object questions and writes such texts with high likelihood.
+            why = f"the answer gives no object positions (<c1,CAMERA,x,y>) (leaning to {text!r})"
             return Answer(qa.no_answer, conf, [], no_option, why, intent, matched, definite=False)
         return Answer(text, conf, [], choice, None, intent, matched)
 
