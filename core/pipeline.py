@@ -34,6 +34,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # floats each, whatever the clip's resolution) plus the one being decoded. 64 is
 # SceneModel.embed_images's batch, so a clip embeds as it did when all its frames were held.
 EMBED_BATCH = 64
+# Frames per torch thread when embedding one batch. A short clip is too little work to split: at
+# 18 frames two threads took twice the CPU and twice the wall of one on the shared 2-core machine
+# (OpenMP's workers spin at every op's barrier; bench/RESULTS.md 12c), so a batch gets one thread
+# per this many frames, capped by the process's own setting.
+FRAMES_PER_THREAD = 32
 
 
 class InputError(ValueError):
@@ -164,9 +169,18 @@ def _preprocessor(model: SceneModel) -> Callable[[Image.Image | np.ndarray], obj
 
 
 def _encode(model: SceneModel, pixels: list) -> np.ndarray:
+    import torch
+
     from core.index.preprocess import stack
 
-    return np.asarray(model.embed_batch(stack(pixels)), dtype=np.float32)
+    # torch keeps the count per thread once a thread has run an op, so setting and restoring it
+    # here leaves other threads (other sessions of the workbench) as they were.
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, len(pixels) // FRAMES_PER_THREAD)))
+    try:
+        return np.asarray(model.embed_batch(stack(pixels)), dtype=np.float32)
+    finally:
+        torch.set_num_threads(before)
 
 
 def classify_images(images: list, model: SceneModel, store: IndexStore, k: int = 5, **vote_kw: object) -> list[Vote]:

@@ -1,8 +1,9 @@
 """Videos as timed frames (their labels over time are in :mod:`core.timeline`).
 
-Frames are sampled by timestamp while decoding straight through (no seeking): seeking lands on
-keyframes, which makes the sampled times depend on the encoder's GOP layout. Only the sampled
-frames are converted to RGB, one at a time, so memory does not grow with the clip's length; a
+Frames are sampled by timestamp while decoding straight through (no seeking: seeking lands on
+keyframes, which makes the sampled times depend on the encoder's GOP layout); packets no sampled
+frame depends on are not decoded (:mod:`core.video_plan`). Only the sampled frames are converted to
+RGB, one at a time, so memory does not grow with the clip's length; a
 clip's duration and sampled frame count are capped (:class:`ClipLimits`), and what the decoder
 could not read is counted in a :class:`DecodeReport` instead of being skipped silently.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 from core.decode_report import DecodeReport
 from core.images import ImageError, max_pixels, open_image, regular_file_problem, too_many_pixels
+from core.video_plan import skippable, stream_info
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".gif", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -192,27 +194,6 @@ def _av_error(path: Path, e: Exception) -> VideoError:
     return VideoError(f"{path.name}: not a readable video ({msg[:120]})")
 
 
-@dataclass(frozen=True)
-class _StreamInfo:
-    rate: float  # nominal frames per second
-    origin: float | None  # the stream's declared start time (s)
-    end: float | None  # declared duration (s) from ``origin``
-    frames: int | None  # declared frame count
-
-
-def _stream_info(container: object, stream: object) -> _StreamInfo:
-    tb = float(stream.time_base) if stream.time_base else None
-    rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-    origin = float(stream.start_time * tb) if tb and stream.start_time is not None else None
-    if tb and stream.duration:
-        end = float(stream.duration * tb)
-    elif container.duration:  # e.g. MKV: only the container's (all streams) duration is declared
-        end = float(container.duration) / 1e6
-    else:
-        end = None
-    return _StreamInfo(rate, origin, end, int(stream.frames) if stream.frames else None)
-
-
 def _open_video(path: Path, limits: ClipLimits, fps: float) -> None:
     """Check the container at the call: it opens, has a video stream of a sane size and length,
     and at least one frame decodes."""
@@ -225,7 +206,7 @@ def _open_video(path: Path, limits: ClipLimits, fps: float) -> None:
         problem = too_many_pixels(path.name, stream.codec_context.width, stream.codec_context.height, max_pixels())
         if problem:
             raise VideoError(problem)
-        info = _stream_info(container, stream)
+        info = stream_info(container, stream)
         if info.end is not None:
             if info.end > limits.max_seconds + _EPS:
                 raise limits.too_long(path.name, info.end)
@@ -250,18 +231,20 @@ def _video_frames(path: Path, step: float, max_frames: int | None, limits: ClipL
         raise _av_error(path, e) from None
     report = DecodeReport()
     max_decoded = int(limits.max_seconds * MAX_DECODE_RATE)
+    skip = (skippable(path, step, _nearest_per_target, max_decoded) if max_frames is None else None) or {}
 
     def decoded(container: av.container.InputContainer) -> Iterator[tuple[float, av.VideoFrame]]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = DECODE_THREADS
-        info = _stream_info(container, stream)
+        info = stream_info(container, stream)
         report.frames_expected = info.frames
         interval = 1.0 / info.rate
         origin = info.origin
         t0: float | None = None
         last = -math.inf
         holes: list[tuple[float, float]] = []
+        passed: list[float] = []  # times of skipped packets, in order: frames still come out before them
         packets = container.demux(stream)
         while True:
             try:
@@ -272,6 +255,10 @@ def _video_frames(path: Path, step: float, max_frames: int | None, limits: ClipL
                 report.errors += 1
                 report.truncated = True
                 break
+            if packet.size and packet.pts in skip:  # no sample needs it: counted, not decoded
+                report.frames_skipped += 1
+                passed.append(skip[packet.pts])
+                continue
             try:
                 frames = packet.decode()
             except av.FFmpegError:  # one damaged packet: skip it, keep going
@@ -303,19 +290,22 @@ def _video_frames(path: Path, step: float, max_frames: int | None, limits: ClipL
                     continue
                 if t > limits.max_seconds + _EPS:
                     raise limits.too_long(path.name)
+                while passed and passed[0] < t:  # skipped frames before this one are no hole
+                    last = max(last, passed.pop(0))
                 if t - last > 1.5 * interval and last > -math.inf:
                     holes.append((last + interval, t))
                 last = t
                 report.frames_decoded += 1
                 report.frames_corrupt += bool(getattr(frame, "is_corrupt", False))
                 yield t, frame
+        last = max([last, *passed])
         if last > -math.inf and info.end is not None:
             end = info.end - (t0 - origin if origin is not None and t0 is not None else 0.0)
             if end - (last + interval) > interval:
                 report.truncated = True
                 holes.append((last + interval, end))
         damaged = (report.errors or report.truncated or report.frames_corrupt
-                   or (report.frames_expected is not None and report.frames_decoded < report.frames_expected))
+                   or (report.frames_expected is not None and report.frames_read < report.frames_expected))
         # Long frames are normal in variable-rate clips (a GIF's pause): spans without frames are
         # called gaps only in a clip that shows damage.
         report.gaps = holes if damaged else []

@@ -1,0 +1,107 @@
+"""Is classifying the 8.8 s Udacity clip at most 1 s in a warm process (issue 23)? `python bench/clip_path.py [--quick]`
+
+In one process the model is loaded and the index opened once; then the clip goes through the
+product's one clip path, ``core.pipeline.classify_path`` (what `scenescope classify` and the Scene
+page call), ``--repeats`` times at each torch thread count. Its stages are timed apart through the
+same functions the path calls, in the same order: decode (``core.video.sample_frames``, iterated
+to the end), preprocess (``pipeline._preprocessor``: ``fast_preprocess``), embed
+(``pipeline._encode``, which picks its own torch thread count), vote (``pipeline._vote`` +
+``core.timeline.timeline``). For reference it also times torchvision's own ``model.preprocess``
+and ``model.embed_batch`` at the thread count under test (what the issue measured). Reports min and
+median wall seconds, and min CPU seconds (all the process's threads: the figure a shared machine
+disturbs least), per stage and for the whole path.
+
+    .venv/bin/python bench/clip_path.py --threads 1 2 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _quick import parse_args  # noqa: E402
+
+CLIP = Path("/work/shared/fixtures/udacity-lanelines/test_videos/solidWhiteRight.mp4")
+STAGES = ("decode", "preprocess", "embed", "vote", "stages_sum", "classify_path",
+          "torchvision_preprocess", "embed_at_threads")
+
+
+def _timed(fn):  # -> ((wall s, CPU s), result)
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return (time.perf_counter() - t, time.process_time() - c), out
+
+
+def one_pass(clip: Path, model, store, fps: float) -> dict[str, tuple[float, float]]:
+    """One run of each stage, then one whole ``classify_path``."""
+    from core import pipeline
+    from core.timeline import timeline
+    from core.video import sample_frames
+
+    prep = pipeline._preprocessor(model)
+    out: dict[str, tuple[float, float]] = {}
+    out["decode"], samples = _timed(lambda: list(sample_frames(clip, fps=fps)))
+    frames = [f for _, f in samples]
+    out["preprocess"], pixels = _timed(lambda: [prep(f) for f in frames])
+    out["embed"], emb = _timed(lambda: np.concatenate([
+        pipeline._encode(model, pixels[i: i + pipeline.EMBED_BATCH])
+        for i in range(0, len(pixels), pipeline.EMBED_BATCH)]))
+    times = np.asarray([t for t, _ in samples])
+    out["vote"], _ = _timed(lambda: timeline(times, [v.labels() for v in pipeline._vote(store, emb, 5)],
+                                             store.schema))
+    out["stages_sum"] = tuple(sum(out[s][i] for s in ("decode", "preprocess", "embed", "vote")) for i in (0, 1))
+    out["classify_path"], result = _timed(lambda: pipeline.classify_path(clip, model, store, fps=fps))
+    assert len(result.votes) == len(samples)
+    import torch
+    from PIL import Image
+    out["torchvision_preprocess"], tv = _timed(lambda: [model.preprocess(Image.fromarray(f)) for f in frames])
+    out["embed_at_threads"], _ = _timed(lambda: model.embed_batch(torch.stack(tv)))
+    out["frames"] = (len(samples), len(samples))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clip", type=Path, default=CLIP)
+    ap.add_argument("--index", default="indexes/demo", help="an index folder (the demo index by default)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
+    ap.add_argument("--repeats", type=int, default=7, help="timed passes per thread count (after one warm-up)")
+    ap.add_argument("--fps", type=float, default=2.0)
+    ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parse_args(ap, {"repeats": 2, "threads": [1]}, argv)
+    import torch
+
+    from core.pipeline import open_index
+
+    t = time.perf_counter()
+    model, store = open_index(args.index)
+    print(f"model + index opened in {time.perf_counter() - t:.1f} s ({len(store)} frames); "
+          f"torch default threads {torch.get_num_threads()}")
+    report = {}
+    for n in args.threads:
+        torch.set_num_threads(n)
+        one_pass(args.clip, model, store, args.fps)  # warm-up: first-call costs (allocators, caches)
+        runs = [one_pass(args.clip, model, store, args.fps) for _ in range(args.repeats)]
+        rows = {s: {"min": min(r[s][0] for r in runs), "median": statistics.median(r[s][0] for r in runs),
+                    "cpu_min": min(r[s][1] for r in runs)} for s in STAGES}
+        report[n] = {"frames": runs[0]["frames"][0], "stages": rows, "load": os.getloadavg()[0]}
+        print(f"\ntorch threads {n}: {runs[0]['frames'][0]} frames, {args.repeats} passes (seconds; "
+              f"load average {os.getloadavg()[0]:.1f})")
+        print(f"  {'stage':<24}{'min':>8}{'median':>8}{'CPU min':>9}")
+        for s in STAGES:
+            print(f"  {s:<24}{rows[s]['min']:>8.3f}{rows[s]['median']:>8.3f}{rows[s]['cpu_min']:>9.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
