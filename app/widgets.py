@@ -146,9 +146,14 @@ def neighbor_thumbs(vote: Vote, schema: Schema, store: IndexStore) -> list[Thumb
 
 
 def compact_labels(meta: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """One "Value · Value · ..." string per row of an index's frame table (map hover text)."""
-    cols = [meta[a.name].astype(str).map(lambda v, a=a: a.display_of(v)) for a in schema.attributes]
-    return pd.concat(cols, axis=1).agg(" · ".join, axis=1).to_numpy()
+    """One "Value · Value · ..." string per row of an index's frame table (map hover text). Each
+    distinct value is looked up once and the columns joined as whole columns: the Map builds this on
+    every run, and a join row by row took ~0.5 s for the demo's 2,141 frames (issue 21)."""
+    cols = []
+    for a in schema.attributes:
+        values = meta[a.name].astype(str)
+        cols.append(values.map({v: a.display_of(v) for v in values.unique()}))
+    return cols[0].str.cat(cols[1:], sep=" · ").to_numpy()
 
 
 def failure_card(f: Any, store: IndexStore, schema: Schema, k: int,

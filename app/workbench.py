@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import handlers, navigation, state, widgets
+from app import handlers, navigation, preload, state, widgets
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -40,6 +40,7 @@ def sidebar() -> state.ModelLoad | None:
         if rendering:
             st.caption(f"Rendering the demo's frames in the background: {rendering[0]:,} of {rendering[1]:,}. "
                        "Votes, search and the map work already; thumbnails fill in as frames are written.")
+        preload.preload_plotly()  # the first Map's Plotly code, loaded while this page sits idle
     return loading
 
 

@@ -20,16 +20,29 @@ nothing is built yet: no demo dataset, no index, no map. Then, as `make run` doe
 Targets: usable (1 + 2 + 3) <= 30 s; each page's first view <= 3 s; the first Map <= 5 s. The
 venv is this repository's (`make` installs it once; "after install" means it exists).
 
-    python bench/startup.py [--keep DIR] [--pages Scene,Map,Search,Triage,Tokens,Train,Ask]
+Each step's CPU seconds are the workbench's (the server process tree) and, apart, the browser's
+(Chromium's process tree), so a step's wall time can be told apart from what it costs where.
+
+``--render-priority idle,10`` runs the whole measurement once per setting of the background
+renderer's priority (core.synth.pending.PRIORITY_ENV: "idle" is the default, 10 the niceness it had
+before), and ``--against REV`` once more on the files of an older commit (`git archive`), each from
+its own fresh copy, in turn (``--rounds 2``: A, B, B, A), and prints them side by side: on a shared
+machine, a before/after of the same run. ``--skip-frames`` stops each run's background render
+instead of waiting for it (under load, a renderer at idle priority takes long).
+
+    python bench/startup.py [--keep DIR] [--pages Scene,Map,...] [--render-priority idle,10]
+                            [--against REV] [--rounds 2] [--skip-frames]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,9 +57,14 @@ PAGES = ("Scene", "Map", "Search", "Triage", "Tokens", "Train", "Ask")
 TARGETS = {"usable": 30.0, "page": 3.0, "map": 5.0}
 
 
-def fresh_copy(dest: Path) -> Path:
+def fresh_copy(dest: Path, rev: str | None = None) -> Path:
     """The files a clone would hold, as they are in the working tree (uncommitted and new files
-    included, ignored ones such as workspace/ and indexes/demo left out), in ``dest``."""
+    included, ignored ones such as workspace/ and indexes/demo left out), or at commit ``rev``, in
+    ``dest``."""
+    if rev:
+        archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        return dest
     listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     files = subprocess.run(listed, cwd=ROOT, capture_output=True, check=True).stdout
     for rel in filter(None, files.decode().split("\0")):
@@ -125,13 +143,27 @@ def drawn(page: object, title: str, timeout_ms: int = 300_000) -> None:
         page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first.wait_for(timeout=timeout_ms)
 
 
-def measure(copy: Path, pages: list[str]) -> dict[str, float]:
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(copy: Path, pages: list[str], priority: str = "idle",
+            skip_frames: bool = False) -> tuple[dict[str, float], ...]:
+    """(wall, workbench CPU, browser CPU) seconds per step, the renderer at ``priority``."""
     from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "PYTHONPATH": str(copy), "SCENESCOPE_WORKSPACE": str(copy / "workspace")}
+    from core.synth.pending import PRIORITY_ENV
+
+    env = {**os.environ, "PYTHONPATH": str(copy), "SCENESCOPE_WORKSPACE": str(copy / "workspace"),
+           PRIORITY_ENV: priority}
     env.pop("SCENESCOPE_INDEX", None)
     py = sys.executable
-    out, cpu = {}, {}
+    out, cpu, web = {}, {}, {}
+
+    def browser_cpu() -> float:  # Chromium and Playwright's driver: this process's other children
+        return tree_cpu(os.getpid()) - tree_cpu(proc.pid) - own_cpu()
+
     t_start = time.perf_counter()
     out["prepare"], cpu["prepare"] = run_timed([py, "-m", "core.cli", "demo", "--prepare-only", "--frames-later"],
                                                copy, env)
@@ -148,23 +180,27 @@ def measure(copy: Path, pages: list[str]) -> dict[str, float]:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             t1 = time.perf_counter()
-            c1 = tree_cpu(proc.pid)
+            c1, b1 = tree_cpu(proc.pid), browser_cpu()
             page.goto(url)
             drawn(page, pages[0])
             out["first_page"], cpu["first_page"] = time.perf_counter() - t1, tree_cpu(proc.pid) - c1
-            out[f"page:{pages[0]}"], cpu[f"page:{pages[0]}"] = out["first_page"], cpu["first_page"]
+            web["first_page"] = browser_cpu() - b1
+            for m in (out, cpu, web):
+                m[f"page:{pages[0]}"] = m["first_page"]
             # The model loads in the background meanwhile (the sidebar's clock): timed apart, from
             # the page's opening, and waited for so the other pages are timed on their own.
             page.get_by_text("Loading the model").first.wait_for(state="detached", timeout=300_000)
-            out["model"], cpu["model"] = time.perf_counter() - t1, tree_cpu(proc.pid) - c1
+            out["model"], cpu["model"], web["model"] = time.perf_counter() - t1, tree_cpu(proc.pid) - c1, \
+                browser_cpu() - b1
             nav = page.get_by_test_id("stSidebarNav")
             for title in pages[1:]:
                 if not nav.get_by_text(title, exact=True).count():
                     continue  # a page this build leaves out
-                t, c = time.perf_counter(), tree_cpu(proc.pid)
+                t, c, b = time.perf_counter(), tree_cpu(proc.pid), browser_cpu()
                 nav.get_by_text(title, exact=True).click()
                 drawn(page, title)
                 out[f"page:{title}"], cpu[f"page:{title}"] = time.perf_counter() - t, tree_cpu(proc.pid) - c
+                web[f"page:{title}"] = browser_cpu() - b
             browser.close()
     finally:
         proc.terminate()
@@ -173,10 +209,32 @@ def measure(copy: Path, pages: list[str]) -> dict[str, float]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    for m in (out, cpu):
+    web["prepare"] = web["http"] = 0.0
+    for m in (out, cpu, web):
         m["usable"] = m["prepare"] + m["http"] + m["first_page"]
-    out["frames"], cpu["frames"] = frames_done(copy / "workspace" / "demo-data", t_start)
-    return out, cpu
+    data = copy / "workspace" / "demo-data"
+    out["frames"], cpu["frames"] = stop_render(data) if skip_frames else frames_done(data, t_start)
+    web["frames"] = 0.0
+    return out, cpu, web
+
+
+def stop_render(data: Path) -> tuple[float, float]:
+    """End the background render (its process, named in its lock file, and that one's pool), so
+    the next run has the machine to itself; (nan, nan): not measured."""
+    from core.synth.pending import LOCK
+
+    try:
+        pid = int((data / LOCK).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+    for p in Path("/proc").iterdir():  # the pool's processes first, then the renderer
+        if p.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    os.kill(int(p.name), signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    return float("nan"), float("nan")
 
 
 def frames_done(data: Path, t_start: float, limit_s: float = 1800) -> tuple[float, float]:
@@ -196,30 +254,33 @@ def frames_done(data: Path, t_start: float, limit_s: float = 1800) -> tuple[floa
     return (wall, float(found[-1])) if found else (0.0, 0.0)
 
 
-def report(wall: dict[str, float], cpu: dict[str, float]) -> bool:
-    """One line per step: wall seconds, CPU seconds, and the verdict against its target (on wall
-    time; on CPU time too, which is what an unloaded machine would about take)."""
+STEPS = [("prepare", "demo --prepare-only --frames-later", None), ("http", "workbench answers HTTP", None),
+         ("first_page", "first page rendered", None), ("usable", "usable (sum of the three)", TARGETS["usable"]),
+         ("model", "model loaded (background, from page)", None), ("frames", "frames rendered (background)", None)]
+
+
+def report(runs: list[tuple[str, tuple[dict[str, float], ...]]]) -> bool:
+    """One line per step; per run: wall seconds, the workbench's and the browser's CPU seconds, and
+    the verdict against the step's target (on wall time; CPU time is about what an unloaded machine
+    would take for work on one core). True when every run of the working tree meets every target."""
     ok = True
-    print(f"{'step':<36} {'wall':>8} {'CPU':>8}  target")
-
-    def line(key: str, name: str, target: float | None) -> None:
-        nonlocal ok
-        w, c = wall[key], cpu[key]
-        verdict = "" if target is None else f"{target:g} s: wall {'ok' if w <= target else 'MISSES'}, " \
-                                             f"CPU {'ok' if c <= target else 'MISSES'}"
-        ok &= target is None or w <= target
-        print(f"{name:<36} {w:7.1f}s {c:7.1f}s  {verdict}")
-
-    line("prepare", "demo --prepare-only --frames-later", None)
-    line("http", "workbench answers HTTP", None)
-    line("first_page", "first page rendered", None)
-    line("usable", "usable (sum of the three)", TARGETS["usable"])
-    if "model" in wall:
-        line("model", "model loaded (background, from page)", None)
-    line("frames", "frames rendered (background)", None)
-    for k in wall:
-        if k.startswith("page:") and k != "page:Scene":
-            line(k, f"first view: {k[5:]}", TARGETS["map" if k == "page:Map" else "page"])
+    pages = [k for k in runs[0][1][0] if k.startswith("page:") and k != "page:Scene"]
+    steps = STEPS + [(k, f"first view: {k[5:]}", TARGETS["map" if k == "page:Map" else "page"]) for k in pages]
+    names = [n if n.startswith("rev:") else f"render {'nice ' if n != 'idle' else ''}{n}" for n, _ in runs]
+    print(f"{'step':<38}" + "".join(f" | {name:^28}" for name in names))
+    print(f"{'':<38}" + " | {:>8} {:>9} {:>9}".format("wall", "CPU wb", "CPU web") * len(runs))
+    for key, name, target in steps:
+        cells = ""
+        for _, (wall, cpu, web) in runs:
+            if key not in wall:
+                cells += f" | {'-':>28}"
+                continue
+            miss = target is not None and wall[key] > target
+            cells += f" | {wall[key]:7.1f}s{'!' if miss else ' '}{cpu[key]:8.1f}s {web[key]:8.1f}s"
+        ok &= all(target is None or key not in wall or wall[key] <= target
+                  for name, (wall, _, _) in runs if not name.startswith("rev:"))
+        print(f"{name:<38}{cells}" + (f"  target {target:g} s" if target else ""))
+    print("! misses its target on wall time")
     return ok
 
 
@@ -227,17 +288,32 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="make the fresh copy here and keep it (default: a temporary folder)")
     ap.add_argument("--pages", default=",".join(PAGES), help="pages in visiting order, the first one first")
+    ap.add_argument("--render-priority", default="idle",
+                    help="the background renderer's priority, or several to compare (idle,10)")
+    ap.add_argument("--against", metavar="REV", help="also measure the files of this commit (before/after)")
+    ap.add_argument("--rounds", type=int, default=1, help="with several variants: rounds, in alternating order")
+    ap.add_argument("--skip-frames", action="store_true", help="stop each background render, do not time it")
     ap.add_argument("--quick", action="store_true", help="the same run (kept for make bench's loop)")
     args = ap.parse_args()
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        wall, cpu = measure(fresh_copy(args.keep), pages)
-    else:
-        with tempfile.TemporaryDirectory(prefix="scenescope-startup-") as tmp:
-            wall, cpu = measure(fresh_copy(Path(tmp)), pages)
-    print(f"fresh copy, {os.cpu_count()} cores, 1-min load {os.getloadavg()[0]:.1f} at the end")
-    return 0 if report(wall, cpu) else 1
+    variants = [p.strip() for p in args.render_priority.split(",") if p.strip()]
+    variants += [f"rev:{args.against}"] if args.against else []
+    order = [v for r in range(args.rounds) for v in (variants if r % 2 == 0 else variants[::-1])]
+    runs = []
+    for n, variant in enumerate(order):
+        rev = variant[4:] if variant.startswith("rev:") else None
+        priority = "idle" if rev else variant
+        with contextlib.ExitStack() as stack:
+            if args.keep:
+                dest = args.keep / f"{n}-{variant.replace(':', '-')}" if len(order) > 1 else args.keep
+                dest.mkdir(parents=True, exist_ok=True)
+            else:
+                dest = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scenescope-startup-")))
+            runs.append((variant, measure(fresh_copy(dest, rev), pages, priority, args.skip_frames)))
+        print(f"run {n + 1} of {len(order)} ({variant}) done, 1-min load {os.getloadavg()[0]:.1f}", flush=True)
+        report(runs[-1:])  # each run as it ends: a long comparison cut short keeps what it measured
+    print(f"fresh copies, {os.cpu_count()} cores, 1-min load {os.getloadavg()[0]:.1f} at the end")
+    return 0 if report(runs) else 1
 
 
 if __name__ == "__main__":
