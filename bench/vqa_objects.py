@@ -8,6 +8,8 @@ seed), and every single scene's object question is asked:
   cached under the work folder, not written into the dataset). It names kinds, never positions.
 - VLM: ``core.vqa.evaluate.answer_dataset_vlm`` with the bundled VLM (25% of tokens kept); it was not
   trained on object questions.
+- prior: one constant answer for every question, the kinds shown by more than half of the index's
+  frames (what retrieval says with no image: the baseline its neighbour vote must beat);
 - truth: the ground-truth answers themselves (match F1 = 1 checks the scoring path end to end).
 
 Kind F1: per question, the F1 of the object kinds an answer names against those of the truth (the
@@ -100,6 +102,12 @@ def run(a: Any, root: Path, report: dict[str, Any]) -> None:
     out["truth"] = summary(schema, qa, truth, raw, 0.0)
     model, store = open_index(root / a.index)
     objs = index_objects(store, work)
+    from core.vqa.answer_objects import MAJORITY, objects_text
+    from core.vqa.question_objects import important_objects
+
+    shown = [{o["class"] for o in important_objects(schema, v["objects"], v["size"])} for v in objs.values()]
+    common = [c for c in schema.qa.objects.classes if sum(c in x for x in shown) / len(shown) > MAJORITY]
+    out["prior"] = summary(schema, qa, {i: Answer(objects_text(schema, common), 1.0) for i in raw}, raw, 0.0)
     t = time.perf_counter()
     _, ret = answer_dataset(data, model, store, split="all", k=a.k, qa_path=qa_path, objects=objs)
     out["retrieval"] = summary(schema, qa, ret, raw, time.perf_counter() - t)
@@ -118,7 +126,7 @@ def run(a: Any, root: Path, report: dict[str, Any]) -> None:
 
 def print_table(r: dict[str, Any]) -> None:
     o = r["objects"]
-    names = ["truth", "retrieval", "vlm@0.25"]
+    names = [n for n in ("truth", "prior", "retrieval", "vlm@0.25") if n in o]
     print(f"\nimportant-objects questions: {o['questions']} ({o['objects_per_answer']:.2f} objects per true answer)")
     print("| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for k in ("match_f1", "kind_f1", "with_positions", "no_definite_answer"):
