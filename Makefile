@@ -46,7 +46,7 @@ lint: $(STAMP)
 # nothing. `make bench-full`: the runs behind bench/RESULTS.md, about an hour on 2 idle cores (more
 # the first time: the fine-tuning bench renders the bundled recipe's training data once).
 BENCH_QUICK := synth_speed embed_throughput map_scale token_pruning token_localisation finetune_weak \
-	quantize familiarity load_gradio
+	quantize familiarity load_gradio clip_path
 bench: $(STAMP)
 	$(PY) -m core.cli demo --prepare-only  # familiarity measures against the demo index
 	set -e; for b in $(BENCH_QUICK); do echo "== bench/$$b.py --quick"; $(PY) bench/$$b.py --quick; done

@@ -9,9 +9,12 @@ to the end), preprocess (``pipeline._preprocessor``: ``fast_preprocess``), embed
 ``core.timeline.timeline``). For reference it also times torchvision's own ``model.preprocess``
 and ``model.embed_batch`` at the thread count under test (what the issue measured). Reports min and
 median wall seconds, and min CPU seconds (all the process's threads: the figure a shared machine
-disturbs least), per stage and for the whole path.
+disturbs least), per stage and for the whole path. ``--before`` also times the path as it was
+before issue 23's fix (every packet decoded, batches embedded at the process's thread count),
+interleaved pass by pass with the current one so that both see the same load, and checks that
+both give the same frames and votes.
 
-    .venv/bin/python bench/clip_path.py --threads 1 2 --repeats 7
+    .venv/bin/python bench/clip_path.py --threads 1 2 --repeats 7 --before
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +73,27 @@ def one_pass(clip: Path, model, store, fps: float) -> dict[str, tuple[float, flo
     return out
 
 
+@contextmanager
+def variant(name: str):
+    """``now``: the path as it is; ``before``: every packet decoded, the process's thread count."""
+    from core import pipeline, video
+
+    saved = video.skippable, pipeline.FRAMES_PER_THREAD
+    if name == "before":
+        video.skippable, pipeline.FRAMES_PER_THREAD = (lambda *a: None), 1
+    try:
+        yield
+    finally:
+        video.skippable, pipeline.FRAMES_PER_THREAD = saved
+
+
+def _votes(clip: Path, model, store, fps: float) -> list:
+    from core.pipeline import classify_path
+
+    r = classify_path(clip, model, store, fps=fps)
+    return [(float(t), v.labels(), [n.id for n in v.neighbors]) for t, v in zip(r.times, r.votes, strict=True)]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", type=Path, default=CLIP)
@@ -77,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7, help="timed passes per thread count (after one warm-up)")
     ap.add_argument("--fps", type=float, default=2.0)
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--before", action="store_true", help="also time the path as it was before the fix")
     args = parse_args(ap, {"repeats": 2, "threads": [1]}, argv)
     import torch
 
@@ -86,19 +112,31 @@ def main(argv: list[str] | None = None) -> None:
     model, store = open_index(args.index)
     print(f"model + index opened in {time.perf_counter() - t:.1f} s ({len(store)} frames); "
           f"torch default threads {torch.get_num_threads()}")
+    names = ["now", "before"] if args.before else ["now"]
+    if args.before:
+        with variant("before"):
+            old = _votes(args.clip, model, store, args.fps)
+        same = old == _votes(args.clip, model, store, args.fps)
+        print(f"same frame times, votes and neighbours as before the fix: {same}")
     report = {}
     for n in args.threads:
         torch.set_num_threads(n)
-        one_pass(args.clip, model, store, args.fps)  # warm-up: first-call costs (allocators, caches)
-        runs = [one_pass(args.clip, model, store, args.fps) for _ in range(args.repeats)]
-        rows = {s: {"min": min(r[s][0] for r in runs), "median": statistics.median(r[s][0] for r in runs),
-                    "cpu_min": min(r[s][1] for r in runs)} for s in STAGES}
-        report[n] = {"frames": runs[0]["frames"][0], "stages": rows, "load": os.getloadavg()[0]}
-        print(f"\ntorch threads {n}: {runs[0]['frames'][0]} frames, {args.repeats} passes (seconds; "
-              f"load average {os.getloadavg()[0]:.1f})")
-        print(f"  {'stage':<24}{'min':>8}{'median':>8}{'CPU min':>9}")
-        for s in STAGES:
-            print(f"  {s:<24}{rows[s]['min']:>8.3f}{rows[s]['median']:>8.3f}{rows[s]['cpu_min']:>9.3f}")
+        runs: dict[str, list] = {v: [] for v in names}
+        for i in range(args.repeats + 1):  # pass 0 warms up: first-call costs (allocators, caches)
+            for v in names:
+                with variant(v):
+                    r = one_pass(args.clip, model, store, args.fps)
+                runs[v] += [r] if i else []
+        for v in names:
+            rows = {s: {"min": min(r[s][0] for r in runs[v]), "median": statistics.median(r[s][0] for r in runs[v]),
+                        "cpu_min": min(r[s][1] for r in runs[v])} for s in STAGES}
+            report[f"{v}, {n} threads"] = {"frames": runs[v][0]["frames"][0], "stages": rows,
+                                           "load": os.getloadavg()[0]}
+            print(f"\n{v}, torch threads {n}: {runs[v][0]['frames'][0]} frames, {args.repeats} passes "
+                  f"(seconds; load average {os.getloadavg()[0]:.1f})")
+            print(f"  {'stage':<24}{'min':>8}{'median':>8}{'CPU min':>9}")
+            for s in STAGES:
+                print(f"  {s:<24}{rows[s]['min']:>8.3f}{rows[s]['median']:>8.3f}{rows[s]['cpu_min']:>9.3f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 
