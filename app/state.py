@@ -36,21 +36,38 @@ KEY_INDEX, KEY_MODEL, KEY_K = "ss_index", "ss_model", "ss_k"
 class ModelLoad:
     """A model loading in a background thread: importing torch and open_clip and reading the
     weights take ~10 s, and a page draws what needs no model (the index, its frames, the map)
-    meanwhile. The workbench starts it when its first page has drawn (a thread started earlier
-    would hold the GIL against that page); ``get`` starts it if need be and waits, with a spinner."""
+    meanwhile. The workbench starts it a moment after its first page's script has run (a thread
+    started earlier would hold the GIL, and a core, against that page while the browser draws it:
+    issue 21); ``get`` starts it at once if need be and waits, with a spinner."""
 
     def __init__(self, load: Callable[[], SceneModel]) -> None:
         self.started: float | None = None
         self.future: Future[SceneModel] = Future()
         self._load, self._lock = load, threading.Lock()
+        self._begun, self._now, self._later = False, False, False
 
-    def start(self) -> None:
+    def start(self, after: float = 0.0) -> None:
+        """Start the load now, or ``after`` seconds from now; idempotent, and a start now wins over
+        one scheduled for later."""
         with self._lock:
             if self.started is None:
                 self.started = time.monotonic()
+            if self._begun or self._now or (after > 0 and self._later):
+                return
+            if after > 0:
+                self._later = True
+                timer = threading.Timer(after, self._run, args=(self._load,))
+                timer.name, timer.daemon = "scenescope-model", True
+                timer.start()
+            else:
+                self._now = True
                 threading.Thread(target=self._run, args=(self._load,), name="scenescope-model", daemon=True).start()
 
     def _run(self, load: Callable[[], SceneModel]) -> None:
+        with self._lock:  # the scheduled start and a start now: whichever comes first loads
+            if self._begun:
+                return
+            self._begun = True
         try:
             self.future.set_result(load())
         except BaseException as e:  # kept for the page that asks, which shows it

@@ -15,6 +15,9 @@ import streamlit as st
 from app import handlers, navigation, preload, state, widgets
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# Seconds between the first page's script run and the model's background load: measured, a load
+# started at once cost that page ~0.8 CPU s and a few seconds of wall time on 2 cores (RESULTS 15d).
+MODEL_AFTER_PAGE_S = 1.5
 
 
 def sidebar() -> state.ModelLoad | None:
@@ -75,9 +78,9 @@ def main() -> None:
     loading = sidebar()
     try:
         page.run()
-    finally:  # also after st.stop() (no st call here: after it, they raise): the model loads now
-        if loading is not None:
-            loading.start()
+    finally:  # also after st.stop() (no st call here: after it, they raise): the model loads once
+        if loading is not None:  # the browser has had a moment to draw the page (issue 21)
+            loading.start(after=MODEL_AFTER_PAGE_S)
 
 
 main()

@@ -29,3 +29,23 @@ def test_the_preloaded_chunk_is_the_one_streamlit_loads_for_plotly_charts() -> N
     js = Path(st.__file__).resolve().parent / "static" / "static" / "js"
     assert (js / chunk).stat().st_size > 1_000_000  # Plotly itself, not a stub
     assert any(chunk in p.read_text(errors="ignore") for p in js.glob("index.*.js"))  # the name the app imports
+
+
+def test_the_model_load_scheduled_after_the_page_starts_at_once_when_asked_and_runs_once() -> None:
+    import time
+
+    from app import state
+
+    calls: list[float] = []
+    load = state.ModelLoad(lambda: calls.append(time.monotonic()) or "model")
+    load.start(after=0.3)  # what the workbench does after its first page
+    load.start(after=0.3)
+    assert load.started is not None and not calls
+    t = time.monotonic()
+    assert load.future.result(timeout=10) == "model" and len(calls) == 1 and calls[0] >= t + 0.25
+    asked = state.ModelLoad(lambda: calls.append(time.monotonic()) or "asked")
+    asked.start(after=600)
+    asked.start()  # a page needs it now: it does not wait for the scheduled start
+    assert asked.future.result(timeout=60) == "asked" and len(calls) == 2
+    asked._run(asked._load)  # what the scheduled start does when it comes: nothing more
+    assert len(calls) == 2
