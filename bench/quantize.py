@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _quick import parse_args  # noqa: E402
 
-VARIANTS = [(8, "rtn"), (8, "gptq"), (4, "rtn"), (4, "gptq")]
+VARIANTS = [(8, "rtn"), (8, "gptq"), (4, "rtn"), (4, "gptq")]  # (bits, method); --bits/--methods select
 
 
 def tensor_bytes(path: Path, prefix: str = "visual.") -> int:
@@ -73,6 +73,16 @@ def main(argv: list[str] | None = None) -> None:
                     "spread (bounds the CPU time of embedding every clip once per variant)")
     ap.add_argument("--speed-only", action="store_true",
                     help="skip the weight-only RTN/GPTQ variants (they run float32 kernels: no speed path)")
+    ap.add_argument("--bits", default="8,4", help="weight-only variants: these bit widths (comma-separated)")
+    ap.add_argument("--methods", default="rtn,gptq", help="weight-only variants: these methods")
+    ap.add_argument("--gptq-seeds", default="4242",
+                    help="GPTQ calibration data seeds (comma-separated): one GPTQ variant per seed")
+    ap.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime variants")
+    ap.add_argument("--engines", default="",
+                    help="also PyTorch int8 engines (bench/quant_engines.py): torch-int8, torchao-int8-dyn, torchao-int8-wo")
+    ap.add_argument("--int8-backend", default="x86", help="torch.backends.quantized.engine for torch-int8")
+    ap.add_argument("--profile", action="store_true", help="print the FP32 encoder's CPU time by operator group")
+    ap.add_argument("--models", help="keep the quantized model folders here and reuse those already made")
     a = parse_args(ap, {"index": 120, "queries": 60, "calibration": 16, "reps": 1, "timing_images": 32}, argv)
 
     import torch
@@ -81,6 +91,60 @@ def main(argv: list[str] | None = None) -> None:
     from core.models import load_model
     from core.quant import QUANT_WEIGHTS
     from core.quant.export import quantize_to_folder, synthetic_frames
+    torch.set_num_threads(a.threads)
+    work = Path(tempfile.mkdtemp(prefix="scenescope-bench-quant-"))
+    models = Path(a.models) if a.models else work
+    fp32 = load_model(a.model)
+    fp32_file = work / "fp32.safetensors"  # what an FP32 copy of the model weighs
+    save_file({k: v.float().contiguous() for k, v in fp32.clip.state_dict().items()}, str(fp32_file))
+    variants: dict[str, dict] = {"FP32 (torch)": {
+        "model": fp32, "encode": fp32.embed_batch, "file_mb": fp32_file.stat().st_size / 1e6,
+        "vision_mb": tensor_bytes(fp32_file) / 1e6, "prep_s": 0.0}}
+    seeds = [int(x) for x in a.gptq_seeds.split(",")]
+    for bits, method, seed in ([] if a.speed_only else weight_variants(a.bits, a.methods, seeds)):
+        name = f"INT{bits} {method.upper()}" + (f" (seed {seed})" if method == "gptq" and len(seeds) > 1 else "")
+        out = models / f"int{bits}-{method}" if method == "rtn" else models / f"int{bits}-gptq-c{a.calibration}-s{seed}"
+        t = time.perf_counter()
+        if not (out / QUANT_WEIGHTS).is_file():  # --models: made once, reused by later runs
+            quantize_to_folder(a.model, bits, out, method=method, calibration=a.calibration, seed=seed)
+        prep = time.perf_counter() - t
+        m = load_model(f"file:{out}")
+        variants[name] = {"model": m, "encode": m.embed_batch, "file_mb": (out / QUANT_WEIGHTS).stat().st_size / 1e6,
+                          "vision_mb": tensor_bytes(out / QUANT_WEIGHTS) / 1e6, "prep_s": prep}
+        print(f"{name}: quantized in {prep:.0f} s ({m.identity})")
+    if not a.no_ort:
+        add_ort(a, fp32, variants, work)
+    for engine in filter(None, a.engines.split(",")):
+        add_engine(a, fp32, variants, engine)
+    if a.profile:
+        from quant_engines import op_shares
+
+        px = fp32.preprocess_batch(synthetic_frames(a.batch, seed=1))
+        shares = op_shares(fp32.clip.visual.float().eval(), px)
+        print(f"FP32 encoder CPU time by operator (batch {a.batch}, {a.threads} thread(s)): "
+              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shares.items()))
+    try:
+        if a.clips:
+            clip_run(a, fp32, variants)
+        else:
+            frame_run(a, fp32, variants)
+    finally:
+        if a.keep:
+            print(f"models and ONNX files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def weight_variants(bits: str, methods: str, seeds: list[int]) -> list[tuple[int, str, int]]:
+    """(bits, method, calibration seed) of each weight-only variant asked for, in VARIANTS order."""
+    keep_bits, keep_methods = {int(b) for b in bits.split(",")}, set(methods.split(","))
+    return [(b, m, s) for b, m in VARIANTS if b in keep_bits and m in keep_methods
+            for s in (seeds if m == "gptq" else seeds[:1])]
+
+
+def add_ort(a: argparse.Namespace, fp32: object, variants: dict[str, dict], work: Path) -> None:
+    """ONNX Runtime FP32 and INT8 encoders (in frame mode also the static QDQ and fused attempts)."""
+    from core.quant.export import synthetic_frames
     from core.quant.ort import (
         OrtEncoder,
         export_vision,
@@ -89,24 +153,6 @@ def main(argv: list[str] | None = None) -> None:
         quantize_int8_static,
     )
 
-    torch.set_num_threads(a.threads)
-    work = Path(tempfile.mkdtemp(prefix="scenescope-bench-quant-"))
-    fp32 = load_model(a.model)
-    fp32_file = work / "fp32.safetensors"  # what an FP32 copy of the model weighs
-    save_file({k: v.float().contiguous() for k, v in fp32.clip.state_dict().items()}, str(fp32_file))
-    variants: dict[str, dict] = {"FP32 (torch)": {
-        "model": fp32, "encode": fp32.embed_batch, "file_mb": fp32_file.stat().st_size / 1e6,
-        "vision_mb": tensor_bytes(fp32_file) / 1e6, "prep_s": 0.0}}
-    for bits, method in ([] if a.speed_only else VARIANTS):
-        name = f"INT{bits} {method.upper()}"
-        t = time.perf_counter()
-        out = quantize_to_folder(a.model, bits, work / name.replace(" ", "-"), method=method,
-                                 calibration=a.calibration)
-        prep = time.perf_counter() - t
-        m = load_model(f"file:{out}")
-        variants[name] = {"model": m, "encode": m.embed_batch, "file_mb": (out / QUANT_WEIGHTS).stat().st_size / 1e6,
-                          "vision_mb": tensor_bytes(out / QUANT_WEIGHTS) / 1e6, "prep_s": prep}
-        print(f"{name}: quantized in {prep:.0f} s ({m.identity})")
     t = time.perf_counter()
     onnx32 = export_vision(fp32.clip, fp32.image_size, work / "vision.onnx")
     export_s = time.perf_counter() - t
@@ -131,16 +177,25 @@ def main(argv: list[str] | None = None) -> None:
         variants[name] = {"model": fp32, "encode": enc.embed_batch, "file_mb": size, "vision_mb": size,
                           "prep_s": prep}
     print(f"ONNX export {export_s:.0f} s, ORT quantization {ort_s:.0f} s")
-    try:
-        if a.clips:
-            clip_run(a, fp32, variants)
-        else:
-            frame_run(a, fp32, variants)
-    finally:
-        if a.keep:
-            print(f"models and ONNX files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+
+def add_engine(a: argparse.Namespace, fp32: object, variants: dict[str, dict], engine: str) -> None:
+    """A PyTorch int8 engine (bench/quant_engines.py) on the FP32 model's vision tower; the size column is
+    the int8 state dict saved by torch.save (what such a model would weigh on disk)."""
+    import io
+
+    from quant_engines import int8_encoder
+
+    t = time.perf_counter()
+    import torch
+
+    encode = int8_encoder(fp32.clip.visual, engine, a.int8_backend)
+    buf = io.BytesIO()
+    torch.save(encode.module.state_dict(), buf)
+    size = buf.tell() / 1e6
+    name = f"{engine} ({a.int8_backend})" if engine == "torch-int8" else engine
+    variants[name] = {"model": fp32, "encode": encode, "file_mb": size, "vision_mb": size,
+                      "prep_s": time.perf_counter() - t}
 
 
 def clip_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> None:
@@ -162,6 +217,7 @@ def clip_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> 
     drift = float(np.abs(cached[rows] - ref).max())
     split_rows = ref.shape[0]
     cos = {n: float(np.mean(np.sum(r.pop("vectors") * ref, axis=1))) for n, r in out.items()}
+    paired = paired_table({n: r.pop("ranks") for n, r in out.items()})
     pools = {"meanp": "meanP", "afa": "AFA"}
     head = " | ".join(f"{pools[p]} R@1 | R@5 | R@10 | R@1 change" for p in CLIP_POOLS)
     lines = [f"Model {fp32.identity}; clips {a.clips} test split ({split_rows} frames); GPTQ calibration "
@@ -176,11 +232,32 @@ def clip_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> 
                            for p in CLIP_POOLS)
         lines.append(f"| {name} | {v['file_mb']:.1f} | {v['vision_mb']:.2f} | {cells} | {cos[name]:.5f} | "
                      f"{v['prep_s']:.0f} |")
-    print("\n".join(lines))
+    print("\n".join(lines + ["", *paired["lines"]]))
     if a.json:
         results = {n: {**r, "cos_to_fp32": cos[n], "file_mb": variants[n]["file_mb"],
                        "vision_mb": variants[n]["vision_mb"], "prep_s": variants[n]["prep_s"]} for n, r in out.items()}
-        Path(a.json).write_text(json.dumps({"settings": vars(a), "clips": results}, indent=2))
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "clips": results, "paired": paired["rows"]},
+                                           indent=2))
+
+
+def paired_table(ranks: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Paired R@1 tests over the same queries (``core.quant.compare.paired_r1``): every GPTQ variant
+    against the RTN variant of its bits, and every variant against FP32, per pooling."""
+    from core.quant.compare import paired_r1
+
+    pairs = [(n, f"INT{n[3]} RTN") for n in ranks if " GPTQ" in n and f"INT{n[3]} RTN" in ranks]
+    pairs += [(n, "FP32 (torch)") for n in ranks if n != "FP32 (torch)"]
+    lines = ["| A | B | pooling | R@1 A | R@1 B | A - B | 95% CI (paired bootstrap) | hit by A only | by B only | "
+             "sign test p | A ranks better | worse | sign test p (ranks) |", "|---|---|---|" + "---|" * 10]
+    rows = []
+    for x, y in pairs:
+        for pool in ranks[x]:
+            r = paired_r1(ranks[x][pool], ranks[y][pool])
+            rows.append({"a": x, "b": y, "pool": pool, **r})
+            lines.append(f"| {x} | {y} | {pool} | {r['r1_a']:.1f} | {r['r1_b']:.1f} | {r['diff']:+.1f} | "
+                         f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}] | {r['a_only']} | {r['b_only']} | "
+                         f"{r['p_sign']:.3f} | {r['rank_better']} | {r['rank_worse']} | {r['p_rank']:.3f} |")
+    return {"lines": lines, "rows": rows}
 
 
 def frame_run(a: argparse.Namespace, fp32: object, variants: dict[str, dict]) -> None:

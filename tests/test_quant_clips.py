@@ -15,7 +15,7 @@ import core.quant.model as quant_model
 import core.retrieval.metrics as metrics
 from core.models import load_model
 from core.quant import quantize_module
-from core.quant.compare import CLIP_POOLS, compare_clips, spread_frames
+from core.quant.compare import CLIP_POOLS, compare_clips, paired_r1, spread_frames
 from core.retrieval.clipvec import AFA
 from core.retrieval.data import read_clip_dataset, write_clip_dataset
 
@@ -93,6 +93,7 @@ def test_identity_quantizer_gives_the_fp32_clip_figures(setup, monkeypatch: pyte
     rank = np.array([(np.delete(row, i) >= row[i]).sum() for i, row in enumerate(sim)])
     for k in (1, 5, 10):
         assert out["FP32"]["meanp"][f"r{k}"] == pytest.approx(100 * np.mean(rank < k), abs=1e-9)
+    np.testing.assert_array_equal(out["FP32"]["ranks"]["meanp"], rank)  # the per-query ranks paired_r1 compares
 
 
 def test_spread_frames_keeps_the_ends_and_spreads_the_rest(setup):
@@ -106,3 +107,22 @@ def test_spread_frames_keeps_the_ends_and_spreads_the_rest(setup):
     assert spread_frames(frames, None) is frames
     with pytest.raises(ValueError, match="at least 1"):
         spread_frames(frames, 0)
+
+
+def test_paired_r1_counts_discordant_queries_and_tests_them_exactly():
+    # 20 queries: A hits 12, B hits 5; 8 hit by A only, 1 by B only, 4 by both.
+    a = np.array([0] * 12 + [3] * 8)
+    b = np.array([0] * 4 + [2] * 8 + [0] + [5] * 7)
+    r = paired_r1(a, b, resamples=2000)
+    assert (r["r1_a"], r["r1_b"], r["diff"]) == pytest.approx((60.0, 25.0, 35.0))
+    assert (r["a_only"], r["b_only"]) == (8, 1)
+    # Exact two-sided sign test by hand: 2 * P(X <= 1), X ~ Binomial(9, 1/2) = 2 * (1 + 9) / 512.
+    assert r["p_sign"] == pytest.approx(20 / 512)
+    assert r["ci95"][0] < 35.0 < r["ci95"][1] and r["ci95"][0] > 0
+    # Ranks: A better on 8 + 7 = 15 queries (its 3 beats B's 5 on the last 7), worse on 1, tied on 4.
+    assert (r["rank_better"], r["rank_worse"]) == (15, 1)
+    assert r["p_rank"] == pytest.approx(2 * 17 / 2 ** 16)
+    same = paired_r1(a, a)
+    assert (same["diff"], same["ci95"], same["p_sign"], same["p_rank"]) == (0.0, [0.0, 0.0], 1.0, 1.0)
+    with pytest.raises(ValueError, match="equal 1-D"):
+        paired_r1(a, b[:-1])

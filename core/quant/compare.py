@@ -141,13 +141,49 @@ def clip_recall(vectors: np.ndarray, clip_ids: list[str], frame_index: list[int]
     """Text-to-clip {r1, r5, r10, mdr, mnr} per pooling of CLIP_POOLS (meanP alone without a
     student): one encoder's frame vectors pooled into clips as ``eval-retrieval`` pools them,
     caption i's clip being ``order[i]``."""
+    from core.retrieval.metrics import retrieval_metrics
+
+    return {p: retrieval_metrics(sim)["t2v"] for p, sim in pooled_scores(vectors, clip_ids, frame_index, order, texts,
+                                                                           student).items()}
+
+
+def pooled_scores(vectors: np.ndarray, clip_ids: list[str], frame_index: list[int], order: list[str],
+                  texts: np.ndarray, student: object) -> dict[str, np.ndarray]:
+    """{pooling: (captions x clips) similarity matrix} of ``clip_recall`` (caption i's clip is column i)."""
     from core.retrieval.clipvec import pad_clips
     from core.retrieval.evaluate import clip_scores
-    from core.retrieval.metrics import retrieval_metrics
 
     frames, mask = pad_clips(vectors, clip_ids, frame_index, order)
     pools = CLIP_POOLS if student is not None else ("meanp",)
-    return {p: retrieval_metrics(clip_scores(p, texts, frames, mask, student))["t2v"] for p in pools}
+    return {p: clip_scores(p, texts, frames, mask, student) for p in pools}
+
+
+def paired_r1(ranks_a: np.ndarray, ranks_b: np.ndarray, *, resamples: int = 10000, seed: int = 0) -> dict:
+    """Is encoder A's R@1 different from B's on the same queries? 0-based ranks of each query's clip.
+
+    Returns both R@1s, their difference (A - B, points), a paired bootstrap 95% interval of it
+    (queries resampled, both encoders together), the discordant queries (hit by A only, by B only)
+    and the exact two-sided sign test on them (McNemar's exact test); also the sign test on every
+    query whose rank differs (A ranks its clip better / worse), which uses all of the ranking.
+    """
+    from scipy.stats import binomtest, bootstrap
+
+    a, b = np.asarray(ranks_a), np.asarray(ranks_b)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired ranks need two equal 1-D arrays of >= 2 queries, got {a.shape} and {b.shape}")
+    diff = 100.0 * ((a == 0).astype(float) - (b == 0))
+
+    def sign_p(k: int, n: int) -> float:
+        return float(binomtest(k, n, 0.5).pvalue) if n else 1.0
+
+    lo, hi = (bootstrap((diff,), np.mean, n_resamples=resamples, method="percentile",
+                        rng=np.random.default_rng(seed)).confidence_interval if diff.any() else (0.0, 0.0))
+    a_only, b_only = int(np.sum((a == 0) & (b > 0))), int(np.sum((b == 0) & (a > 0)))
+    better, worse = int(np.sum(a < b)), int(np.sum(a > b))
+    return {"r1_a": float(100.0 * np.mean(a == 0)), "r1_b": float(100.0 * np.mean(b == 0)),
+            "diff": float(diff.mean()), "ci95": [float(lo), float(hi)], "a_only": a_only, "b_only": b_only,
+            "p_sign": sign_p(a_only, a_only + b_only), "rank_better": better, "rank_worse": worse,
+            "p_rank": sign_p(better, better + worse)}
 
 
 def spread_frames(frames: pd.DataFrame, per_clip: int | None) -> pd.DataFrame:
@@ -175,7 +211,8 @@ def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Calla
     vectors come from ``model``: the quantizers leave the text tower as it is. ``frames_per_clip``
     thins each clip (``spread_frames``) to bound the CPU time of many encoders.
 
-    Returns {encoder: {"meanp": t2v, "afa": t2v, "vectors": (N, d) frame vectors}}.
+    Returns {encoder: {"meanp": t2v, "afa": t2v, "vectors": (N, d) frame vectors, "ranks": {pooling:
+    0-based rank of each caption's clip}}} (``paired_r1`` compares two encoders' ranks).
     """
     from core.data.manifest import Dataset, read_manifest
     from core.index.build import load_pixels
@@ -206,10 +243,17 @@ def compare_clips(root: str | Path, model: SceneModel, encoders: dict[str, Calla
             say(i / len(bounds), f"Embedding frames {s}-{e} of {len(sub)} with {len(encoders)} encoders…")
             yield load_pixels(sub, preprocess, s, e)
 
+    from core.retrieval.metrics import retrieval_metrics, retrieval_ranks
+
     vectors = embed_with(encoders, batches())
     cids, fidx = frames["clip_id"].astype(str).tolist(), frames["frame_index"].astype(int).tolist()
+    out = {}
+    for name, v in vectors.items():
+        sims = pooled_scores(v, cids, fidx, order, texts, student)
+        out[name] = {**{p: retrieval_metrics(s)["t2v"] for p, s in sims.items()}, "vectors": v,
+                     "ranks": {p: retrieval_ranks(s) for p, s in sims.items()}}
     say(1.0, "Done")
-    return {name: {**clip_recall(v, cids, fidx, order, texts, student), "vectors": v} for name, v in vectors.items()}
+    return out
 
 
 def bundled_student(identity: str) -> object | None:
@@ -279,4 +323,4 @@ def compare_quantized(model_name: str, variant: str, *, index: int = 300, querie
 
 
 __all__ = ["CLIP_POOLS", "VARIANTS", "bundled_student", "clip_figures", "clip_recall", "compare_clips", "compare_quantized", "embed_with", "measure",
-           "quantized_encoder", "render_frames", "spread_frames"]
+           "paired_r1", "pooled_scores", "quantized_encoder", "render_frames", "spread_frames"]
