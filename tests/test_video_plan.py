@@ -124,3 +124,19 @@ def test_clip_path_votes_unchanged(tmp_path, monkeypatch, small_index):
     assert np.array_equal(now.times, before.times) and len(now.votes) == 6
     assert [v.labels() for v in now.votes] == [v.labels() for v in before.votes]
     assert [[n.id for n in v.neighbors] for v in now.votes] == [[n.id for n in v.neighbors] for v in before.votes]
+
+
+def test_gif_with_partial_frames_gives_the_same_frames(tmp_path, monkeypatch):
+    # Each GIF frame repaints a band over the last: only the first is a keyframe.
+    from PIL import Image
+
+    frames, cur = [], _moving(1)[0]
+    for i in range(40):
+        cur = cur.copy()
+        cur[(i * 3) % 44:(i * 3) % 44 + 4] = (i * 37) % 256
+        frames.append(Image.fromarray(cur))
+    clip = tmp_path / "bands.gif"
+    frames[0].save(clip, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    a, b, rep_a, rep_b = _both(clip, 2.0, monkeypatch)
+    assert _same(a, b) and len(a) == 8
+    assert rep_a.complete and rep_a.frames_read == rep_b.frames_decoded == 40
