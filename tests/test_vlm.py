@@ -172,6 +172,29 @@ def test_save_load_round_trip(trained: Trained, vlm, tmp_path: Path) -> None:
         load_vlm(tmp_path / "copy", vision=load_model(f"file:{other}"))
 
 
+def test_feature_norm_standardises_and_round_trips(trained: Trained, vlm, tmp_path: Path) -> None:
+    """``feature_norm``: the statistics are numpy's per-dimension mean and std of the pooled and the
+    patch tokens apart, they travel with the weights, and the prefix is the same after a reload."""
+    from dataclasses import replace
+
+    from core.vqa.vlm import VLM, load_vlm, save_vlm
+
+    norm = VLM(replace(vlm.cfg, feature_norm=True), vlm.vision, vlm.tokenizer).eval()
+    tokens = torch.cat([vlm.patch_tokens(_pixels(vlm, trained.data, i)) for i in range(6)])
+    norm.fit_feature_norm(tokens)
+    t = tokens.numpy()
+    np.testing.assert_allclose(norm.feature_mean.numpy(), [t[:, 0].mean(0), t[:, 1:].reshape(-1, t.shape[-1]).mean(0)],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.feature_std.numpy(), [t[:, 0].std(0, ddof=1),
+                                                          t[:, 1:].reshape(-1, t.shape[-1]).std(0, ddof=1)],
+                               rtol=1e-3, atol=1e-5)
+    save_vlm(norm, tmp_path / "norm")
+    again = load_vlm(tmp_path / "norm", vision=vlm.vision)
+    assert again.cfg.feature_norm and torch.equal(again.feature_std, norm.feature_std)
+    px = _pixels(vlm, trained.data, 2)
+    assert torch.equal(norm.prefix_of(px, QUESTION)[0], again.prefix_of(px, QUESTION)[0])
+
+
 def test_bad_qa_line_names_file_and_line(tmp_path: Path) -> None:
     from core.vqa.train_vlm import read_qa
 

@@ -82,7 +82,8 @@ def cmd_train_vqa(a: argparse.Namespace) -> None:
                "keep_ratio": a.keep, "batch_size": a.batch_size, "max_rows": a.max_rows, "max_frames": a.max_frames,
                "seed": a.seed, "hidden": a.hidden, "layers": a.layers, "heads": a.heads,
                "intermediate": a.intermediate, "vocab_size": a.vocab_size, "lr_align": a.lr_align,
-               "lr_qa": a.lr_qa, "prefix_norm": a.prefix_norm}
+               "lr_qa": a.lr_qa, "prefix_norm": a.prefix_norm,
+               "feature_norm": a.feature_norm}
     if a.job:  # the same training as a background job: progress, cancel and resume through `scenescope jobs`
         from core.jobs.cli import _report_end, follow
         from core.jobs.runner import start_job
@@ -177,6 +178,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--prefix-norm", action="store_true",
                    help="LayerNorm the projector's output at the LM's embedding scale (bench/RESULTS.md 14c: "
                         "not better in the one run measured)")
+    s.add_argument("--feature-norm", action="store_true",
+                   help="standardise the vision tower's tokens by the training frames' statistics and LayerNorm "
+                        "the projector's input (bench/RESULTS.md 14d)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_train_vqa)

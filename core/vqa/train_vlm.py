@@ -201,6 +201,7 @@ def train_vqa(
     vocab_size: int = 1024,
     pooled: bool = True,
     prefix_norm: bool = False,  # LayerNorm the projector output (VLMConfig.prefix_norm); unproven, off
+    feature_norm: bool = False,  # standardise the tower's tokens, LayerNorm the projector input (VLMConfig)
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
@@ -229,7 +230,7 @@ def train_vqa(
     # Everything that decides the batches: a checkpoint is only resumed by the same run.
     fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
                    "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
-                               hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, vision]}
+                               hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision]}
     meta = read_state(state, fingerprint)
 
     if vision_model is None:
@@ -251,7 +252,7 @@ def train_vqa(
             atomic_write_text(state / "tokenizer.json", tok.to_str())
     cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
                     vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
-                    pooled=pooled, prefix_norm=prefix_norm, hidden=hidden, layers=layers, heads=heads,
+                    pooled=pooled, prefix_norm=prefix_norm, feature_norm=feature_norm, hidden=hidden, layers=layers, heads=heads,
                     intermediate=intermediate,
                     recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
     vlm = VLM(cfg, vision_model, tok).to(device)
@@ -260,12 +261,15 @@ def train_vqa(
     if on_progress:
         on_progress({"phase": "encoding"})
     cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
+    if feature_norm:
+        vlm.fit_feature_norm(cache.patches)
 
     def captions(stage: str, copies: int = 1) -> list[Example]:  # fresh random paraphrases, seeded per stage
         rng = random.Random(f"{seed}:captions:{stage}")
         return [Example(j, None, schema.caption(lab, rng)) for _ in range(copies) for j, lab in enumerate(labels)]
 
-    connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters()]
+    connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters(),
+                 *(vlm.input_norm.parameters() if feature_norm else ())]
     lm = list(vlm.lm.parameters())
     probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
     before = float(meta["before"]) if meta is not None else mean_loss(vlm, cache, probe)

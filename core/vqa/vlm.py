@@ -84,6 +84,11 @@ class VLMConfig:
     # trained recovery + projector sent patch tokens of norm ~3000 beside word embeddings of ~0.5.
     # False for folders written before it existed.
     prefix_norm: bool = False
+    # Standardise the tower's tokens per dimension by the training frames' statistics (pooled and patch
+    # tokens apart), and LayerNorm the projector's input: the tower's unit vectors share most of their
+    # direction, so the image-to-image differences a tiny projector must read are small (14d).
+    # False for folders written before it existed.
+    feature_norm: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -137,6 +142,19 @@ class VLM(nn.Module):
             norm = nn.LayerNorm(h)
             nn.init.constant_(norm.weight, lm_cfg.initializer_range)  # a word embedding's per-dim scale at init
             self.projector.append(norm)
+        if cfg.feature_norm:  # buffers: saved with the weights, set by ``fit_feature_norm`` before training
+            self.register_buffer("feature_mean", torch.zeros(2, d))
+            self.register_buffer("feature_std", torch.ones(2, d))
+            self.input_norm = nn.LayerNorm(d)
+
+    def fit_feature_norm(self, tokens: torch.Tensor) -> None:
+        """Per-dimension mean and std of the pooled (row 0) and patch (row 1) tokens of ``tokens``
+        (F, lead + N, D), the training frames' ``patch_tokens``."""
+        lead, patches = tokens[:, : self.lead].reshape(-1, tokens.shape[-1]), tokens[:, self.lead :].reshape(-1, tokens.shape[-1])
+        for row, part in enumerate((lead, patches)):
+            if len(part):
+                self.feature_mean[row] = part.mean(0).to(self.feature_mean)
+                self.feature_std[row] = part.std(0).clamp_min(1e-6).to(self.feature_std)
 
     # -- vision side --
     @torch.no_grad()
@@ -176,10 +194,14 @@ class VLM(nn.Module):
         attending to every patch, then projected."""
         tokens = patches.to(self.device)
         lead, patches = tokens[:, : self.lead], tokens[:, self.lead :]
+        if self.cfg.feature_norm:
+            lead = (lead - self.feature_mean[0]) / self.feature_std[0]
+            patches = (patches - self.feature_mean[1]) / self.feature_std[1]
         kept = torch.gather(patches, 1, idx.to(self.device)[..., None].expand(-1, -1, patches.shape[-1]))
         q, kv = self.recovery_norm(kept), self.recovery_norm(patches)
         kept = kept + self.recovery(q, kv, kv, need_weights=False)[0]
-        return self.projector(torch.cat([lead, kept], dim=1))
+        tokens = torch.cat([lead, kept], dim=1)
+        return self.projector(self.input_norm(tokens) if self.cfg.feature_norm else tokens)
 
     # -- language side --
     @property
