@@ -142,8 +142,12 @@ def test_multiple_choice_picks_the_most_likely_option(trained: Trained, vlm) -> 
             start = x.shape[1] - len(target)
             ref.append(sum(float(logp[start - 1 + j, t]) for j, t in enumerate(target)))
     np.testing.assert_allclose(ll, ref, rtol=1e-4, atol=1e-4)
+    # Multiple choice scores each option with or without its closing period (log-sum of the two).
+    dotted = vlm.option_logliks(prefix, QUESTION, [o + "." for o in options])
+    both = np.logaddexp(np.asarray(ref), dotted)
+    np.testing.assert_allclose(vlm.option_scores(prefix, QUESTION, [o + "." for o in options]), both, rtol=1e-4, atol=1e-4)
     text, conf, choice, _ = vlm.answer_pixels(px, QUESTION, options)
-    assert choice == int(np.argmax(ref)) and text == options[choice]
+    assert choice == int(np.argmax(both)) and text == options[choice]
     # The answerer skips the no-answer option when scoring and maps the pick back to the given list.
     ans = VLMAnswerer(vlm, threshold=0.0).answer(QUESTION, trained.data / "frames" / "0002.png",
                                                   ["No definite answer", *options])

@@ -299,10 +299,20 @@ class VLM(nn.Module):
         picked = torch.gather(logp, 2, y.clamp_min(0)[..., None])[..., 0]
         return (picked * (y != -100)).sum(1).cpu().numpy()
 
+    @torch.no_grad()
+    def option_scores(self, prefix: torch.Tensor, question: str, options: Sequence[str]) -> np.ndarray:
+        """Log-likelihood of each option with or without its closing period (log-sum of the two): the
+        QA mix teaches sentence options with it ("Keep the lane and the speed.") and short ones without
+        ("Sunny"), while DriveLM's inline options all end in one; scoring only the bare text made the
+        best-learnt sentence the least likely one (planning below chance, bench/RESULTS.md 14d)."""
+        bare = [o[:-1] if o.endswith(".") else o for o in options]
+        both = self.option_logliks(prefix, question, [*bare, *(b + "." for b in bare)])
+        return np.logaddexp(both[: len(bare)], both[len(bare) :])
+
     def answer_pixels(self, pixels: torch.Tensor, question: str, options: Sequence[str] | None = None,
                       keep_ratio: float | None = None) -> tuple[str, float, int | None, torch.Tensor]:
         """(text, confidence, choice, kept indices) for one preprocessed image. With options: the
-        option of highest likelihood, its confidence the softmax share over the options."""
+        option of highest likelihood (``option_scores``), its confidence the softmax share over the options."""
         return self.answer_patches(self.patch_tokens(pixels), question, options, keep_ratio)
 
     def answer_patches(self, patches: torch.Tensor, question: str, options: Sequence[str] | None = None,
@@ -310,7 +320,7 @@ class VLM(nn.Module):
         """``answer_pixels`` for patch tokens already computed (1, N, D)."""
         prefix, idx = self.prefix_of_patches(patches, question, keep_ratio)
         if options:
-            ll = self.option_logliks(prefix, question, options)
+            ll = self.option_scores(prefix, question, options)
             share = np.exp(ll - ll.max())
             share /= share.sum()
             best = int(np.argmax(ll))
