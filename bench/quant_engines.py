@@ -115,3 +115,31 @@ def op_shares(visual: nn.Module, pixels: torch.Tensor, reps: int = 3) -> dict[st
     out = {g: sum(self_us.get(k, 0.0) for k in keys) / total for g, keys in groups.items()}
     out["other"] = 1.0 - sum(out.values())
     return out
+
+
+def gemm_speedups(rows: int = 32 * 85, shapes: tuple = ((192, 576), (192, 192), (192, 768), (768, 192)),
+                  backends: tuple = ("x86", "fbgemm", "onednn"), reps: int = 7, calls: int = 20) -> list[dict]:
+    """One linear layer alone, float32 against ``torch.ao`` dynamic int8, CPU ms per call (median of ``reps``):
+    the bundled encoder's four product shapes (in x out) at a batch of 32 frames of 85 tokens."""
+    import statistics
+    import time
+
+    out = []
+    for backend in backends:
+        torch.backends.quantized.engine = backend
+        for k, n in shapes:
+            lin, x = nn.Linear(k, n).eval(), torch.randn(rows, k)
+            q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, dtype=torch.qint8)
+            times: dict[str, list[float]] = {"fp32": [], "int8": []}
+            with torch.inference_mode():
+                lin(x), q(x)
+                for _ in range(reps):
+                    for name, f in (("fp32", lin), ("int8", q)):
+                        c = time.process_time()
+                        for _ in range(calls):
+                            f(x)
+                        times[name].append(1e3 * (time.process_time() - c) / calls)
+            f32, i8 = statistics.median(times["fp32"]), statistics.median(times["int8"])
+            out.append({"backend": backend, "shape": f"{k}x{n}", "fp32_ms": f32, "int8_ms": i8,
+                        "fp32_gflops": 2 * rows * k * n / f32 / 1e6, "speedup": f32 / i8})
+    return out
