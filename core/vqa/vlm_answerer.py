@@ -78,7 +78,8 @@ class VLMAnswerer:
             return Answer(qa.no_answer, 0.0, [], no_option, why, definite=False)
         live = [i for i in range(len(opts)) if i != no_option]
         # DriveLM's inline options end in the period that separates them ("A. Sunny. B. Rain."); the
-        # VLM learnt option texts without it, so it scores them without it (the choice keeps the text).
+        # VLM learnt short options without it and sentences with it, so VLM.option_scores scores each
+        # both ways (the choice keeps the given text).
         scored = [opts[i][:-1] if opts[i].endswith(".") else opts[i] for i in live]
         text, conf, pick, kept = self.vlm.answer_patches(patches, q, scored or None, self.keep_ratio)
         self.last_kept = kept
