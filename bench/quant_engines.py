@@ -84,11 +84,14 @@ def int8_encoder(visual: nn.Module, engine: str, backend: str = "x86") -> Callab
         q = torch.ao.quantization.quantize_dynamic(lin, {nn.Linear}, dtype=torch.qint8)
         return _encoder(q, backend)
     if engine in ("torchao-int8-dyn", "torchao-int8-wo"):
-        from torchao.quantization import (
-            Int8DynamicActivationInt8WeightConfig,
-            Int8WeightOnlyConfig,
-            quantize_,
-        )
+        try:  # measured only, so not in requirements.txt (measured with torchao 0.18.0)
+            from torchao.quantization import (
+                Int8DynamicActivationInt8WeightConfig,
+                Int8WeightOnlyConfig,
+                quantize_,
+            )
+        except ImportError:
+            raise ValueError(f"--engines {engine} needs torchao: .venv/bin/pip install torchao==0.18.0") from None
 
         cfg = Int8DynamicActivationInt8WeightConfig() if engine == "torchao-int8-dyn" else Int8WeightOnlyConfig()
         quantize_(lin, cfg)

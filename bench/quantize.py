@@ -18,8 +18,16 @@ by the AFA student (trained on FP32 vectors, the one the index uses) and ranked 
 ``core.retrieval.metrics.retrieval_metrics`` (``core.quant.compare.compare_clips``). The frame
 proxy, the timing and the static/fused ORT attempts are skipped there.
 
+With ``--clips`` it also prints paired R@1 tests over the same queries (``core.quant.compare.paired_r1``):
+each GPTQ variant against RTN of its bits (``--gptq-seeds`` gives one GPTQ variant per calibration seed)
+and each variant against FP32. ``--engines`` adds PyTorch's own int8 engines (``bench/quant_engines.py``)
+to the timed frame run; ``--profile`` prints the FP32 encoder's CPU time by operator.
+
     .venv/bin/python bench/quantize.py --index 1500 --queries 500 --calibration 200
     .venv/bin/python bench/quantize.py --clips runs/clip_retrieval_bench --calibration 200
+    .venv/bin/python bench/quantize.py --clips runs/clip_retrieval_hard --clip-frames 4 --bits 4 \
+        --gptq-seeds 4242,4243,4244 --no-ort --models runs/quant_models
+    .venv/bin/python bench/quantize.py --speed-only --no-ort --engines torch-int8,torchao-int8-wo --profile
 """
 
 from __future__ import annotations
