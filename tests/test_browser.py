@@ -361,58 +361,6 @@ def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: obj
         page.close()
 
 
-def test_correct_a_label_and_undo_it(workbench: str, browser: object) -> None:
-    """In the sample view (a dialog that runs as a fragment, steadier than Triage's tabs, which a
-    correction renames): correct a frame's first attribute to another value (the manifest changes),
-    then Undo last change (the manifest is byte-identical again)."""
-    from playwright.sync_api import expect
-
-    from app import handlers
-    from core.index import IndexStore
-
-    store = IndexStore.load(SERVED["index"])
-    attr = store.schema.attributes[0]
-    manifest = store.data_root / "manifest.jsonl"
-    before = manifest.read_bytes()
-    page = _open(browser, workbench, "Scene")
-    try:
-        # The app reruns once when the model has loaded in the background, which would fold the
-        # expander used below: wait for that first.
-        page.get_by_text("Loading the model").first.wait_for(state="detached", timeout=FIRST_MS)
-        settled(page)
-        open_first = page.locator(".st-key-neighbours-grid").get_by_role("button", name="Open").first
-        _click_until(page, page.locator(".st-key-scene_source").get_by_text("From the index", exact=True), open_first)
-        dialog = page.get_by_role("dialog")
-        _click_until(page, open_first, dialog.locator(".st-key-sample-frame img"))
-        row = int(re.match(r"#(\d+)", dialog.get_by_text(re.compile(r"^#\d+ · ")).first.inner_text()).group(1))
-        labels = dict(store.labels(row))  # another value the schema's rules allow with the others
-        new = next(v for v in attr.value_names if v != labels[attr.name]
-                   and store.schema.is_valid({**labels, attr.name: v}))
-        shown = store.schema.display(attr.name, new)
-        # Each step waits for what it opens (the expander's selectbox, the dropdown's option).
-        box = dialog.locator(".st-key-sample_act_fix_value")
-        _click_until(page, dialog.get_by_text(re.compile(r"^Tag, correct, move or export")), box)
-        option = page.get_by_role("option", name=shown, exact=True)
-        combo = box.get_by_role("combobox", name="New value")
-        _click_until(page, combo, option)
-        option.click()
-        expect(combo).to_have_value(shown)
-        settled(page)
-        dialog.get_by_role("button", name="Apply").click()
-        expect(page.get_by_text(re.compile(r"^Corrected ")).first).to_be_attached(timeout=WAIT_MS)
-        assert manifest.read_bytes() != before
-        undo = dialog.get_by_role("button", name="Undo last change")
-        _click_until(page, dialog.get_by_text(re.compile(r"^Tag, correct, move or export")), undo)
-        expect(undo).to_be_enabled(timeout=WAIT_MS)
-        settled(page)
-        undo.click()
-        expect(page.get_by_text(re.compile(r"^Undone")).first).to_be_attached(timeout=WAIT_MS)
-        assert manifest.read_bytes() == before
-    finally:
-        page.close()
-        if manifest.read_bytes() != before:  # leave the served copy as the other tests expect it
-            handlers.undo_last(IndexStore.load(SERVED["index"]))
-
 def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: object) -> None:
     """The Train page: start a job (the index's dataset and model), wait until the page shows it
     running, then Cancel: the page shows "cancelled" within 5 s of the click, with the job picker
