@@ -62,15 +62,20 @@ def frame_table(n: int, seed: int):
                                     "split": "train", **cols}), default_schema())
 
 
-def factory_of(kind: str, n: int, d: int) -> str:
+def factory_of(kind: str, n: int, d: int, nlist: int | None = None) -> str:
+    """The product's choice for the size (``choose_factory``), or ``IVF<nlist>`` when given: at 10M the
+    default's 16,384 lists need k-means of 2M points on 16,384 centroids, hours on 2 cores."""
     from core.index.ondisk import choose_factory
 
     ivf = choose_factory(max(n, 100_000), d, on_disk=False)  # IVF<nlist>,Flat
-    return {"Flat": "Flat", "HNSW32": "HNSW32", "IVF-Flat": ivf, "IVF-PQ": choose_factory(max(n, 100_000), d, True),
-            "IVF-PQ-disk": choose_factory(max(n, 100_000), d, True)}[kind]
+    pq = choose_factory(max(n, 100_000), d, True)
+    if nlist:
+        ivf, pq = (f"IVF{nlist},{f.split(',', 1)[1]}" for f in (ivf, pq))
+    return {"Flat": "Flat", "HNSW32": "HNSW32", "IVF-Flat": ivf, "IVF-PQ": pq, "IVF-PQ-disk": pq}[kind]
 
 
-def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: int) -> tuple[str, float]:
+def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: int, nlist: int | None = None,
+          threads: int = 1) -> tuple[str, float]:
     import faiss
 
     from core.index import IndexStore
@@ -80,9 +85,10 @@ def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: in
     from core.schema import default_schema
 
     n, d = x.shape
-    factory = factory_of(kind, n, d)
-    # On a shared machine OpenMP threads spin against other work; builds are timed on one thread.
-    faiss.omp_set_num_threads(1)
+    factory = factory_of(kind, n, d, nlist)
+    # On a shared machine OpenMP threads spin against other work; builds are timed on one thread
+    # unless --build-threads says otherwise.
+    faiss.omp_set_num_threads(threads)
     t = time.perf_counter()
     if kind == "IVF-PQ-disk":
         bounds = np.linspace(0, n, shards + 1).astype(int)
@@ -105,12 +111,14 @@ def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: in
     return factory, seconds
 
 
-def measure(folder: str, queries: str, truth: str, latency_queries: int) -> dict:
-    """Run in a fresh process: load RAM, latency at 1/2 threads, recall@5, vote cost."""
+def measure(folder: str, queries: str, truth: str, latency_queries: int, sweep: list[tuple[int, int]] = ()) -> dict:
+    """Run in a fresh process: load RAM, latency at 1/2 threads, recall@5, vote cost; then, for an
+    on-disk index, p50 (1 thread) and recall@5 at each (nprobe, re-rank) of ``sweep``."""
     import faiss
     import psutil
 
     from core.index import IndexStore
+    from core.index.store import ONDISK_KEY
     from core.predict import vote_batch
 
     q, gt = np.load(queries), np.load(truth)
@@ -149,7 +157,29 @@ def measure(folder: str, queries: str, truth: str, latency_queries: int) -> dict
         times.append(time.perf_counter() - t)
     out["vote_p50_ms"] = float(np.percentile(times, 50)) * 1e3
     out["rss_after_mb"] = (proc.memory_info().rss - rss0) / 2**20
+    out["sweep"] = [dict(nprobe=nprobe, rerank=rerank, **_recall_p50(store, q, gt, nprobe, rerank, latency_queries))
+                    for nprobe, rerank in sweep if store.manifest.get(ONDISK_KEY)]
+    out["rss_end_mb"], out["anon_end_mb"] = (proc.memory_info().rss - rss0) / 2**20, (anon() - anon0) / 2**20
     return out
+
+
+def _recall_p50(store, q: np.ndarray, gt: np.ndarray, nprobe: int, rerank: int, latency_queries: int) -> dict:
+    """Search settings are not saved with the index: set them on the open store, then measure."""
+    import faiss
+
+    from core.index.store import ONDISK_KEY
+
+    faiss.extract_index_ivf(store.index).nprobe = nprobe
+    store.manifest[ONDISK_KEY]["rerank"] = rerank
+    faiss.omp_set_num_threads(1)
+    _, ids = store.search(q, 5)
+    recall = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, gt, strict=True)]))
+    times = []
+    for i in range(latency_queries):
+        t = time.perf_counter()
+        store.search(q[i % len(q):i % len(q) + 1], 5)
+        times.append(time.perf_counter() - t)
+    return {"recall5": recall, "p50_1": float(np.percentile(times, 50)) * 1e3, "p99_1": float(np.percentile(times, 99)) * 1e3}
 
 
 def du(folder: Path) -> int:
@@ -166,11 +196,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--shards", type=int, default=4, help="shards of the on-disk build")
     ap.add_argument("--rerank", type=int, default=200, help="IVF-PQ-disk candidates re-ranked exactly")
+    ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: the product's choice for the size)")
+    ap.add_argument("--build-threads", type=int, default=1, help="faiss threads while building")
+    ap.add_argument("--sweep", nargs="*", default=[], metavar="NPROBE:RERANK",
+                    help="on-disk index: also recall@5 and p50 at these search settings, e.g. 16:1000 32:1000")
     ap.add_argument("--work", default=None, help="folder for the indexes (default: a temporary one)")
     ap.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # internal: FOLDER QUERIES TRUTH
     args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
+    sweep = [tuple(int(v) for v in s.split(":")) for s in args.sweep]
     if args.measure:
-        print(json.dumps(measure(*args.measure, args.latency_queries)))
+        print(json.dumps(measure(*args.measure, args.latency_queries, sweep)))
         return
 
     import faiss
@@ -192,15 +227,20 @@ def main(argv: list[str] | None = None) -> None:
     for kind in args.kinds:
         folder = work / kind
         shutil.rmtree(folder, ignore_errors=True)
-        factory, build_s = build(kind, x, table, folder, args.shards, args.rerank)
+        factory, build_s = build(kind, x, table, folder, args.shards, args.rerank, args.nlist, args.build_threads)
         index_bytes = sum((folder / f).stat().st_size for f in ("index.faiss", "lists.ivfdata") if (folder / f).exists())
         cmd = [sys.executable, __file__, "--measure", str(folder), str(work / "queries.npy"), str(work / "truth.npy"),
-               "--latency-queries", str(args.latency_queries)]
+               "--latency-queries", str(args.latency_queries), "--sweep", *args.sweep]
         m = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         print(f"| {kind} | `{factory}` | {build_s:.1f} | {index_bytes / 2**20:.0f} / {du(folder) / 2**20:.0f} | "
               f"{m['rss_mb']:.0f} ({m['anon_mb']:.0f}; {m['rss_after_mb']:.0f}) | {m['p50_1']:.2f} / {m['p99_1']:.2f} | "
               f"{m['p50_2']:.2f} / {m['p99_2']:.2f} | {m['recall5']:.3f} | {m['vote_p50_ms']:.2f} "
               f"({m['first_vote_ms']:.0f}) |", flush=True)
+        for row in m["sweep"]:
+            print(f"|  at nprobe {row['nprobe']}, re-rank {row['rerank']} | | | | | {row['p50_1']:.2f} / {row['p99_1']:.2f} "
+                  f"| | {row['recall5']:.3f} | |", flush=True)
+        if m["sweep"]:
+            print(f"<!-- after the sweep: RSS +{m['rss_end_mb']:.0f} MB, private +{m['anon_end_mb']:.0f} MB -->", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
