@@ -340,3 +340,24 @@ def test_map_fits_umap_on_a_sample_and_places_every_other_point(monkeypatch):
     inside = view_points(layout, box, limit=10**6)
     assert len(inside) == counts[:16].sum() or abs(len(inside) - counts[:16].sum()) <= 2  # edge points
     assert len(view_points(layout, box, limit=50)) == min(50, len(inside))
+
+
+def test_search_depth_grows_with_size(data, tmp_path):
+    """Re-rank depth and nprobe follow the measured recall (bench/RESULTS.md 12): the 10M run lost
+    half its true neighbours at the small-index settings."""
+    from core.index.factory import DEFAULT_NPROBE, LARGE_IVF, LARGE_NPROBE, tune
+    from core.index.ondisk import DEFAULT_RERANK, default_rerank
+
+    sizes = [10_000, 300_000, 1_000_000, LARGE_IVF, 10_000_000]
+    depths = [default_rerank(n) for n in sizes]
+    assert depths[0] == depths[1] == DEFAULT_RERANK and depths == sorted(depths) and depths[-1] >= 2000
+    _, shards, _ = data
+    store = build_ondisk(shards, tmp_path / "pq", model="toy@1", factory="IVF16,PQ32x4np", familiarity=False)
+    assert store.manifest["ondisk"]["rerank"] == default_rerank(len(store))
+    index = faiss.index_factory(8, "IVF64,Flat")
+    index.train(np.random.default_rng(0).normal(size=(64 * 40, 8)).astype(np.float32))
+    ivf = faiss.extract_index_ivf(index)
+    assert tune(index) is index and ivf.nprobe == DEFAULT_NPROBE
+    ivf.ntotal = LARGE_IVF  # what a 3M-vector index reports; tune reads only the count
+    tune(index)
+    assert ivf.nprobe == LARGE_NPROBE > DEFAULT_NPROBE

@@ -12,6 +12,8 @@ from core.vectors import normalize  # noqa: F401  (re-exported: the index's call
 
 DEFAULT_FACTORY = "Flat"
 DEFAULT_NPROBE = 16  # IVF lists probed per query: good recall at a small fraction of a Flat scan
+LARGE_NPROBE = 32  # from LARGE_IVF vectors on: 10M on disk reached recall@5 0.938 at nprobe 32 with a
+LARGE_IVF = 3_000_000  # 2000-row re-rank, 8.8 ms p50 (bench/RESULTS.md 12; nprobe 64 gave no more recall)
 DEFAULT_EF_SEARCH = 64  # HNSW candidate list; faiss's default (16) loses recall at k > 10
 POINTS_PER_LIST = 128  # k-means training sample per IVF list (faiss warns below 39, caps at 256)
 PQ_TRAIN_POINTS = 256 * 256  # faiss's own cap for a PQ's 256-centroid k-means
@@ -67,7 +69,7 @@ def tune(index: faiss.Index) -> faiss.Index:
     """Search-time parameters that are not saved with the index (nprobe, efSearch)."""
     try:
         ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = min(DEFAULT_NPROBE, ivf.nlist)
+        ivf.nprobe = min(LARGE_NPROBE if ivf.ntotal >= LARGE_IVF else DEFAULT_NPROBE, ivf.nlist)
     except RuntimeError:
         pass
     inner = _inner(index)

@@ -35,6 +35,7 @@ from core.familiarity import calibrate
 from core.index.build import build_lock
 from core.index.errors import IndexStoreError
 from core.index.factory import (
+    LARGE_IVF,
     check_trainable,
     normalize,
     parse_factory,
@@ -62,6 +63,14 @@ LISTS_FILE = "lists.ivfdata"
 SHARDS_DIR = "shards"
 EXACT_BELOW = 100_000  # below this many vectors an exact (Flat) scan is fast enough: no ANN recall loss
 DEFAULT_RERANK = 200  # IVF-PQ candidates re-scored exactly (the issue: recall@5 0.19 -> 0.955 at 1M)
+
+
+def default_rerank(count: int) -> int:
+    """Candidates re-ranked exactly, by size. PQ32's ranking leaves more true neighbours behind as N
+    grows: at re-rank 200, recall@5 1.000 at 100k, 0.991 at 300k, 0.884 at 1M, 0.520 at 10M; at 10M,
+    1000 gives 0.848 and 2000 (nprobe 32, see ``factory.tune``) 0.938 (bench/RESULTS.md 12). 1000
+    between 1M and 3M lies between the measured points."""
+    return DEFAULT_RERANK if count < 1_000_000 else 1000 if count < LARGE_IVF else 2000
 
 # A shard: its vectors (an array or a .npy file, read memory-mapped) and its frame table (a
 # DataFrame, rows like meta_table's, or a .parquet file).
@@ -94,7 +103,7 @@ def build_ondisk(
     dataset: str | Path = ".",
     split: str | None = None,
     schema: Schema | None = None,
-    rerank: int = DEFAULT_RERANK,
+    rerank: int | None = None,
     seed: int = 0,
     familiarity: bool = True,
     model_name: str | None = None,
@@ -102,7 +111,8 @@ def build_ondisk(
     """Build an on-disk IVF index folder at ``out`` from ``shards`` and open it memory-mapped.
 
     ``factory`` must be an IVF factory (default: :func:`choose_factory` for the size, on disk);
-    ``model`` is the embedding model's identity (the store refuses other models' queries).
+    ``model`` is the embedding model's identity (the store refuses other models' queries);
+    ``rerank`` defaults to :func:`default_rerank` for the size.
     """
     schema = schema or default_schema()
     out = Path(out)
@@ -114,6 +124,7 @@ def build_ondisk(
         raise IndexStoreError(f"{out}: shards disagree on vector shape ({sorted(dims)}); re-embed them")
     dim, count = dims.pop(), sum(len(v) for v in vecs)
     factory = factory or choose_factory(count, dim, on_disk=True)
+    rerank = default_rerank(count) if rerank is None else rerank
     trained = without_polysemous(parse_factory(factory, dim))
     if _ivf_or_none(trained) is None:
         raise IndexStoreError(f"factory {factory!r} has no inverted lists to put on disk; use an IVF one "
@@ -237,5 +248,5 @@ def _open(folder: Path, manifest: dict[str, Any], schema: Schema) -> IndexStore:
                       schema=schema)
 
 
-__all__ = ["DEFAULT_RERANK", "EXACT_BELOW", "LISTS_FILE", "build_ondisk", "choose_factory", "training_size",
+__all__ = ["DEFAULT_RERANK", "default_rerank", "EXACT_BELOW", "LISTS_FILE", "build_ondisk", "choose_factory", "training_size",
            "without_polysemous"]
