@@ -107,7 +107,7 @@ def load_seconds(vlm: str | None) -> dict[str, float]:
     """``load_vlm`` in a fresh process: seconds for its imports, and for the load itself."""
     code = (
         "import time, sys; t0 = time.perf_counter(); import torch, transformers, tokenizers, open_clip; "
-        "from core.vqa.vlm import load_vlm; t1 = time.perf_counter(); c1 = time.process_time(); "
+        "from core.vqa.vlm_folder import load_vlm; t1 = time.perf_counter(); c1 = time.process_time(); "
         f"load_vlm({vlm!r}); print(t1 - t0, time.perf_counter() - t1, time.process_time() - c1)"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -194,8 +194,8 @@ def run_vlm(a: argparse.Namespace, report: dict[str, Any], data: Path, qa: Any, 
     from core.images import open_image
     from core.schema import default_schema
     from core.vqa.evaluate import answer_dataset_vlm, question_frames, score_answers
-    from core.vqa.vlm import load_vlm
     from core.vqa.vlm_answerer import VLMAnswerer
+    from core.vqa.vlm_folder import load_vlm
 
     report["load"] = load_seconds(a.vlm)
     print(f"load: {report['load']}", flush=True)

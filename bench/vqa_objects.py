@@ -112,8 +112,8 @@ def run(a: Any, root: Path, report: dict[str, Any]) -> None:
     _, ret = answer_dataset(data, model, store, split="all", k=a.k, qa_path=qa_path, objects=objs)
     out["retrieval"] = summary(schema, qa, ret, raw, time.perf_counter() - t)
     print(f"objects, retrieval: {out['retrieval']}", flush=True)
-    from core.vqa.vlm import load_vlm
     from core.vqa.vlm_answerer import VLMAnswerer
+    from core.vqa.vlm_folder import load_vlm
 
     torch.set_num_threads(1)
     t = time.perf_counter()

@@ -157,7 +157,8 @@ def test_vlm_answerer_says_when_it_is_not_installed(engine: tuple, tmp_path: Pat
 def test_vlm_answerer_when_installed(engine: tuple, tmp_path: Path) -> None:
     """A VLM folder (random weights: the wiring is under test, not the answers) switches the
     answerer on; the retrieval answer stays beside it as the second opinion."""
-    from core.vqa.vlm import VLM, VLMConfig, save_vlm, train_tokenizer
+    from core.vqa.vlm import VLM, VLMConfig, train_tokenizer
+    from core.vqa.vlm_folder import save_vlm
 
     model, store = engine
     sets = handlers.choice_sets(store.schema)

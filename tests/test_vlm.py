@@ -40,7 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) ->
 
 @pytest.fixture(scope="module")
 def vlm(trained: Trained):
-    from core.vqa.vlm import load_vlm
+    from core.vqa.vlm_folder import load_vlm
 
     return load_vlm(trained.out)
 
@@ -158,7 +158,8 @@ def test_multiple_choice_picks_the_most_likely_option(trained: Trained, vlm) -> 
 
 def test_save_load_round_trip(trained: Trained, vlm, tmp_path: Path) -> None:
     from core.models import load_model
-    from core.vqa.vlm import MAX_BYTES, folder_bytes, load_vlm, save_vlm
+    from core.vqa.vlm import MAX_BYTES
+    from core.vqa.vlm_folder import folder_bytes, load_vlm, save_vlm
 
     save_vlm(vlm, tmp_path / "copy")
     again = load_vlm(tmp_path / "copy", vision=vlm.vision)
@@ -181,7 +182,8 @@ def test_feature_norm_standardises_and_round_trips(trained: Trained, vlm, tmp_pa
     patch tokens apart, they travel with the weights, and the prefix is the same after a reload."""
     from dataclasses import replace
 
-    from core.vqa.vlm import VLM, load_vlm, save_vlm
+    from core.vqa.vlm import VLM
+    from core.vqa.vlm_folder import load_vlm, save_vlm
 
     norm = VLM(replace(vlm.cfg, feature_norm=True), vlm.vision, vlm.tokenizer).eval()
     tokens = torch.cat([vlm.patch_tokens(_pixels(vlm, trained.data, i)) for i in range(6)])
@@ -246,8 +248,9 @@ def test_bundled_vlm_loads_and_answers(tmp_path: Path, one_torch_thread: None) -
     multiple-choice question about freshly rendered frames with one of its options."""
     from core.data import read_manifest
     from core.synth import write_synth_dataset
-    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, folder_bytes, load_vlm
+    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES
     from core.vqa.vlm_answerer import VLMAnswerer
+    from core.vqa.vlm_folder import folder_bytes, load_vlm
 
     assert folder_bytes(BUNDLED_VLM) <= MAX_BYTES
     data = write_synth_dataset(tmp_path / "d", scenes=2, clips=0, seed=77, qa=True, progress=False)
@@ -268,8 +271,9 @@ def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread
     about freshly rendered frames more often than chance."""
     from core.synth import write_synth_dataset
     from core.vqa.evaluate import answer_dataset_vlm
-    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES, folder_bytes, load_vlm
+    from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES
     from core.vqa.vlm_answerer import VLMAnswerer
+    from core.vqa.vlm_folder import folder_bytes, load_vlm
 
     assert folder_bytes(BUNDLED_VLM) <= MAX_BYTES
     data = write_synth_dataset(tmp_path / "d", scenes=6, clips=0, seed=77, qa=True, progress=False)

@@ -59,7 +59,7 @@ def vlm_status(folder: str | Path = BUNDLED_VLM) -> tuple[bool, str]:
 
 @functools.lru_cache(maxsize=2)
 def _load_vlm(folder: str, stamp: float) -> Any:
-    from core.vqa.vlm import load_vlm
+    from core.vqa.vlm_folder import load_vlm
 
     return load_vlm(folder)
 

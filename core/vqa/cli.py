@@ -29,8 +29,8 @@ def cmd_ask(a: argparse.Namespace) -> None:
     check_question(a.question)  # a bad question fails before the model loads
     threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
     if a.answerer == "vlm":
-        from core.vqa.vlm import load_vlm
         from core.vqa.vlm_answerer import VLMAnswerer
+        from core.vqa.vlm_folder import load_vlm
 
         answerer = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)  # None: the bundled one
         ans = answerer.answer(a.question, a.path, a.option)
@@ -58,8 +58,8 @@ def cmd_eval_vqa(a: argparse.Namespace) -> None:
 
         threshold = DEFAULT_THRESHOLD if a.threshold is None else a.threshold
         if a.answerer == "vlm":
-            from core.vqa.vlm import load_vlm
             from core.vqa.vlm_answerer import VLMAnswerer
+            from core.vqa.vlm_folder import load_vlm
 
             vlm = VLMAnswerer(load_vlm(a.vlm), threshold=threshold, keep_ratio=a.keep)
             report = evaluate_dataset(a.data, split=a.split, meteor=not a.no_meteor, limit=a.limit, vlm=vlm)

@@ -39,7 +39,8 @@ from core.tokens.pruned import keep_indices
 from core.tokens.select import random_scores
 from core.vqa.drivelm import split_options
 from core.vqa.questions import CLIP_FRAME, QA_FILE, question_bank
-from core.vqa.vlm import VLM, VLMConfig, save_vlm, train_tokenizer
+from core.vqa.vlm import VLM, VLMConfig, train_tokenizer
+from core.vqa.vlm_folder import save_vlm
 
 if TYPE_CHECKING:
     from core.models import SceneModel
