@@ -24,6 +24,7 @@ import pytest
 from conftest import ROOT, SmallIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from media import encode_video
 from PIL import Image
 
 from core.images import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS, ImageError, open_image
@@ -63,26 +64,13 @@ def write_clip(path: Path, frames: int, rate: float, size: tuple[int, int], *, o
                gradient: bool = False) -> Path:
     """An mpeg4 clip of ``frames`` frames: a static gradient (cheap to encode at any size), or
     noisy frames whose data (not the container's header) makes up nearly all of the file."""
-    import av
-
     w, h = size
     if gradient:
         y, x = np.mgrid[0:h, 0:w]
         still = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 128)], -1).astype(np.uint8)
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w", options=options or {}) as out:
-        stream = out.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.gop_size = 600 if gradient else 12
-        for i in range(frames):
-            pixels = still if gradient else rng.integers(0, 255, (h, w, 3), np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    pixels = (still if gradient else rng.integers(0, 255, (h, w, 3), np.uint8) for _ in range(frames))
+    return encode_video(path, pixels, size, rate=rate, container=options, gop_size=600 if gradient else 12)
 
 
 def audio_only(path: Path) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from media import encode_video
 from PIL import Image
 
 from core.schema import UNKNOWN, default_schema
@@ -262,20 +263,9 @@ def test_describe_uses_display_names():
 def write_clip(path: Path, frames: int, rate: float = 10, size: tuple[int, int] = (64, 48), *,
                fmt: str | None = None, options: dict | None = None) -> Path:
     """An mpeg4 clip whose frame i is a flat grey of level 8 * i (mod 256)."""
-    import av
-
     w, h = size
-    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
-        stream = out.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), (i * 8) % 256, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    greys = (np.full((h, w, 3), (i * 8) % 256, np.uint8) for i in range(frames))
+    return encode_video(path, greys, size, rate=rate, fmt=fmt, container=options)
 
 
 def _reference_sampling(times: list[float], step: float) -> list[int]:

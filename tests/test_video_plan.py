@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media import encode_video
 
 import core.video as video
 from core.video import sample_frames
@@ -19,20 +20,8 @@ needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"real fixture video 
 
 def _write(path: Path, codec: str, options: dict, frames: list[np.ndarray], rate: int = 10,
            container: dict | None = None) -> Path:
-    import av
-
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", options=container or {}) as out:
-        stream = out.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return encode_video(path, frames, (w, h), codec=codec, rate=rate, options=options, container=container)
 
 
 def _moving(n: int, size: tuple[int, int] = (48, 64)) -> list[np.ndarray]:
