@@ -56,7 +56,10 @@ def model_status(loading: state.ModelLoad | None) -> None:
 
     @st.fragment(run_every=2.0)  # each tick is a fragment run, competing with the load for the GIL
     def clock() -> None:
-        loading.start()  # idempotent; main() starts it when the page has drawn
+        # Idempotent. Not a start now: the clock's first run is inline, in the sidebar, before the
+        # page, and a load started there held the GIL and the import lock against the first
+        # page's script (RESULTS 15f); main() schedules it after the page, and so does this.
+        loading.start(after=MODEL_AFTER_PAGE_S)
         if loading.future.done():
             st.rerun()  # the whole app, once: the sidebar drops the clock
         st.caption(f"Loading the model ({loading.seconds():.0f} s)… Pages draw meanwhile; "
