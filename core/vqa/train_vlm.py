@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from core.jsonl import read_jsonl
 from core.schema import Schema, default_schema
 from core.tokens.pruned import keep_indices
 from core.tokens.select import random_scores
+from core.vqa import train_mc
 from core.vqa.drivelm import split_options
 from core.vqa.questions import CLIP_FRAME, QA_FILE, question_bank
 from core.vqa.vlm import VLM, VLMConfig, train_tokenizer
@@ -54,6 +56,8 @@ class Example:
     frame: int  # row of the feature cache
     question: str | None  # None: a caption (stage 1)
     answer: str
+    options: tuple[str, ...] = ()  # what multiple choice / yes-no scores (core.vqa.train_mc); () for others
+    correct: int = -1  # index of ``answer`` in ``options``
 
 
 def read_qa(root: Path) -> list[dict[str, Any]] | None:
@@ -142,12 +146,17 @@ class FeatureCache:
         return torch.stack(rows)
 
 
-def _batch_loss(vlm: VLM, cache: FeatureCache, batch: Sequence[Example], visual: bool, seed: int) -> torch.Tensor:
+def _batch_loss(vlm: VLM, cache: FeatureCache, batch: Sequence[Example], visual: bool, seed: int,
+                mc_weight: float = 0.0) -> torch.Tensor:
+    """LM loss, plus ``mc_weight`` x the multiple-choice ranking loss (core.vqa.train_mc) on visual stages."""
     prefix = None
     if visual:
         frames = cache.patches[[ex.frame for ex in batch]]
         prefix = vlm.visual_prefix(frames, cache.indices(batch, frames, vlm.cfg.keep_ratio, seed))
-    return vlm.loss(prefix, [vlm.prompt_ids(ex.question) for ex in batch], [vlm.target_ids(ex.answer) for ex in batch])
+    loss = vlm.loss(prefix, [vlm.prompt_ids(ex.question) for ex in batch], [vlm.target_ids(ex.answer) for ex in batch])
+    if mc_weight > 0 and visual:  # answers are always scored with the image: the text warm-up keeps LM loss only
+        loss = loss + mc_weight * train_mc.mc_loss(vlm, prefix, batch)
+    return loss
 
 
 @torch.no_grad()
@@ -170,6 +179,8 @@ def _card(report: dict[str, Any]) -> str:
         f"{report['val_rows']} val QA rows)",
         f"- seed: {report['seed']}; trained {report['finished']} in {report['seconds']:.0f} s",
         f"- vision tower (frozen): `{report['vision_identity']}`; keep ratio {report['keep_ratio']}",
+        f"- stage 2 loss: next-token LM loss + {report['mc_loss']:g} x multiple-choice ranking loss "
+        "(cross-entropy over the options' summed log-likelihoods, core/vqa/train_mc.py)",
         f"- language model: Llama config, {report['config']['layers']} layers, hidden {report['config']['hidden']}, "
         f"vocabulary {report['config']['vocab_size']} (byte-level BPE on the QA corpus)",
         f"- parameters: {report['parameters']:,}",
@@ -203,6 +214,7 @@ def train_vqa(
     pooled: bool = True,
     prefix_norm: bool = False,  # LayerNorm the projector output (VLMConfig.prefix_norm); unproven, off
     feature_norm: bool = False,  # standardise the tower's tokens, LayerNorm the projector input (VLMConfig)
+    mc_loss: float = 0.0,  # weight of the multiple-choice ranking loss beside the LM loss (core.vqa.train_mc)
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
@@ -231,7 +243,8 @@ def train_vqa(
     # Everything that decides the batches: a checkpoint is only resumed by the same run.
     fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
                    "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
-                               hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision]}
+                               hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision,
+                               *([mc_loss] if mc_loss else [])]}  # absent at 0: older checkpoints still resume
     meta = read_state(state, fingerprint)
 
     if vision_model is None:
@@ -282,7 +295,8 @@ def train_vqa(
               [{"params": connector, "lr": lr_align}, {"params": lm, "lr": lr_qa}], qa["train"]),
     ]
     try:
-        losses = run_stages(vlm, cache, stages, batch_size=batch_size, seed=seed, batch_loss=_batch_loss,
+        losses = run_stages(vlm, cache, stages, batch_size=batch_size, seed=seed,
+                            batch_loss=partial(_batch_loss, mc_weight=mc_loss),
                             state_dir=state, fingerprint=fingerprint, extra={"before": before},
                             progress=progress, emit=on_progress, should_stop=should_stop)
     except Stopped:
@@ -291,7 +305,7 @@ def train_vqa(
         on_progress({"phase": "saving"})
     report: dict[str, Any] = {
         "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
-        "keep_ratio": keep_ratio, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
+        "keep_ratio": keep_ratio, "mc_loss": mc_loss, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
         "frames": len(manifest_rows), "stages": losses,
         "loss_before": before, "loss_after": mean_loss(vlm, cache, probe),
         "val_loss": mean_loss(vlm, cache, qa["val"][:PROBE]) if qa["val"] else None,
@@ -335,7 +349,7 @@ def _examples(root: Path, ds: Any, schema: Schema, max_rows: int | None, max_fra
         if allowed is not None and where[key] not in allowed:
             continue
         q, a = qa_pair(row, schema)
-        qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a))
+        qa[split].append(Example(picked.setdefault(where[key], len(picked)), q, a, *train_mc.choice_of(row, schema, a)))
     if not qa["train"]:
         raise ValueError(f"{root}: no train-split questions to learn from")
     return qa, sorted(picked, key=picked.get)  # type: ignore[arg-type]
