@@ -124,6 +124,52 @@ def test_generate_equals_a_greedy_loop(trained: Trained, vlm) -> None:
     assert ids == mine
 
 
+def _plain_logliks(vlm, prefix: torch.Tensor, question: str, options: list[str]) -> list[float]:
+    """Reference: each option as its own full sequence (no KV cache, no padding), log-probabilities summed."""
+    out = []
+    with torch.no_grad():
+        for o in options:
+            target = vlm.target_ids(o)
+            x = torch.cat([vlm.prompt_embeds(prefix, question),
+                           vlm.lm.get_input_embeddings()(torch.tensor([target]))], dim=1)
+            logp = torch.log_softmax(vlm.lm(inputs_embeds=x).logits[0].double(), -1)
+            start = x.shape[1] - len(target)
+            out.append(sum(float(logp[start - 1 + j, t]) for j, t in enumerate(target)))
+    return out
+
+
+def _same_as_generate_and_plain_scoring(vlm, patches: torch.Tensor, questions: list[str], options: list[str]) -> None:
+    """The lean greedy decode gives HF generate's tokens and confidence, and the KV-cached option scores
+    equal the plain full-sequence ones, at 25% and 100% kept."""
+    for keep in (0.25, 1.0):
+        for q in questions:
+            prefix, _ = vlm.prefix_of_patches(patches, q, keep)
+            ids, logp = vlm.generate_ids(prefix, q, 12)
+            ref_ids, ref_logp = vlm.generate_ids(prefix, q, 12, hf=True)
+            assert ids == ref_ids and abs(logp - ref_logp) < 1e-4
+            np.testing.assert_allclose(vlm.option_logliks(prefix, q, options), _plain_logliks(vlm, prefix, q, options),
+                                       rtol=1e-4, atol=1e-4)
+
+
+def test_lean_decode_and_cached_scoring_equal_the_references(trained: Trained, vlm) -> None:
+    patches = vlm.patch_tokens(_pixels(vlm, trained.data, 3))
+    # options of 1 to 6 tokens, one of them empty (only its <eos>): the padding of the batched pass
+    _same_as_generate_and_plain_scoring(vlm, patches, [QUESTION, "Is the road wet?", "What should the car do?"],
+                                        ["", "Sunny", "Heavy rain over the road today.", "Fog"])
+
+
+def test_bundled_vlm_lean_decode_equals_generate(trained: Trained, one_torch_thread: None) -> None:
+    """The shipped model's answers are token for token those of ``generate`` and the plain scoring."""
+    from core.vqa.vlm_folder import load_vlm
+
+    vlm = load_vlm()
+    with Image.open(trained.data / "frames" / "0001.png") as im:
+        patches = vlm.patch_tokens(vlm.vision.preprocess_batch([im.convert("RGB")]))
+    _same_as_generate_and_plain_scoring(vlm, patches, ["Is the road surface wet?", "What is the weather?",
+                                                       "What should the ego vehicle do?"],
+                                        ["Sunny", "Rain", "Keep the lane and the speed.", "Slow down."])
+
+
 def test_multiple_choice_picks_the_most_likely_option(trained: Trained, vlm) -> None:
     from core.vqa.vlm_answerer import VLMAnswerer
 
