@@ -3,16 +3,18 @@
 In one process the model is loaded and the index opened once; then the clip goes through the
 product's one clip path, ``core.pipeline.classify_path`` (what `scenescope classify` and the Scene
 page call), ``--repeats`` times at each torch thread count. Its stages are timed apart through the
-same functions the path calls, in the same order: decode (``core.video.sample_frames``, iterated
-to the end), preprocess (``pipeline._preprocessor``: ``fast_preprocess``), embed
-(``pipeline._encode``, which picks its own torch thread count), vote (``pipeline._vote`` +
-``core.timeline.timeline``). For reference it also times torchvision's own ``model.preprocess``
+same functions the path calls, one after the other: decode (``core.video.sample_frames``,
+iterated to the end), preprocess (``pipeline._preprocessor``: ``fast_preprocess``), embed
+(``pipeline._encode`` per ``CLIP_BATCH`` frames, which picks its own torch thread count), vote
+(``pipeline._vote`` + ``core.timeline.timeline``); the path itself decodes and preprocesses in a
+thread while it embeds, so its wall time is below the stages' sum. For reference it also times torchvision's own ``model.preprocess``
 and ``model.embed_batch`` at the thread count under test (what the issue measured). Reports min and
 median wall seconds, and min CPU seconds (all the process's threads: the figure a shared machine
 disturbs least), per stage and for the whole path. ``--before`` also times the path as it was
-before issue 23's fix (every packet decoded, batches embedded at the process's thread count),
-interleaved pass by pass with the current one so that both see the same load, and checks that
-both give the same frames and votes.
+before the decode thread (12c: sequential, batches of 64; RESULTS 12d) and ``--before-issue`` as it
+was before issue 23's first fix (also every packet decoded, batches embedded at the process's
+thread count), interleaved pass by pass with the current one so that all see the same load, and
+checks that they give the same frames and votes.
 
     .venv/bin/python bench/clip_path.py --threads 1 2 --repeats 7 --before
 """
@@ -45,7 +47,7 @@ def _timed(fn):  # -> ((wall s, CPU s), result)
     return (time.perf_counter() - t, time.process_time() - c), out
 
 
-def one_pass(clip: Path, model, store, fps: float) -> dict[str, tuple[float, float]]:
+def one_pass(clip: Path, model, store, fps: float, threaded: bool = True) -> dict[str, tuple[float, float]]:
     """One run of each stage, then one whole ``classify_path``."""
     from core import pipeline
     from core.timeline import timeline
@@ -57,13 +59,13 @@ def one_pass(clip: Path, model, store, fps: float) -> dict[str, tuple[float, flo
     frames = [f for _, f in samples]
     out["preprocess"], pixels = _timed(lambda: [prep(f) for f in frames])
     out["embed"], emb = _timed(lambda: np.concatenate([
-        pipeline._encode(model, pixels[i: i + pipeline.EMBED_BATCH])
-        for i in range(0, len(pixels), pipeline.EMBED_BATCH)]))
+        pipeline._encode(model, pixels[i: i + pipeline.CLIP_BATCH])
+        for i in range(0, len(pixels), pipeline.CLIP_BATCH)]))
     times = np.asarray([t for t, _ in samples])
     out["vote"], _ = _timed(lambda: timeline(times, [v.labels() for v in pipeline._vote(store, emb, 5)],
                                              store.schema))
     out["stages_sum"] = tuple(sum(out[s][i] for s in ("decode", "preprocess", "embed", "vote")) for i in (0, 1))
-    out["classify_path"], result = _timed(lambda: pipeline.classify_path(clip, model, store, fps=fps))
+    out["classify_path"], result = _timed(lambda: pipeline.classify_path(clip, model, store, fps=fps, threaded=threaded))
     assert len(result.votes) == len(samples)
     import torch
     from PIL import Image
@@ -75,22 +77,25 @@ def one_pass(clip: Path, model, store, fps: float) -> dict[str, tuple[float, flo
 
 @contextmanager
 def variant(name: str):
-    """``now``: the path as it is; ``before``: every packet decoded, the process's thread count."""
+    """``now``: the path as it is (yields ``threaded``); ``12c``: sequential, batches of 64;
+    ``before``: that and every packet decoded, batches at the process's thread count."""
     from core import pipeline, video
 
-    saved = video.skippable, pipeline.FRAMES_PER_THREAD
+    saved = video.skippable, pipeline.FRAMES_PER_THREAD, pipeline.CLIP_BATCH
+    if name in ("12c", "before"):
+        pipeline.CLIP_BATCH = pipeline.EMBED_BATCH
     if name == "before":
         video.skippable, pipeline.FRAMES_PER_THREAD = (lambda *a: None), 1
     try:
-        yield
+        yield name == "now"
     finally:
-        video.skippable, pipeline.FRAMES_PER_THREAD = saved
+        video.skippable, pipeline.FRAMES_PER_THREAD, pipeline.CLIP_BATCH = saved
 
 
-def _votes(clip: Path, model, store, fps: float) -> list:
+def _votes(clip: Path, model, store, fps: float, threaded: bool = True) -> list:
     from core.pipeline import classify_path
 
-    r = classify_path(clip, model, store, fps=fps)
+    r = classify_path(clip, model, store, fps=fps, threaded=threaded)
     return [(float(t), v.labels(), [n.id for n in v.neighbors]) for t, v in zip(r.times, r.votes, strict=True)]
 
 
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7, help="timed passes per thread count (after one warm-up)")
     ap.add_argument("--fps", type=float, default=2.0)
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
-    ap.add_argument("--before", action="store_true", help="also time the path as it was before the fix")
+    ap.add_argument("--before", action="store_true", help="also time the path before the decode thread (12c)")
+    ap.add_argument("--before-issue", action="store_true", help="also time the path before issue 23's fixes")
     args = parse_args(ap, {"repeats": 2, "threads": [1]}, argv)
     import torch
 
@@ -112,20 +118,21 @@ def main(argv: list[str] | None = None) -> None:
     model, store = open_index(args.index)
     print(f"model + index opened in {time.perf_counter() - t:.1f} s ({len(store)} frames); "
           f"torch default threads {torch.get_num_threads()}")
-    names = ["now", "before"] if args.before else ["now"]
-    if args.before:
-        with variant("before"):
-            old = _votes(args.clip, model, store, args.fps)
-        same = old == _votes(args.clip, model, store, args.fps)
-        print(f"same frame times, votes and neighbours as before the fix: {same}")
+    names = ["now"] + ["12c"] * args.before + ["before"] * args.before_issue
+    now = _votes(args.clip, model, store, args.fps)
+    print(f"same as the same batches one after the other: {now == _votes(args.clip, model, store, args.fps, False)}")
+    for v in names[1:]:
+        with variant(v) as threaded:
+            same = _votes(args.clip, model, store, args.fps, threaded) == now
+        print(f"same frame times, votes and neighbours as {v}: {same}")
     report = {}
     for n in args.threads:
         torch.set_num_threads(n)
         runs: dict[str, list] = {v: [] for v in names}
         for i in range(args.repeats + 1):  # pass 0 warms up: first-call costs (allocators, caches)
             for v in names:
-                with variant(v):
-                    r = one_pass(args.clip, model, store, args.fps)
+                with variant(v) as threaded:
+                    r = one_pass(args.clip, model, store, args.fps, threaded)
                 runs[v] += [r] if i else []
         for v in names:
             rows = {s: {"min": min(r[s][0] for r in runs[v]), "median": statistics.median(r[s][0] for r in runs[v]),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,12 +17,14 @@ from core.familiarity import UNFAMILIAR_REASON, median_familiarity
 from core.images import ImageError, open_image, regular_file_problem
 from core.index import IndexStore
 from core.predict import Vote, vote_batch
+from core.read_ahead import read_ahead
 from core.schema import Schema
 from core.timeline import Segment, timeline
 from core.video import (
     VIDEO_SUFFIXES,
     ClipLimits,
     DecodeReport,
+    Frames,
     name_problem,
     sample_frames,
 )
@@ -30,10 +33,15 @@ if TYPE_CHECKING:  # core.models imports torch and open_clip (seconds): loaded w
     from core.models import SceneModel  # opened, so the workbench draws its first page before that
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-# Frames embedded together. A clip holds at most this many preprocessed frames (3 x 224 x 224
-# floats each, whatever the clip's resolution) plus the one being decoded. 64 is
-# SceneModel.embed_images's batch, so a clip embeds as it did when all its frames were held.
+# Images embedded together (SceneModel.embed_images's batch).
 EMBED_BATCH = 64
+# A clip's frames are decoded and preprocessed in a thread of their own while the caller's thread
+# embeds them, this many at a time: small enough that embedding keeps pace with decoding and
+# little is left to embed when decoding ends, large enough to cost about what a whole batch does
+# per frame (bench/RESULTS.md 12d). At most READ_AHEAD preprocessed frames (3 x 224 x 224 floats
+# each, whatever the clip's resolution) wait beside the batch, plus the frame being decoded.
+CLIP_BATCH = 8
+READ_AHEAD = 8
 # Frames per torch thread when embedding one batch. A short clip is too little work to split: at
 # 18 frames two threads took twice the CPU and twice the wall of one on the shared 2-core machine
 # (OpenMP's workers spin at every op's barrier; bench/RESULTS.md 12c), so a batch gets one thread
@@ -213,14 +221,45 @@ def _input_problem(path: Path) -> str | None:
     return name_problem(path, (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))
 
 
+def _embed_clip(frames: Frames, model: SceneModel, threaded: bool) -> tuple[list[float], np.ndarray]:
+    """The samples' times and embeddings, ``CLIP_BATCH`` frames at a time; decoded and
+    preprocessed in a thread of their own while this one embeds, unless not ``threaded`` (the
+    same batches, so the same vectors, one after the other)."""
+    prep = _preprocessor(model)
+
+    def prepared() -> Iterator[tuple[float, object]]:  # the decoded frame is dropped at the next turn
+        try:
+            for t, frame in frames:
+                yield t, prep(frame)
+        finally:
+            frames.close()
+
+    items = read_ahead(prepared(), READ_AHEAD, "scenescope-decode") if threaded else prepared()
+    times: list[float] = []
+    embedded: list[np.ndarray] = []
+    batch: list = []
+    with closing(items):
+        for t, pixels in items:
+            times.append(t)
+            batch.append(pixels)
+            if len(batch) == CLIP_BATCH:
+                embedded.append(_encode(model, batch))
+                batch = []
+    if batch:
+        embedded.append(_encode(model, batch))
+    return times, np.concatenate(embedded) if embedded else np.zeros((0, 0), np.float32)
+
+
 def classify_path(path: Path, model: SceneModel, store: IndexStore, k: int = 5, fps: float = 2.0,
-                  smoothing: int = 1, limits: ClipLimits | None = None, **vote_kw: object) -> ImageResult | ClipResult:
+                  smoothing: int = 1, limits: ClipLimits | None = None, threaded: bool = True,
+                  **vote_kw: object) -> ImageResult | ClipResult:
     """Classify an image, a clip or a folder of frames.
 
-    A clip is decoded, preprocessed and embedded ``EMBED_BATCH`` frames at a time (each frame's
-    pixels are dropped once embedded), so memory does not grow with its length; ``limits`` caps
-    its duration and frame count (default: core.video.ClipLimits.from_env()). The result's
-    ``decode`` reports frames the clip declares but that did not decode.
+    A clip is decoded and preprocessed in a thread while this one embeds it ``CLIP_BATCH`` frames
+    at a time (``threaded=False``: one after the other, the same vectors), each frame's pixels
+    dropped once embedded, so memory does not grow with its length; ``limits`` caps its duration
+    and frame count (default: core.video.ClipLimits.from_env()). The result's ``decode`` reports
+    frames the clip declares but that did not decode.
     """
     path = Path(path)
     problem = _input_problem(path)
@@ -229,24 +268,10 @@ def classify_path(path: Path, model: SceneModel, store: IndexStore, k: int = 5, 
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageResult(classify_images([load_image(path)], model, store, k, **vote_kw)[0])
     frames = sample_frames(path, fps=fps, limits=limits)
-    prep = _preprocessor(model)
-    times: list[float] = []
-    embedded: list[np.ndarray] = []
-    batch: list = []
-    try:
-        for t, frame in frames:
-            times.append(t)
-            batch.append(prep(frame))  # the decoded frame is dropped at the next turn
-            if len(batch) == EMBED_BATCH:
-                embedded.append(_encode(model, batch))
-                batch = []
-        if batch:
-            embedded.append(_encode(model, batch))
-    finally:
-        frames.close()
+    times, emb = _embed_clip(frames, model, threaded)
     if not times:
         raise InputError(f"{path.name}: no frames could be read")
-    votes = _vote(store, np.concatenate(embedded), k, **vote_kw)
+    votes = _vote(store, emb, k, **vote_kw)
     segments = timeline(np.asarray(times), [v.labels() for v in votes], store.schema, smoothing=smoothing)
     return ClipResult(np.asarray(times), votes, segments, decode=frames.report)
 
