@@ -45,12 +45,17 @@ def undo_bar(eng: state.Engine, key: str) -> None:
         _done(handlers.undo_last(eng.store))
 
 
-def selection_actions(eng: state.Engine, rows: Sequence[int], key: str) -> None:
-    """Tag, correct, move or export ``rows``; undo the dataset's last change."""
+def selection_actions(eng: state.Engine, rows: Sequence[int], key: str, keep_open: bool = False) -> None:
+    """Tag, correct, move or export ``rows``; undo the dataset's last change. ``keep_open``: the
+    panel's open state is kept on the server (a toggle reruns the caller's fragment), for a caller
+    redrawn from scratch by the rerun an action causes (the sample view's dialog), where a plain
+    expander folds, hiding the outcome and the Undo button the user reaches for next."""
     store, schema = eng.store, eng.schema
     rows = [int(r) for r in rows]
     last_message()
-    with st.expander("Tag, correct, move or export " + ("this frame" if len(rows) == 1 else f"these {words.count(len(rows), 'frame')}"), expanded=False):
+    kept = {"key": f"{key}_panel", "on_change": "rerun"} if keep_open else {}
+    with st.expander("Tag, correct, move or export " + ("this frame" if len(rows) == 1 else f"these {words.count(len(rows), 'frame')}"),
+                     expanded=False, **kept):
         t_fix, t_tag, t_split, t_export = st.tabs(["Correct labels", "Tag", "Move to split", "Export for labelling"])
         with t_fix:
             c = st.columns([2, 2, 1], vertical_alignment="bottom")

@@ -86,7 +86,7 @@ def _dialog() -> None:
                "the vote are red.")
     widgets.thumbnail_grid(widgets.neighbor_thumbs(vote, schema, store), columns=min(5, max(1, eng.k)),
                            key="sample-neighbours")
-    actions.selection_actions(eng, [row], key="sample_act")  # tag, correct, move, export, undo this one
+    actions.selection_actions(eng, [row], key="sample_act", keep_open=True)  # tag, correct, move, export, undo
 
 
 def show() -> None:

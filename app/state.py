@@ -136,9 +136,18 @@ def _store(index_dir: str, stamp: float) -> IndexStore:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _model(index_dir: str, model_name: str | None, stamp: float) -> ModelLoad:
-    store = _store(index_dir, stamp)
+def _model(index_dir: str, model_name: str | None, build: str, _stamp: float) -> ModelLoad:
+    """Keyed by the index's model and build (``_build``), not by its manifest's mtime (``_stamp``,
+    not hashed): a label correction rewrites the manifest, and reloading the model for it cost a
+    model load, a clock ticking in the sidebar and a whole-app rerun while the user went on."""
+    store = _store(index_dir, _stamp)
     return ModelLoad(lambda: handlers.open_model(store, model_name))
+
+
+def _build(index_dir: str, stamp: float) -> str:
+    """What the model load depends on: the index's model identity and when it was built."""
+    m = _store(index_dir, stamp).manifest
+    return f"{m.get('model')}|{m.get('created')}"
 
 
 def _stamp(index_dir: Path) -> float:
@@ -157,12 +166,12 @@ def engine() -> Engine:
         ensure_index(index_dir)
         stamp = _stamp(index_dir)
         s = _store(str(index_dir), stamp)
-        loading = _model(str(index_dir), name, stamp)
+        loading = _model(str(index_dir), name, _build(str(index_dir), stamp), stamp)
     except Exception as e:  # any load failure: say which index and why, keep the app alive
         _cannot_open(index_dir, e)
         raise  # unreachable (st.stop raises); keeps type checkers honest
     if loading.future.done() and loading.future.exception() is not None:
-        _model.clear(str(index_dir), name, stamp)  # a failed load is tried again on the next run
+        _model.clear(str(index_dir), name, _build(str(index_dir), stamp), stamp)  # tried again next run
     return Engine(index_dir, s, k, loading)
 
 
@@ -181,7 +190,7 @@ def model_loading() -> ModelLoad | None:
     try:
         stamp = _stamp(index_dir)
         _store(str(index_dir), stamp)
-        return _model(str(index_dir), name, stamp)
+        return _model(str(index_dir), name, _build(str(index_dir), stamp), stamp)
     except Exception:  # the page says why
         return None
 
