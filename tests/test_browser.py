@@ -7,6 +7,7 @@ machine (no CDN, fonts or telemetry).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -359,6 +360,61 @@ def test_sidebar_view_followed_by_map_search_triage(workbench: str, browser: obj
         expect(metrics).to_be_visible(timeout=WAIT_MS)
     finally:
         page.close()
+
+
+def test_correct_a_label_and_undo_it(workbench: str, browser: object) -> None:
+    """In the sample view: correct a frame's first attribute to another value (the manifest changes),
+    then Undo last change (the manifest is byte-identical again). Each step waits for a signal of
+    the page state it acts on, not for time: the outcome line and the undo bar name the dataset's
+    labels version ("change N"), which each action bumps, and no script run is in progress."""
+    from playwright.sync_api import expect
+
+    from app import handlers
+    from core import corrections
+    from core.index import IndexStore
+
+    store = IndexStore.load(SERVED["index"])
+    attr = store.schema.attributes[0]
+    manifest = store.data_root / corrections.MANIFEST
+    before, version = manifest.read_bytes(), corrections.labels_version(store.data_root)
+    page = _open(browser, workbench, "Scene")
+    try:
+        # The model loads in the background; when it is there the app reruns once. Wait for it, so
+        # that rerun does not land between the steps below.
+        page.get_by_text("Loading the model").first.wait_for(state="detached", timeout=FIRST_MS)
+        settled(page)
+        open_first = page.locator(".st-key-neighbours-grid").get_by_role("button", name="Open").first
+        _click_until(page, page.locator(".st-key-scene_source").get_by_text("From the index", exact=True), open_first)
+        dialog = page.get_by_role("dialog")
+        _click_until(page, open_first, dialog.locator(".st-key-sample-frame img"))
+        row = int(re.match(r"#(\d+)", dialog.get_by_text(re.compile(r"^#\d+ · ")).first.inner_text()).group(1))
+        labels = dict(store.labels(row))  # another value the schema's rules allow with the others
+        new = next(v for v in attr.value_names if v != labels[attr.name]
+                   and store.schema.is_valid({**labels, attr.name: v}))
+        shown = store.schema.display(attr.name, new)
+        box = dialog.locator(".st-key-sample_act_fix_value")
+        _click_until(page, dialog.get_by_text(re.compile(r"^Tag, correct, move or export")), box)
+        option = page.get_by_role("option", name=shown, exact=True)
+        combo = box.get_by_role("combobox", name="New value")
+        _click_until(page, combo, option)
+        option.click()
+        expect(combo).to_have_value(shown)
+        settled(page)
+        dialog.get_by_role("button", name="Apply").click()
+        # The correction's rerun has drawn the undo bar with the new version, and has ended.
+        expect(dialog.get_by_text(f"Last change: change {version + 1}: label correction")).to_be_visible(timeout=WAIT_MS)
+        settled(page)
+        assert manifest.read_bytes() != before
+        path = store.paths_of([row])[0]  # the opened frame's manifest line holds the new value
+        lines = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
+        assert [r[attr.name] for r in lines if r["path"] == path] == [new]
+        dialog.get_by_role("button", name="Undo last change").click()
+        expect(dialog.get_by_text(re.compile(rf"^Undone \(1 frame, change {version + 2}\)"))).to_be_visible(timeout=WAIT_MS)
+        assert manifest.read_bytes() == before
+    finally:
+        page.close()
+        if manifest.read_bytes() != before:  # leave the served copy as the other tests expect it
+            handlers.undo_last(IndexStore.load(SERVED["index"]))
 
 
 def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: object) -> None:
