@@ -404,6 +404,9 @@ def test_correct_a_label_and_undo_it(workbench: str, browser: object) -> None:
         # The correction's rerun has drawn the undo bar with the new version, and has ended.
         expect(dialog.get_by_text(f"Last change: change {version + 1}: label correction")).to_be_visible(timeout=WAIT_MS)
         settled(page)
+        # A correction leaves the model loaded (it once reloaded it: a clock and a whole-app rerun
+        # that redrew the dialog under the next click).
+        expect(page.get_by_text("Loading the model")).to_have_count(0)
         assert manifest.read_bytes() != before
         path = store.paths_of([row])[0]  # the opened frame's manifest line holds the new value
         lines = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
