@@ -10,7 +10,8 @@ iterated to the end), preprocess (``pipeline._preprocessor``: ``fast_preprocess`
 thread while it embeds, so its wall time is below the stages' sum. For reference it also times torchvision's own ``model.preprocess``
 and ``model.embed_batch`` at the thread count under test (what the issue measured). Reports min and
 median wall seconds, and min CPU seconds (all the process's threads: the figure a shared machine
-disturbs least), per stage and for the whole path. ``--before`` also times the path as it was
+disturbs least), per stage and for the whole path; then the threaded path's CPU by thread (decode thread, the
+caller's while decoding runs and after, FFmpeg's threads), which bounds its wall time on an idle machine. ``--before`` also times the path as it was
 before the decode thread (12c: sequential, batches of 64; RESULTS 12d) and ``--before-issue`` as it
 was before issue 23's first fix (also every packet decoded, batches embedded at the process's
 thread count), interleaved pass by pass with the current one so that all see the same load, and
@@ -92,6 +93,36 @@ def variant(name: str):
         video.skippable, pipeline.FRAMES_PER_THREAD, pipeline.CLIP_BATCH = saved
 
 
+def thread_cpu(clip: Path, model, store, fps: float) -> dict[str, float]:
+    """CPU seconds of one threaded pass by thread: the decode thread, the caller's while decoding runs and after
+    it ends (the tail), and the rest (FFmpeg's own threads). Thread clocks barely depend on the machine's load:
+    on an idle 2-core machine the wall time lies between CPU / 2 and about the decode's chain plus the tail."""
+    from core import pipeline
+
+    marks: dict[str, float] = {}
+    read_ahead = pipeline.read_ahead
+
+    def timed_source(src):
+        t = time.thread_time()
+        yield from src
+        marks["decode_thread"] = time.thread_time() - t
+
+    def timed(src, depth, name="read-ahead"):
+        yield from read_ahead(timed_source(src), depth, name)
+        marks["main_at_end"] = time.thread_time()
+
+    pipeline.read_ahead = timed
+    try:
+        c, m = time.process_time(), time.thread_time()
+        pipeline.classify_path(clip, model, store, fps=fps)
+        c, m_end = time.process_time() - c, time.thread_time()
+    finally:
+        pipeline.read_ahead = read_ahead
+    main = marks["main_at_end"] - m
+    return {"process": c, "decode_thread": marks["decode_thread"], "caller_while_decoding": main,
+            "caller_after": m_end - marks["main_at_end"], "other_threads": c - (m_end - m) - marks["decode_thread"]}
+
+
 def _votes(clip: Path, model, store, fps: float, threaded: bool = True) -> list:
     from core.pipeline import classify_path
 
@@ -144,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {'stage':<24}{'min':>8}{'median':>8}{'CPU min':>9}")
             for s in STAGES:
                 print(f"  {s:<24}{rows[s]['min']:>8.3f}{rows[s]['median']:>8.3f}{rows[s]['cpu_min']:>9.3f}")
+        cpu = [thread_cpu(args.clip, model, store, args.fps) for _ in range(3)]
+        cpu = {k: statistics.median(c[k] for c in cpu) for k in cpu[0]}
+        report[f"thread CPU, {n} threads"] = cpu
+        print("  CPU s by thread, threaded path (median of 3): " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 
