@@ -77,15 +77,20 @@ def test_options_are_the_banks_without_the_no_answer(runs: dict) -> None:
 
 
 def test_batched_scorer_equals_the_inference_scorer_and_has_gradients(runs: dict) -> None:
-    from core.vqa.train_mc import option_logliks
+    from core.vqa.train_mc import option_logliks, option_scores
 
     vlm, cache = runs["models"]["mc"], runs["cache"]
     batch = runs["examples"][:6]
     prefix = _prefix(vlm, cache, batch)
-    got = option_logliks(vlm, prefix, [vlm.prompt_ids(ex.question) for ex in batch], [ex.options for ex in batch])
+    prompts, options = [vlm.prompt_ids(ex.question) for ex in batch], [ex.options for ex in batch]
+    got = option_logliks(vlm, prefix, prompts, options)
+    scores = option_scores(vlm, prefix, prompts, options)
     for j, ex in enumerate(batch):
-        want = vlm.option_logliks(prefix[j : j + 1].detach(), ex.question, ex.options)
-        np.testing.assert_allclose(got[j].detach().numpy(), want, rtol=1e-4, atol=1e-4)
+        one = prefix[j : j + 1].detach()
+        np.testing.assert_allclose(got[j].detach().numpy(), vlm.option_logliks(one, ex.question, ex.options),
+                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(scores[j].detach().numpy(), vlm.option_scores(one, ex.question, ex.options),
+                                   rtol=1e-4, atol=1e-4)
     vlm.zero_grad()
     torch.stack([s.sum() for s in got]).sum().backward()
     assert float(vlm.projector[0].weight.grad.abs().sum()) > 0 and float(vlm.lm.lm_head.weight.grad.abs().sum()) > 0
@@ -94,14 +99,14 @@ def test_batched_scorer_equals_the_inference_scorer_and_has_gradients(runs: dict
 
 @torch.no_grad()
 def test_the_loss_ranks_the_right_option_higher(runs: dict) -> None:
-    from core.vqa.train_mc import mc_loss, option_logliks
+    from core.vqa.train_mc import mc_loss, option_scores
 
     cache, examples = runs["cache"], runs["examples"]
     out = {}
     for name, vlm in runs["models"].items():
         vlm.eval()
         prefix = _prefix(vlm, cache, examples)
-        scores = option_logliks(vlm, prefix, [vlm.prompt_ids(ex.question) for ex in examples],
+        scores = option_scores(vlm, prefix, [vlm.prompt_ids(ex.question) for ex in examples],
                                 [ex.options for ex in examples])
         picked = np.mean([int(s.argmax()) == ex.correct for s, ex in zip(scores, examples, strict=True)])
         out[name] = (float(mc_loss(vlm, prefix, examples)), float(picked))

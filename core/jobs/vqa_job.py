@@ -26,7 +26,8 @@ KIND = "train-vqa"
 VQA_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "text_epochs": int, "stage1_epochs": int, "stage2_epochs": int, "keep_ratio": (int, float), "batch_size": int,
     "lr_align": (int, float), "lr_qa": (int, float), "hidden": int, "layers": int, "heads": int,
-    "intermediate": int, "vocab_size": int, "pooled": bool, "prefix_norm": bool, "feature_norm": bool, "mc_loss": (int, float), "max_rows": int,
+    "intermediate": int, "vocab_size": int, "pooled": bool, "prefix_norm": bool, "feature_norm": bool, "mc_loss": (int, float), "init": str,
+    "max_rows": int,
     "max_frames": int, "seed": int,
 }
 
@@ -45,7 +46,7 @@ def check_vqa_spec(spec: JobSpec) -> None:
             raise JobError(f"VLM training option {key}: {value!r} is not a number")
         if not isinstance(value, want):
             raise JobError(f"VLM training option {key}: {value!r} has the wrong type")
-        if want is not bool and value < 0:
+        if want not in (bool, str) and value < 0:
             raise JobError(f"VLM training option {key}: {value!r} is negative")
     if not 0 < float(spec.options.get("keep_ratio", 0.25)) <= 1:
         raise JobError("VLM training option keep_ratio must be in (0, 1]")

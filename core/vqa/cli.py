@@ -83,7 +83,8 @@ def cmd_train_vqa(a: argparse.Namespace) -> None:
                "seed": a.seed, "hidden": a.hidden, "layers": a.layers, "heads": a.heads,
                "intermediate": a.intermediate, "vocab_size": a.vocab_size, "lr_align": a.lr_align,
                "lr_qa": a.lr_qa, "prefix_norm": a.prefix_norm,
-               "feature_norm": a.feature_norm, "mc_loss": a.mc_loss}
+               "feature_norm": a.feature_norm, "mc_loss": a.mc_loss,
+               **({"init": a.init} if a.init else {})}
     if a.job:  # the same training as a background job: progress, cancel and resume through `scenescope jobs`
         from core.jobs.cli import _report_end, follow
         from core.jobs.runner import start_job
@@ -184,6 +185,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mc-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="stage 2: add WEIGHT x a multiple-choice ranking loss (cross-entropy over the options' "
                         "summed log-likelihoods, as multiple choice and yes/no are scored; bench/RESULTS.md 14e)")
+    s.add_argument("--init", metavar="DIR", default=None,
+                   help="start from this VLM folder's weights and tokenizer (its shape wins over --hidden etc.); "
+                        "e.g. --init assets/scenescope-vqa-tiny --text-epochs 0 --stage1-epochs 0 to fine-tune it")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_train_vqa)

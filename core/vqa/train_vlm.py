@@ -180,7 +180,8 @@ def _card(report: dict[str, Any]) -> str:
         f"- seed: {report['seed']}; trained {report['finished']} in {report['seconds']:.0f} s",
         f"- vision tower (frozen): `{report['vision_identity']}`; keep ratio {report['keep_ratio']}",
         f"- stage 2 loss: next-token LM loss + {report['mc_loss']:g} x multiple-choice ranking loss "
-        "(cross-entropy over the options' summed log-likelihoods, core/vqa/train_mc.py)",
+        "(cross-entropy over the options' summed log-likelihoods, core/vqa/train_mc.py)"
+        + (f"; started from `{report['init']}`" if report.get("init") else ""),
         f"- language model: Llama config, {report['config']['layers']} layers, hidden {report['config']['hidden']}, "
         f"vocabulary {report['config']['vocab_size']} (byte-level BPE on the QA corpus)",
         f"- parameters: {report['parameters']:,}",
@@ -215,6 +216,7 @@ def train_vqa(
     prefix_norm: bool = False,  # LayerNorm the projector output (VLMConfig.prefix_norm); unproven, off
     feature_norm: bool = False,  # standardise the tower's tokens, LayerNorm the projector input (VLMConfig)
     mc_loss: float = 0.0,  # weight of the multiple-choice ranking loss beside the LM loss (core.vqa.train_mc)
+    init: str | Path | None = None,  # a VLM folder to start from (its shape and tokenizer win over the options above)
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
     max_frames: int | None = None,  # a seeded random sample of the frames questions may be about
     seed: int = 0,
@@ -244,38 +246,43 @@ def train_vqa(
     fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
                    "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
                                hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision,
-                               *([mc_loss] if mc_loss else [])]}  # absent at 0: older checkpoints still resume
+                               *([mc_loss] if mc_loss else []), *([str(init)] if init else [])]}  # absent: old ones resume
     meta = read_state(state, fingerprint)
 
     if vision_model is None:
         from core.models import load_model
 
         vision_model = load_model(vision, device=device)
-    if meta is not None:  # the tokenizer the checkpoint's embeddings belong to
-        from tokenizers import Tokenizer
+    if init is not None:  # continue training a saved VLM: its shape, tokenizer, weights (and feature statistics)
+        from core.vqa.vlm_folder import load_vlm
 
-        tok = Tokenizer.from_str((state / "tokenizer.json").read_text())  # type: ignore[operator]
+        vlm = load_vlm(init, vision=vision_model, device=device)
     else:
-        corpus = [t for ex in qa["train"] for t in (ex.question or "", ex.answer)]
-        corpus += [schema.caption(lab, random.Random(i)) for i, lab in enumerate(labels)]
-        tok = train_tokenizer(corpus, vocab_size)
-        if state is not None:
-            from core.atomic import atomic_write_text
+        if meta is not None:  # the tokenizer the checkpoint's embeddings belong to
+            from tokenizers import Tokenizer
 
-            state.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(state / "tokenizer.json", tok.to_str())
-    cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
-                    vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
-                    pooled=pooled, prefix_norm=prefix_norm, feature_norm=feature_norm, hidden=hidden, layers=layers, heads=heads,
-                    intermediate=intermediate,
-                    recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
-    vlm = VLM(cfg, vision_model, tok).to(device)
+            tok = Tokenizer.from_str((state / "tokenizer.json").read_text())  # type: ignore[operator]
+        else:
+            corpus = [t for ex in qa["train"] for t in (ex.question or "", ex.answer)]
+            corpus += [schema.caption(lab, random.Random(i)) for i, lab in enumerate(labels)]
+            tok = train_tokenizer(corpus, vocab_size)
+            if state is not None:
+                from core.atomic import atomic_write_text
+
+                state.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(state / "tokenizer.json", tok.to_str())
+        cfg = VLMConfig(vision_model=vision_model.name, vision_identity=vision_model.identity,
+                        vision_dim=int(vision_model.embed_dim), vocab_size=tok.get_vocab_size(), keep_ratio=keep_ratio,
+                        pooled=pooled, prefix_norm=prefix_norm, feature_norm=feature_norm, hidden=hidden, layers=layers, heads=heads,
+                        intermediate=intermediate,
+                        recovery_heads=next(h for h in (4, 2, 1) if vision_model.embed_dim % h == 0))
+        vlm = VLM(cfg, vision_model, tok).to(device)
     if progress:
         progress(f"encoding {len(manifest_rows)} frames with {vision_model.name}")
     if on_progress:
         on_progress({"phase": "encoding"})
     cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
-    if feature_norm:
+    if feature_norm and init is None:
         vlm.fit_feature_norm(cache.patches)
 
     def captions(stage: str, copies: int = 1) -> list[Example]:  # fresh random paraphrases, seeded per stage
@@ -283,7 +290,7 @@ def train_vqa(
         return [Example(j, None, schema.caption(lab, rng)) for _ in range(copies) for j, lab in enumerate(labels)]
 
     connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters(),
-                 *(vlm.input_norm.parameters() if feature_norm else ())]
+                 *(vlm.input_norm.parameters() if vlm.cfg.feature_norm else ())]
     lm = list(vlm.lm.parameters())
     probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
     before = float(meta["before"]) if meta is not None else mean_loss(vlm, cache, probe)
@@ -305,12 +312,12 @@ def train_vqa(
         on_progress({"phase": "saving"})
     report: dict[str, Any] = {
         "data": str(root), "seed": seed, "vision": vision_model.name, "vision_identity": vision_model.identity,
-        "keep_ratio": keep_ratio, "mc_loss": mc_loss, "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
+        "keep_ratio": vlm.cfg.keep_ratio, "mc_loss": mc_loss, "init": None if init is None else str(init), "train_rows": len(qa["train"]), "val_rows": len(qa["val"]),
         "frames": len(manifest_rows), "stages": losses,
         "loss_before": before, "loss_after": mean_loss(vlm, cache, probe),
         "val_loss": mean_loss(vlm, cache, qa["val"][:PROBE]) if qa["val"] else None,
         "parameters": sum(p.numel() for p in vlm.parameters()), "config": {
-            "hidden": hidden, "layers": layers, "vocab_size": cfg.vocab_size},
+            "hidden": vlm.cfg.hidden, "layers": vlm.cfg.layers, "vocab_size": vlm.cfg.vocab_size},
         # Wall time of this call (a resumed run counts from its resume) and when it finished.
         "seconds": time.time() - start, "resumed_from_epoch": int(meta["epoch"]) if meta else 0,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
