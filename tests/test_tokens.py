@@ -225,6 +225,13 @@ def test_text_features(model):
     _, other = text_features(model, "construction zone")
     np.testing.assert_allclose(tokens[0], other[0], atol=1e-5)
     assert text_features(model, "")[1].shape == (0, model.embed_dim)
+    # the short pass (up to EOT) equals the whole 77-token context's word tokens
+    clip = model.clip
+    ids = model.tokenizer(["construction cones ahead"])
+    x = clip.token_embedding(ids) + clip.positional_embedding
+    x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))[0]
+    full = torch.nn.functional.normalize(x[1:4] @ clip.text_projection, dim=-1).detach().numpy()
+    np.testing.assert_allclose(tokens, full, atol=1e-5)
 
 
 def test_saliency(model, pixels):
