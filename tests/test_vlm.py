@@ -332,3 +332,20 @@ def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread
     right = [answers[i].choice is not None and "ABCDEFGHIJ"[answers[i].choice] == letters[i] for i in qa["id"]]
     chance = float(np.mean([1 / (len(r["options"]) - 1) for r in mc]))  # the no-answer option never wins
     assert len(right) >= 20 and np.mean(right) > 1.5 * chance
+
+
+def test_train_vqa_init_starts_from_the_saved_vlm(trained: Trained, tmp_path: Path) -> None:
+    """``train-vqa --init DIR``: with no epochs to run, the saved VLM is the one it started from (same
+    weights, tokenizer and shape), and its QA loss before training is the saved run's loss after."""
+    from safetensors.torch import load_file
+
+    from core.vqa.train_vlm import train_vqa
+
+    report = train_vqa(trained.data, tmp_path / "same", vision=trained.vision, init=trained.out, text_epochs=0,
+                       stage1_epochs=0, stage2_epochs=0, max_rows=120, batch_size=16, seed=0, hidden=32)
+    before, after = load_file(trained.out / "vlm.safetensors"), load_file(tmp_path / "same" / "vlm.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert (tmp_path / "same" / "tokenizer.json").read_text() == (trained.out / "tokenizer.json").read_text()
+    assert report["config"]["hidden"] == trained.report["config"]["hidden"] != 32  # the saved shape wins
+    assert report["init"] == str(trained.out)
+    assert report["loss_before"] == pytest.approx(trained.report["loss_after"], rel=1e-4)
