@@ -177,16 +177,7 @@ def test_multiple_choice_picks_the_most_likely_option(trained: Trained, vlm) -> 
     px = _pixels(vlm, trained.data, 2)
     prefix, _ = vlm.prefix_of(px, QUESTION)
     ll = vlm.option_logliks(prefix, QUESTION, options)
-    # Reference: each option alone, no padding, log-probabilities summed by hand.
-    ref = []
-    with torch.no_grad():
-        for o in options:
-            target = vlm.target_ids(o)
-            x = torch.cat([vlm.prompt_embeds(prefix, QUESTION),
-                           vlm.lm.get_input_embeddings()(torch.tensor([target]))], dim=1)
-            logp = torch.log_softmax(vlm.lm(inputs_embeds=x).logits[0].double(), -1)
-            start = x.shape[1] - len(target)
-            ref.append(sum(float(logp[start - 1 + j, t]) for j, t in enumerate(target)))
+    ref = _plain_logliks(vlm, prefix, QUESTION, options)  # each option alone, no padding, summed by hand
     np.testing.assert_allclose(ll, ref, rtol=1e-4, atol=1e-4)
     # Multiple choice scores each option with or without its closing period (log-sum of the two).
     dotted = vlm.option_logliks(prefix, QUESTION, [o + "." for o in options])
