@@ -433,6 +433,10 @@ def test_train_job_starts_and_cancel_shows_within_5_s(workbench: str, browser: o
     try:
         start = page.get_by_role("button", name="Start fine-tuning")
         expect(start).to_be_enabled(timeout=WAIT_MS)
+        # A click that lands while the sidebar's model-load clock reruns its fragment can be dropped
+        # by Streamlit (a full run, 180 s without a job): click once the page is still.
+        page.get_by_text("Loading the model").first.wait_for(state="detached", timeout=FIRST_MS)
+        settled(page)
         start.click()
         head = page.locator("h4", has_text=re.compile(r"`?ft-[\w-]+`?\s*· running"))
         expect(head).to_be_visible(timeout=FIRST_MS)  # the worker starts and loads the model
