@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from core.vqa.drivelm import split_options
+from core.vqa.vlm import option_forms
 
 if TYPE_CHECKING:
     from core.schema import Schema
@@ -67,9 +68,8 @@ def option_scores(vlm: VLM, prefix: torch.Tensor | None, prompts: Sequence[list[
                   options: Sequence[Sequence[str]]) -> list[torch.Tensor]:
     """``option_logliks`` of each option without and with its closing period, log-summed: what
     ``VLM.option_scores`` computes at inference, for a batch of questions and with gradients."""
-    bare = [[o[:-1] if o.endswith(".") else o for o in opts] for opts in options]
-    both = option_logliks(vlm, prefix, prompts, [[*b, *(x + "." for x in b)] for b in bare])
-    return [torch.logaddexp(s[: len(b)], s[len(b) :]) for s, b in zip(both, bare, strict=True)]
+    both = option_logliks(vlm, prefix, prompts, [option_forms(opts) for opts in options])
+    return [torch.logaddexp(s[: len(o)], s[len(o) :]) for s, o in zip(both, options, strict=True)]
 
 
 def mc_loss(vlm: VLM, prefix: torch.Tensor | None, batch: Sequence[Example]) -> torch.Tensor:

@@ -307,9 +307,8 @@ class VLM(nn.Module):
         QA mix teaches sentence options with it ("Keep the lane and the speed.") and short ones without
         ("Sunny"), while DriveLM's inline options all end in one; scoring only the bare text made the
         best-learnt sentence the least likely one (planning below chance, bench/RESULTS.md 14d)."""
-        bare = [o[:-1] if o.endswith(".") else o for o in options]
-        both = self.option_logliks(prefix, question, [*bare, *(b + "." for b in bare)])
-        return np.logaddexp(both[: len(bare)], both[len(bare) :])
+        both = self.option_logliks(prefix, question, option_forms(options))
+        return np.logaddexp(both[: len(options)], both[len(options) :])
 
     def answer_pixels(self, pixels: torch.Tensor, question: str, options: Sequence[str] | None = None,
                       keep_ratio: float | None = None) -> tuple[str, float, int | None, torch.Tensor]:
@@ -332,7 +331,15 @@ class VLM(nn.Module):
         return self.decode(ids), float(math.exp(mean_logp)), None, idx[0]
 
 
+
+def option_forms(options: Sequence[str]) -> list[str]:
+    """Each option without its closing period, then each with it: the two forms multiple choice
+    scores and log-sums (``VLM.option_scores`` at inference, ``train_mc.option_scores`` in training)."""
+    bare = [o[:-1] if o.endswith(".") else o for o in options]
+    return [*bare, *(b + "." for b in bare)]
+
+
 __all__ = [
     "BUNDLED_VLM", "BUNDLED_VLM_NAME", "CARD_FILE", "CONFIG_FILE", "MAX_BYTES", "SPECIALS", "TOKENIZER_FILE", "VLM", "VLMConfig",
-    "WEIGHTS_FILE", "train_tokenizer",
+    "WEIGHTS_FILE", "option_forms", "train_tokenizer",
 ]
