@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import handlers, state
+from app import handlers, sample_open, state
 from app.figures import (  # noqa: F401  (re-exported for the pages)
     PALETTE,
     confusion_figure,
@@ -126,10 +126,9 @@ def thumbnail_grid(items: Sequence[Thumb], columns: int = 5, key: str | None = N
                     if item.lines:
                         st.caption("  \n".join(item.lines))
                     if source is not None and item.row is not None:
-                        from app import sample_view  # (imports this module)
 
                         place = next(places)
-                        sample_view.open_button(rows, place, source, f"{key or 'grid'}-open-{place}")
+                        sample_open.open_button(rows, place, source, f"{key or 'grid'}-open-{place}")
 
 
 def neighbor_thumbs(vote: Vote, schema: Schema, store: IndexStore) -> list[Thumb]:
@@ -166,9 +165,8 @@ def failure_card(f: Any, store: IndexStore, schema: Schema, k: int,
             image(st, state.thumb_of(store, f.id))
             st.caption(f"#{f.id} · {f.clip_id} · {f.timestamp_s:.1f} s")
             if browse is not None:
-                from app import sample_view  # (imports this module)
 
-                sample_view.open_button(browse[0], browse[1], "Triage failures", f"triage-open-{browse[1]}")
+                sample_open.open_button(browse[0], browse[1], "Triage failures", f"triage-open-{browse[1]}")
         with c_nb:
             st.markdown(f"**{f.Attribute}** — truth **{f.Truth}**, predicted :red[**{f.Prediction}**]")
             if not f.misleading:
