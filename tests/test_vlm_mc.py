@@ -113,3 +113,33 @@ def test_the_loss_ranks_the_right_option_higher(runs: dict) -> None:
     assert len(examples) >= 40
     assert out["mc"][0] < out["lm"][0] - 0.05, out
     assert out["mc"][1] > out["lm"][1], out
+
+
+def test_clip_questions_get_no_ranking_loss(runs: dict) -> None:
+    """Prediction and behavior rows (about a clip; the VLM sees one frame) train the LM loss only: no
+    options, and a batch's ranking loss is the same with or without them."""
+    import random
+
+    from core.vqa.questions import clip_questions
+    from core.vqa.train_mc import choice_of, mc_loss
+    from core.vqa.train_vlm import Example, qa_pair
+
+    schema, vlm, cache = runs["schema"], runs["models"]["mc"], runs["cache"]
+    # A three-frame clip of one valid frame's labels: its bank rows (a behavior multiple choice at least).
+    labels = [schema.sample(random.Random(0))] * 3
+    clip_rows = clip_questions(schema, labels, random.Random(0), scene="c0")
+    assert {r["type"] for r in clip_rows} >= {"multiple_choice"} and {r["kind"] for r in clip_rows} == {"clip"}
+    clips = []
+    for r in clip_rows:
+        q, a = qa_pair(r, schema)
+        assert choice_of(r, schema, a) == ((), -1)
+        scene_form = choice_of({**r, "kind": "scene"}, schema, a)  # the same row as a scene's would be scored
+        assert r["type"] == "free_form" or len(scene_form[0]) >= 2
+        clips.append(Example(0, q, a, *choice_of(r, schema, a)))
+    scenes = runs["examples"][:4]
+    with torch.no_grad():
+        only = mc_loss(vlm, _prefix(vlm, cache, clips), clips)
+        mixed = mc_loss(vlm, _prefix(vlm, cache, clips + scenes), clips + scenes)
+        alone = mc_loss(vlm, _prefix(vlm, cache, scenes), scenes)
+    assert float(only) == 0.0 and float(alone) > 0
+    np.testing.assert_allclose(float(mixed), float(alone), rtol=1e-5)

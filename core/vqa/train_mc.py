@@ -10,6 +10,11 @@ computes each option's summed log-likelihood (one batched forward, with gradient
 example's own visual prefix) and adds the cross-entropy over the options, target the right one,
 weighted against the LM loss.
 
+Clip questions (the bank's ``kind`` "clip": prediction and behavior) get no ranking loss, only the LM
+loss: they are about a whole clip or its later frames while the VLM sees one frame, so their options
+cannot be told apart from the image and the ranking loss learns a question-only preference there
+(bench/RESULTS.md 14e: behavior 0.375 -> 0.125 on the held-out world, chance 0.25).
+
 The options are the question bank's (``core.vqa.questions``: a row's ``options``, or the schema's
 yes/no words), without the no-answer option, which the answerer never scores. Each option is scored
 exactly as inference scores it: the log-sum of its likelihood without and with its closing period
@@ -36,12 +41,15 @@ if TYPE_CHECKING:
     from core.vqa.vlm import VLM
 
 YES_NO = "yes_no"  # the question bank's type of a yes/no row (core.vqa.questions)
+CLIP_KIND = "clip"  # the question bank's kind of a row about a clip (core.vqa.questions.clip_questions)
 
 
 def choice_of(row: dict[str, Any], schema: Schema, answer: str) -> tuple[tuple[str, ...], int]:
     """(options, index of the right one) a QA row is scored by, or ((), -1) when it has none: a
     multiple-choice row's options less the no-answer one, a yes/no row's (yes, no); ``answer`` is
-    the row's target text (``train_vlm.qa_pair``)."""
+    the row's target text (``train_vlm.qa_pair``). A clip row has none: see the module docstring."""
+    if row.get("kind") == CLIP_KIND:
+        return (), -1
     opts = list(row.get("options") or split_options(str(row["question"]))[1])
     if not opts and row.get("type") == YES_NO:
         opts = [schema.qa.yes, schema.qa.no]
@@ -84,4 +92,4 @@ def mc_loss(vlm: VLM, prefix: torch.Tensor | None, batch: Sequence[Example]) -> 
                         for s, j in zip(scores, rows, strict=True)]).mean()
 
 
-__all__ = ["choice_of", "mc_loss", "option_logliks", "option_scores"]
+__all__ = ["CLIP_KIND", "choice_of", "mc_loss", "option_logliks", "option_scores"]
