@@ -12,6 +12,8 @@ re-ranking) over ``--n`` synthetic clustered unit vectors of ``--dim`` dimension
   it builds the label codes).
 
 The queries are fresh draws from the same clusters. Prints one markdown table row per index.
+By default the vectors are generated in RAM (N x d x 4 B); ``--memmap`` writes them to an on-disk .npy
+instead and computes the exact truth block by block, for sizes past RAM (10M x 512 is 20.5 GB).
 """
 
 from __future__ import annotations
@@ -35,30 +37,60 @@ from _quick import parse_args  # noqa: E402
 KINDS = ("Flat", "HNSW32", "IVF-Flat", "IVF-PQ", "IVF-PQ-disk")
 
 
-def clustered(n: int, d: int, clusters: int, seed: int, draw: int, chunk: int = 1 << 17) -> np.ndarray:
-    """Unit vectors around ``clusters`` random centres, generated in chunks (bounded temporaries)."""
+def clustered_chunks(n: int, d: int, clusters: int, seed: int, draw: int, chunk: int = 1 << 17):
+    """Unit vectors around ``clusters`` random centres, yielded as (first row, block): bounded temporaries,
+    and the same rows whether they are gathered in RAM (``clustered``) or written to disk (``memmap_data``)."""
     centres = np.random.default_rng(seed).normal(size=(clusters, d)).astype(np.float32)
     rng = np.random.default_rng([seed, draw])
-    out = np.empty((n, d), np.float32)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
         x = centres[rng.integers(0, clusters, m)] + rng.normal(size=(m, d)).astype(np.float32) * 0.6
-        out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        yield s, x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clustered(n: int, d: int, clusters: int, seed: int, draw: int) -> np.ndarray:
+    out = np.empty((n, d), np.float32)
+    for s, block in clustered_chunks(n, d, clusters, seed, draw):
+        out[s:s + len(block)] = block
     return out
 
 
-def frame_table(n: int, seed: int):
+def memmap_data(work: Path, n: int, d: int, clusters: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``--memmap`` data: the vectors written block by block to ``work/vectors.npy`` (opened
+    memory-mapped) and the exact top-5 of ``q`` computed on the same pass, so that RAM stays bounded by a
+    block (10M x 512 float32 is 20.5 GB). The merge of per-block top-5s is faiss's own
+    ``knn_ground_truth`` (a ``ResultHeap`` over blocks), the same inner-product scan as ``faiss.knn``."""
+    from faiss import METRIC_INNER_PRODUCT
+    from faiss.contrib.exhaustive_search import knn_ground_truth
+
+    out = np.lib.format.open_memmap(work / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, d))
+
+    def blocks():
+        for s, block in clustered_chunks(n, d, clusters, seed=0, draw=0):
+            out[s:s + len(block)] = block
+            yield block
+
+    _, gt = knn_ground_truth(q, blocks(), 5, metric_type=METRIC_INNER_PRODUCT, ngpu=0)
+    out.flush()
+    return np.load(work / "vectors.npy", mmap_mode="r"), gt
+
+
+def frame_table(n: int, seed: int, start: int = 0, stop: int | None = None):
+    """Rows ``start:stop`` of the ``n``-row synthetic frame table (all of it by default): a slice is built on
+    its own, the same rows as the whole table's, so ``--memmap`` never holds the whole table."""
     import pandas as pd
 
     from core.index.store import meta_table
     from core.schema import default_schema
 
+    stop = n if stop is None else stop
     rng = np.random.default_rng(seed)
-    cols = {a.name: np.asarray(a.value_names, dtype=object)[rng.integers(0, len(a.value_names), n)]
+    cols = {a.name: np.asarray(a.value_names, dtype=object)[rng.integers(0, len(a.value_names), n)[start:stop]]
             for a in default_schema().attributes}
-    clip = np.arange(n) // 20
-    return meta_table(pd.DataFrame({"path": [f"clips/c{c:07d}/frame_{i % 20:04d}.jpg" for i, c in enumerate(clip)],
-                                    "clip_id": [f"c{c:07d}" for c in clip], "frame_index": np.arange(n) % 20,
+    rows = np.arange(start, stop)
+    clip = rows // 20
+    return meta_table(pd.DataFrame({"path": [f"clips/c{c:07d}/frame_{i % 20:04d}.jpg" for i, c in zip(rows, clip, strict=True)],
+                                    "clip_id": [f"c{c:07d}" for c in clip], "frame_index": rows % 20,
                                     "split": "train", **cols}), default_schema())
 
 
@@ -75,7 +107,7 @@ def factory_of(kind: str, n: int, d: int, nlist: int | None = None) -> str:
 
 
 def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: int, nlist: int | None = None,
-          threads: int = 1) -> tuple[str, float]:
+          threads: int = 1, memmap: bool = False) -> tuple[str, float]:
     import faiss
 
     from core.index import IndexStore
@@ -91,11 +123,7 @@ def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: in
     faiss.omp_set_num_threads(threads)
     t = time.perf_counter()
     if kind == "IVF-PQ-disk":
-        bounds = np.linspace(0, n, shards + 1).astype(int)
-        parts = []
-        for i in range(shards):
-            np.save(folder.parent / f"shard{i}.npy", x[bounds[i]:bounds[i + 1]])
-            parts.append((folder.parent / f"shard{i}.npy", table.iloc[bounds[i]:bounds[i + 1]]))
+        parts = disk_shards(x, None if memmap else table, shards, folder.parent)
         t = time.perf_counter()
         build_ondisk(parts, folder, model="bench@1", factory=factory, rerank=rerank, familiarity=False)
         return factory, time.perf_counter() - t
@@ -109,6 +137,23 @@ def build(kind: str, x: np.ndarray, table, folder: Path, shards: int, rerank: in
                              schema=default_schema())
     IndexStore(tune(index), table, manifest, embeddings=x).save(folder)
     return factory, seconds
+
+
+def disk_shards(x: np.ndarray, table, shards: int, work: Path) -> list[tuple]:
+    """The on-disk build's shards. In RAM each is saved as its own .npy file (as an embedding job
+    would leave it); under ``--memmap`` (``table`` None) the shards are slices of the memory-mapped
+    vectors, not copies (at 10M x 512 a copy is another 20.5 GB of disk), and each shard's frame table
+    is built on its own and written to Parquet, which ``build_ondisk`` reads one shard at a time."""
+    bounds = np.linspace(0, len(x), shards + 1).astype(int)
+    parts = []
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        if table is None:
+            frame_table(len(x), 0, a, b).to_parquet(work / f"shard{i}.parquet")
+            parts.append((x[a:b], work / f"shard{i}.parquet"))
+        else:
+            np.save(work / f"shard{i}.npy", x[a:b])
+            parts.append((work / f"shard{i}.npy", table.iloc[a:b]))
+    return parts
 
 
 def measure(folder: str, queries: str, truth: str, latency_queries: int, sweep: list[tuple[int, int]] = ()) -> dict:
@@ -186,7 +231,7 @@ def du(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
     ap.add_argument("--dim", type=int, default=256)
@@ -201,33 +246,43 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sweep", nargs="*", default=[], metavar="NPROBE:RERANK",
                     help="on-disk index: also recall@5 and p50 at these search settings, e.g. 16:1000 32:1000")
     ap.add_argument("--work", default=None, help="folder for the indexes (default: a temporary one)")
+    ap.add_argument("--memmap", action="store_true",
+                    help="generate the vectors into WORK/vectors.npy (memory-mapped; removed at the end) and compute "
+                         "the exact truth block by block, so RAM stays bounded (10M x 512: 20.5 GB of disk, not RAM); "
+                         "the on-disk build's shards are slices of that file")
     ap.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # internal: FOLDER QUERIES TRUTH
     args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
     sweep = [tuple(int(v) for v in s.split(":")) for s in args.sweep]
     if args.measure:
         print(json.dumps(measure(*args.measure, args.latency_queries, sweep)))
-        return
+        return []
 
     import faiss
 
     work = Path(args.work or tempfile.mkdtemp(prefix="knn_scale-"))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    x = clustered(args.n, args.dim, args.clusters, seed=0, draw=0)
     q = clustered(args.queries, args.dim, args.clusters, seed=0, draw=1)
-    table = frame_table(args.n, seed=0)
-    _, gt = faiss.knn(q, x, 5, metric=faiss.METRIC_INNER_PRODUCT)
+    if args.memmap:
+        x, gt = memmap_data(work, args.n, args.dim, args.clusters, q)
+    else:
+        x = clustered(args.n, args.dim, args.clusters, seed=0, draw=0)
+        _, gt = faiss.knn(q, x, 5, metric=faiss.METRIC_INNER_PRODUCT)
+    # under --memmap the on-disk build makes each shard's table itself; the in-RAM kinds need all of it
+    table = None if args.memmap and set(args.kinds) == {"IVF-PQ-disk"} else frame_table(args.n, seed=0)
     np.save(work / "queries.npy", q)
     np.save(work / "truth.npy", gt)
     print(f"# {args.n} x {args.dim} vectors, {args.clusters} clusters, {os.cpu_count()} CPUs; "
           f"data + exact truth {time.perf_counter() - t:.1f} s; work folder {work}", flush=True)
-    print("| index | factory | build s (1 thread) | disk MB (index / all) | load RSS MB (private; after the queries) | p50 / p99 ms 1 thr "
+    print(f"| index | factory | build s ({args.build_threads} thread{'s' * (args.build_threads > 1)}) | disk MB (index / all) | load RSS MB (private; after the queries) | p50 / p99 ms 1 thr "
           "| p50 / p99 ms 2 thr | recall@5 | vote ms p50 (first) |")
     print("|---|---|---|---|---|---|---|---|---|")
+    results = []
     for kind in args.kinds:
         folder = work / kind
         shutil.rmtree(folder, ignore_errors=True)
-        factory, build_s = build(kind, x, table, folder, args.shards, args.rerank, args.nlist, args.build_threads)
+        factory, build_s = build(kind, x, table, folder, args.shards, args.rerank, args.nlist, args.build_threads,
+                                args.memmap)
         index_bytes = sum((folder / f).stat().st_size for f in ("index.faiss", "lists.ivfdata") if (folder / f).exists())
         cmd = [sys.executable, __file__, "--measure", str(folder), str(work / "queries.npy"), str(work / "truth.npy"),
                "--latency-queries", str(args.latency_queries), "--sweep", *args.sweep]
@@ -242,8 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         if m["sweep"]:
             print(f"<!-- after the sweep: RSS +{m['rss_end_mb']:.0f} MB, private +{m['anon_end_mb']:.0f} MB -->", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
+        results.append({"kind": kind, "factory": factory, "build_s": build_s, **m})
+    del x
+    (work / "vectors.npy").unlink(missing_ok=True)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 if __name__ == "__main__":
