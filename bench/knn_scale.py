@@ -156,9 +156,11 @@ def disk_shards(x: np.ndarray, table, shards: int, work: Path) -> list[tuple]:
     return parts
 
 
-def measure(folder: str, queries: str, truth: str, latency_queries: int, sweep: list[tuple[int, int]] = ()) -> dict:
+def measure(folder: str, queries: str, truth: str, latency_queries: int, sweep: list[tuple[int, int]] = (),
+            ef_sweep: list[int] = ()) -> dict:
     """Run in a fresh process: load RAM, latency at 1/2 threads, recall@5, vote cost; then, for an
-    on-disk index, p50 (1 thread) and recall@5 at each (nprobe, re-rank) of ``sweep``."""
+    on-disk index, p50 (1 thread) and recall@5 at each (nprobe, re-rank) of ``sweep``, for an HNSW one at
+    each efSearch of ``ef_sweep``."""
     import faiss
     import psutil
 
@@ -204,6 +206,8 @@ def measure(folder: str, queries: str, truth: str, latency_queries: int, sweep: 
     out["rss_after_mb"] = (proc.memory_info().rss - rss0) / 2**20
     out["sweep"] = [dict(nprobe=nprobe, rerank=rerank, **_recall_p50(store, q, gt, nprobe, rerank, latency_queries))
                     for nprobe, rerank in sweep if store.manifest.get(ONDISK_KEY)]
+    hnsw = isinstance(faiss.downcast_index(store.index), faiss.IndexHNSW)
+    out["ef_sweep"] = [dict(ef=ef, **_ef_recall_p50(store, q, gt, ef, latency_queries)) for ef in ef_sweep if hnsw]
     out["rss_end_mb"], out["anon_end_mb"] = (proc.memory_info().rss - rss0) / 2**20, (anon() - anon0) / 2**20
     return out
 
@@ -216,6 +220,21 @@ def _recall_p50(store, q: np.ndarray, gt: np.ndarray, nprobe: int, rerank: int, 
 
     faiss.extract_index_ivf(store.index).nprobe = nprobe
     store.manifest[ONDISK_KEY]["rerank"] = rerank
+    return _recall_and_p50(store, q, gt, latency_queries)
+
+
+def _ef_recall_p50(store, q: np.ndarray, gt: np.ndarray, ef: int, latency_queries: int) -> dict:
+    """HNSW at search depth ``ef`` (faiss's ParameterSpace sets it through any wrapper)."""
+    import faiss
+
+    faiss.ParameterSpace().set_index_parameter(store.index, "efSearch", ef)
+    return _recall_and_p50(store, q, gt, latency_queries)
+
+
+def _recall_and_p50(store, q: np.ndarray, gt: np.ndarray, latency_queries: int) -> dict:
+    """recall@5 over all queries and p50/p99 of single queries, on one thread, at the store's settings."""
+    import faiss
+
     faiss.omp_set_num_threads(1)
     _, ids = store.search(q, 5)
     recall = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, gt, strict=True)]))
@@ -245,6 +264,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--build-threads", type=int, default=1, help="faiss threads while building")
     ap.add_argument("--sweep", nargs="*", default=[], metavar="NPROBE:RERANK",
                     help="on-disk index: also recall@5 and p50 at these search settings, e.g. 16:1000 32:1000")
+    ap.add_argument("--ef-sweep", nargs="*", type=int, default=[], metavar="EF",
+                    help="HNSW index: also recall@5 and p50 at these efSearch values, e.g. 64 128 256")
     ap.add_argument("--work", default=None, help="folder for the indexes (default: a temporary one)")
     ap.add_argument("--memmap", action="store_true",
                     help="generate the vectors into WORK/vectors.npy (memory-mapped; removed at the end) and compute "
@@ -254,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
     sweep = [tuple(int(v) for v in s.split(":")) for s in args.sweep]
     if args.measure:
-        print(json.dumps(measure(*args.measure, args.latency_queries, sweep)))
+        print(json.dumps(measure(*args.measure, args.latency_queries, sweep, args.ef_sweep)))
         return []
 
     import faiss
@@ -285,7 +306,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                 args.memmap)
         index_bytes = sum((folder / f).stat().st_size for f in ("index.faiss", "lists.ivfdata") if (folder / f).exists())
         cmd = [sys.executable, __file__, "--measure", str(folder), str(work / "queries.npy"), str(work / "truth.npy"),
-               "--latency-queries", str(args.latency_queries), "--sweep", *args.sweep]
+               "--latency-queries", str(args.latency_queries), "--sweep", *args.sweep,
+               "--ef-sweep", *map(str, args.ef_sweep)]
         m = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         print(f"| {kind} | `{factory}` | {build_s:.1f} | {index_bytes / 2**20:.0f} / {du(folder) / 2**20:.0f} | "
               f"{m['rss_mb']:.0f} ({m['anon_mb']:.0f}; {m['rss_after_mb']:.0f}) | {m['p50_1']:.2f} / {m['p99_1']:.2f} | "
@@ -294,6 +316,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for row in m["sweep"]:
             print(f"|  at nprobe {row['nprobe']}, re-rank {row['rerank']} | | | | | {row['p50_1']:.2f} / {row['p99_1']:.2f} "
                   f"| | {row['recall5']:.3f} | |", flush=True)
+        for row in m["ef_sweep"]:
+            print(f"|  at efSearch {row['ef']} | | | | | {row['p50_1']:.2f} / {row['p99_1']:.2f} | | {row['recall5']:.3f} | |",
+                  flush=True)
         if m["sweep"]:
             print(f"<!-- after the sweep: RSS +{m['rss_end_mb']:.0f} MB, private +{m['anon_end_mb']:.0f} MB -->", flush=True)
         shutil.rmtree(folder, ignore_errors=True)

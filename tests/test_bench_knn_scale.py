@@ -68,3 +68,20 @@ def test_memmap_run_gives_the_in_ram_truth_and_recall(knn_scale, tmp_path):
     assert mapped[0]["sweep"][0]["recall5"] == ram["sweep"][0]["recall5"] < ram["recall5"]  # not all 1.0
     assert not (tmp_path / "mm" / "vectors.npy").exists()  # 20.5 GB at 10M x 512: removed after the run
     assert not list((tmp_path / "mm").glob("shard*.npy"))  # shards were slices of it, not copies
+
+
+def test_ef_sweep_sets_hnsw_search_depth(knn_scale, tmp_path):
+    """--ef-sweep: each row's recall is what faiss gives with that efSearch set on the saved index itself."""
+    n, d = 4000, 16
+    x, q = (knn_scale.clustered(m, d, 1000, seed=0, draw=draw) for m, draw in ((n, 0), (50, 1)))
+    _, gt = faiss.knn(q, x, 5, metric=faiss.METRIC_INNER_PRODUCT)
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "gt.npy", gt)
+    knn_scale.build("HNSW32", x, knn_scale.frame_table(n, seed=0), tmp_path / "h", shards=1, rerank=0)
+    rows = knn_scale.measure(str(tmp_path / "h"), str(tmp_path / "q.npy"), str(tmp_path / "gt.npy"), 3, [], [4, 64])
+    index = faiss.read_index(str(tmp_path / "h" / "index.faiss"))
+    for row in rows["ef_sweep"]:
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", row["ef"])
+        ids = index.search(q, 5)[1]
+        assert row["recall5"] == np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, gt, strict=True)])
+    assert rows["ef_sweep"][0]["recall5"] < rows["ef_sweep"][1]["recall5"]
