@@ -53,7 +53,8 @@ def _pixels(vlm, data: Path, i: int = 0) -> torch.Tensor:
 def test_training_lowers_the_qa_loss(trained: Trained, vlm) -> None:
     from core.data import read_manifest
     from core.vqa.questions import question_bank
-    from core.vqa.train_vlm import Example, FeatureCache, frame_rows, mean_loss, qa_pair
+    from core.vqa.train_data import Example, FeatureCache, frame_rows, qa_pair
+    from core.vqa.train_vlm import mean_loss
     from core.vqa.vlm import VLM
 
     r = trained.report
@@ -239,7 +240,7 @@ def test_feature_norm_standardises_and_round_trips(trained: Trained, vlm, tmp_pa
 
 
 def test_bad_qa_line_names_file_and_line(tmp_path: Path) -> None:
-    from core.vqa.train_vlm import read_qa
+    from core.vqa.train_data import read_qa
 
     (tmp_path / "qa.jsonl").write_text('{"scene": "c0", "frame": "0", "question": "q", "answer": "a"}\n{oops\n')
     with pytest.raises(ValueError, match=r"qa.jsonl row 2: invalid JSON"):

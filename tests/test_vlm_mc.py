@@ -22,9 +22,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> di
     from core.data import read_manifest
     from core.models import load_model
     from core.vqa.questions import question_bank
+    from core.vqa.train_data import Example, FeatureCache, frame_rows, qa_pair
     from core.vqa.train_loop import Stage, run_stages
     from core.vqa.train_mc import choice_of
-    from core.vqa.train_vlm import Example, FeatureCache, _batch_loss, frame_rows, qa_pair
+    from core.vqa.train_vlm import _batch_loss
     from core.vqa.vlm import VLM, VLMConfig, train_tokenizer
 
     tmp = tmp_path_factory.mktemp("vlm_mc")
@@ -58,8 +59,8 @@ def _prefix(vlm, cache, batch) -> torch.Tensor:
 
 
 def test_options_are_the_banks_without_the_no_answer(runs: dict) -> None:
+    from core.vqa.train_data import qa_pair
     from core.vqa.train_mc import choice_of
-    from core.vqa.train_vlm import qa_pair
 
     schema = runs["schema"]
     seen = set()
@@ -121,8 +122,8 @@ def test_clip_questions_get_no_ranking_loss(runs: dict) -> None:
     import random
 
     from core.vqa.questions import clip_questions
+    from core.vqa.train_data import Example, qa_pair
     from core.vqa.train_mc import choice_of, mc_loss
-    from core.vqa.train_vlm import Example, qa_pair
 
     schema, vlm, cache = runs["schema"], runs["models"]["mc"], runs["cache"]
     # A three-frame clip of one valid frame's labels: its bank rows (a behavior multiple choice at least).

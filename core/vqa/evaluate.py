@@ -108,7 +108,7 @@ def question_frames(
     """The split's questions and, by id, the image each is asked about (a clip question: the clip's
     middle frame, as the VLM was trained)."""
     from core.data import read_manifest
-    from core.vqa.train_vlm import frame_rows
+    from core.vqa.train_data import frame_rows
 
     part = read_manifest(data, schema).split(split)
     qa = read_qa_table(qa_path if qa_path is not None else data)

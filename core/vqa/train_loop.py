@@ -25,7 +25,7 @@ import torch
 from core.train.checkpoint import save_state
 
 if TYPE_CHECKING:
-    from core.vqa.train_vlm import Example, FeatureCache
+    from core.vqa.train_data import Example, FeatureCache
     from core.vqa.vlm import VLM
 
 Progress = Callable[[str], None]  # a line for the CLI

@@ -37,7 +37,7 @@ from core.vqa.vlm import option_forms
 
 if TYPE_CHECKING:
     from core.schema import Schema
-    from core.vqa.train_vlm import Example
+    from core.vqa.train_data import Example
     from core.vqa.vlm import VLM
 
 YES_NO = "yes_no"  # the question bank's type of a yes/no row (core.vqa.questions)
@@ -47,7 +47,7 @@ CLIP_KIND = "clip"  # the question bank's kind of a row about a clip (core.vqa.q
 def choice_of(row: dict[str, Any], schema: Schema, answer: str) -> tuple[tuple[str, ...], int]:
     """(options, index of the right one) a QA row is scored by, or ((), -1) when it has none: a
     multiple-choice row's options less the no-answer one, a yes/no row's (yes, no); ``answer`` is
-    the row's target text (``train_vlm.qa_pair``). A clip row has none: see the module docstring."""
+    the row's target text (``train_data.qa_pair``). A clip row has none: see the module docstring."""
     if row.get("kind") == CLIP_KIND:
         return (), -1
     opts = list(row.get("options") or split_options(str(row["question"]))[1])
