@@ -78,8 +78,11 @@ vqa-asset: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft2 \
 	  --init workspace/vqa-train/ft --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
 	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out assets/scenescope-vqa-tiny \
+	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft3 \
 	  --init workspace/vqa-train/ft2 --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
+	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
+	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out assets/scenescope-vqa-tiny \
+	  --init workspace/vqa-train/ft3 --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
 	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
 
 # Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as

@@ -301,7 +301,7 @@ def test_bundled_vlm_loads_and_answers(tmp_path: Path, one_torch_thread: None) -
         assert ans.definite and ans.choice is not None and ans.text.rstrip(".") == r["options"][ans.choice]
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled VLM reads the image now but reaches only 0.72 on perception "
+@pytest.mark.xfail(strict=True, reason="the bundled VLM reads the image now but reaches only 0.73 on perception "
                    "multiple choice (bench/RESULTS.md section 14h, 2400 held-out questions), under 1.5x chance here; strict: remove this "
                    "mark once a retrained one passes")
 def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread: None) -> None:
