@@ -47,6 +47,7 @@ from core.vqa.question_objects import important_objects, listed, object_point, o
 
 QA_FILE = "qa.jsonl"
 CLIP_FRAME = "clip"  # the `frame` of a question about a whole clip
+CLIP_KIND = "clip"  # the `kind` of a row about a clip (prediction, behavior); scenes' rows say "scene"
 KINDS = ("attribute", "yes_no", "facet", "planning", "prediction", "behavior", "objects")
 GROUP_OF = {"attribute": "perception", "yes_no": "perception", "facet": "perception", "planning": "planning",
             "prediction": "prediction", "behavior": "behavior", "objects": "perception"}
@@ -332,7 +333,7 @@ def clip_questions(schema: Schema, frames: Sequence[Mapping[str, str]], rng: ran
             asks.append(Intent("prediction", place_attr.name, other, stage=rng.choice(event_stages(schema, other))))  # type: ignore[union-attr]
         for it in asks:
             yes = will_happen(schema, frames, key, it.value, it.stage)  # type: ignore[arg-type]
-            rows.append(_row(scene, str(key), "clip", it, "yes_no", rng.choice(questions_of(schema, it)),
+            rows.append(_row(scene, str(key), CLIP_KIND, it, "yes_no", rng.choice(questions_of(schema, it)),
                              schema.qa.yes if yes else schema.qa.no))
     place, stages = clip_behavior(schema, frames)
     behave = Intent("behavior")
@@ -341,7 +342,7 @@ def clip_questions(schema: Schema, frames: Sequence[Mapping[str, str]], rng: ran
             if v.name != place and event_stages(schema, v.name)]
     opts = [text, *rng.sample(pool, min(n_distractors, len(pool)))]
     rng.shuffle(opts)
-    rows += _mc_and_free(schema, scene, CLIP_FRAME, "clip", behave, text, rng, [(o, o) for o in opts])
+    rows += _mc_and_free(schema, scene, CLIP_FRAME, CLIP_KIND, behave, text, rng, [(o, o) for o in opts])
     rows[-1]["answer"] = behavior_text(schema, place, stages, rng.randrange(len(schema.qa.behavior_answers)))
     return rows
 

@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from core.vqa.drivelm import split_options
+from core.vqa.questions import CLIP_KIND
 from core.vqa.vlm import option_forms
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from core.vqa.vlm import VLM
 
 YES_NO = "yes_no"  # the question bank's type of a yes/no row (core.vqa.questions)
-CLIP_KIND = "clip"  # the question bank's kind of a row about a clip (core.vqa.questions.clip_questions)
 
 
 def choice_of(row: dict[str, Any], schema: Schema, answer: str) -> tuple[tuple[str, ...], int]:
@@ -92,4 +92,4 @@ def mc_loss(vlm: VLM, prefix: torch.Tensor | None, batch: Sequence[Example]) -> 
                         for s, j in zip(scores, rows, strict=True)]).mean()
 
 
-__all__ = ["CLIP_KIND", "choice_of", "mc_loss", "option_logliks", "option_scores"]
+__all__ = ["choice_of", "mc_loss", "option_logliks", "option_scores"]
