@@ -239,6 +239,47 @@ def test_feature_norm_standardises_and_round_trips(trained: Trained, vlm, tmp_pa
     assert torch.equal(norm.prefix_of(px, QUESTION)[0], again.prefix_of(px, QUESTION)[0])
 
 
+def test_pooled_norm_converts_without_changing_the_prefix(trained: Trained, vlm, tmp_path: Path) -> None:
+    """``enable_pooled_norm``: the pooled token's statistics are numpy's, folding them into
+    ``pooled_in`` leaves the prefix as it was, they travel with the weights, and it is set once."""
+    from core.vqa.vlm_folder import load_vlm, save_vlm
+
+    conv = load_vlm(trained.out)
+    tokens = torch.cat([conv.patch_tokens(_pixels(conv, trained.data, i)) for i in range(6)])
+    idx = conv.select(tokens[:3], [QUESTION] * 3)
+    with torch.no_grad():
+        before = conv.visual_prefix(tokens[:3], idx)
+        conv.enable_pooled_norm(tokens[:, 0])
+        after = conv.visual_prefix(tokens[:3], idx)
+    t = tokens[:, 0].numpy()
+    np.testing.assert_allclose(conv.pooled_mean.numpy(), t.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(conv.pooled_std.numpy(), t.std(0, ddof=1), rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4 * float(before.abs().max()))
+    with pytest.raises(ValueError, match="set once"):
+        conv.enable_pooled_norm(tokens[:, 0])
+    save_vlm(conv, tmp_path / "pn")
+    again = load_vlm(tmp_path / "pn", vision=conv.vision)
+    assert again.cfg.pooled_norm and torch.equal(again.pooled_std, conv.pooled_std)
+    with torch.no_grad():
+        assert torch.equal(again.visual_prefix(tokens[:3], idx), after)
+
+
+def test_train_vqa_pooled_norm_fine_tunes_the_pooled_input(trained: Trained, tmp_path: Path) -> None:
+    """``train-vqa --init DIR --pooled-norm``: the converted VLM trains its own pooled input layer
+    (it moves from the folded start) and the QA loss falls."""
+    from core.vqa.train_vlm import train_vqa
+    from core.vqa.vlm_folder import load_vlm
+
+    report = train_vqa(trained.data, tmp_path / "ft", vision=trained.vision, init=trained.out, pooled_norm=True,
+                       text_epochs=0, stage1_epochs=0, stage2_epochs=2, max_rows=120, batch_size=16, seed=0,
+                       lr_qa=2e-3, lr_align=2e-3)
+    assert report["loss_after"] < report["loss_before"]
+    ft, base = load_vlm(tmp_path / "ft"), load_vlm(trained.out)
+    assert ft.cfg.pooled_norm and not base.cfg.pooled_norm
+    folded = base.projector[0].weight * ft.pooled_std
+    assert not torch.allclose(ft.pooled_in.weight, folded)
+
+
 def test_bad_qa_line_names_file_and_line(tmp_path: Path) -> None:
     from core.vqa.train_data import read_qa
 

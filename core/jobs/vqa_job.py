@@ -26,7 +26,7 @@ KIND = "train-vqa"
 VQA_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "text_epochs": int, "stage1_epochs": int, "stage2_epochs": int, "keep_ratio": (int, float), "batch_size": int,
     "lr_align": (int, float), "lr_qa": (int, float), "hidden": int, "layers": int, "heads": int,
-    "intermediate": int, "vocab_size": int, "pooled": bool, "prefix_norm": bool, "feature_norm": bool, "mc_loss": (int, float), "init": str,
+    "intermediate": int, "vocab_size": int, "pooled": bool, "prefix_norm": bool, "feature_norm": bool, "pooled_norm": bool, "mc_loss": (int, float), "init": str,
     "max_rows": int,
     "max_frames": int, "seed": int,
 }

@@ -83,7 +83,7 @@ def cmd_train_vqa(a: argparse.Namespace) -> None:
                "seed": a.seed, "hidden": a.hidden, "layers": a.layers, "heads": a.heads,
                "intermediate": a.intermediate, "vocab_size": a.vocab_size, "lr_align": a.lr_align,
                "lr_qa": a.lr_qa, "prefix_norm": a.prefix_norm,
-               "feature_norm": a.feature_norm, "mc_loss": a.mc_loss,
+               "feature_norm": a.feature_norm, "pooled_norm": a.pooled_norm, "mc_loss": a.mc_loss,
                **({"init": a.init} if a.init else {})}
     if a.job:  # the same training as a background job: progress, cancel and resume through `scenescope jobs`
         from core.jobs.cli import _report_end, follow
@@ -182,6 +182,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--feature-norm", action="store_true",
                    help="standardise the vision tower's tokens by the training frames' statistics and LayerNorm "
                         "the projector's input (bench/RESULTS.md 14d)")
+    s.add_argument("--pooled-norm", action="store_true",
+                   help="standardise the pooled image token by the training frames' statistics, through its own "
+                        "input layer; converts an --init VLM without changing its answers (bench/RESULTS.md 14i)")
     s.add_argument("--mc-loss", type=float, default=0.0, metavar="WEIGHT",
                    help="stage 2: add WEIGHT x a multiple-choice ranking loss (cross-entropy over the options' "
                         "summed log-likelihoods, as multiple choice and yes/no are scored; bench/RESULTS.md 14e)")

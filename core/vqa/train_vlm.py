@@ -115,6 +115,7 @@ def train_vqa(
     pooled: bool = True,
     prefix_norm: bool = False,  # LayerNorm the projector output (VLMConfig.prefix_norm); unproven, off
     feature_norm: bool = False,  # standardise the tower's tokens, LayerNorm the projector input (VLMConfig)
+    pooled_norm: bool = False,  # the pooled token standardised, through its own input layer (VLMConfig)
     mc_loss: float = 0.0,  # weight of the multiple-choice ranking loss beside the LM loss (core.vqa.train_mc)
     init: str | Path | None = None,  # a VLM folder to start from (its shape and tokenizer win over the options above)
     max_rows: int | None = None,  # per split: a seeded random sample of the questions
@@ -146,7 +147,8 @@ def train_vqa(
     fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
                    "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
                                hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision,
-                               *([mc_loss, "mc-no-clips"] if mc_loss else []),  # clip rows left out of the loss (train_mc)
+                               *([mc_loss, "mc-no-clips"] if mc_loss else []),
+                               *(["pooled-norm"] if pooled_norm else []),  # clip rows left out of the loss (train_mc)
                                *([str(init)] if init else [])]}  # absent: old ones resume
     meta = read_state(state, fingerprint)
 
@@ -185,13 +187,16 @@ def train_vqa(
     cache = FeatureCache(vlm, [ds.abspath(ds.frames.iloc[i]["path"]) for i in manifest_rows])
     if feature_norm and init is None:
         vlm.fit_feature_norm(cache.patches)
+    if pooled_norm and not vlm.cfg.pooled_norm:  # also converts an --init VLM, its function unchanged
+        vlm.enable_pooled_norm(cache.patches[:, 0])
 
     def captions(stage: str, copies: int = 1) -> list[Example]:  # fresh random paraphrases, seeded per stage
         rng = random.Random(f"{seed}:captions:{stage}")
         return [Example(j, None, schema.caption(lab, rng)) for _ in range(copies) for j, lab in enumerate(labels)]
 
     connector = [*vlm.recovery_norm.parameters(), *vlm.recovery.parameters(), *vlm.projector.parameters(),
-                 *(vlm.input_norm.parameters() if vlm.cfg.feature_norm else ())]
+                 *(vlm.input_norm.parameters() if vlm.cfg.feature_norm else ()),
+                 *(vlm.pooled_in.parameters() if vlm.cfg.pooled_norm else ())]
     lm = list(vlm.lm.parameters())
     probe = qa["train"][:PROBE]  # before/after losses on a fixed sample: a full pass costs an epoch
     before = float(meta["before"]) if meta is not None else mean_loss(vlm, cache, probe)
