@@ -5,7 +5,6 @@ equals a hand-rolled greedy loop, multiple choice picks the most likely option, 
 from __future__ import annotations
 
 import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,6 +347,7 @@ def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread
     about freshly rendered frames more often than 1.5x chance (the 2400-question figures are
     bench/RESULTS.md section 14)."""
     from core.synth import write_synth_dataset
+    from core.vqa.drivelm import option_letter
     from core.vqa.evaluate import answer_dataset_vlm
     from core.vqa.vlm import BUNDLED_VLM, MAX_BYTES
     from core.vqa.vlm_answerer import VLMAnswerer
@@ -361,10 +361,9 @@ def test_bundled_vlm_answers_better_than_chance(tmp_path: Path, one_torch_thread
     qa, answers = answer_dataset_vlm(data, VLMAnswerer(load_vlm(), threshold=0.0), split="all",
                                      qa_path=tmp_path / "mc.jsonl")
     letters = {r["id"]: r["answer"] for r in mc}
-    # Place questions list up to 13 options (letters to M): a ten-letter alphabet here once raised
-    # IndexError, which the old strict xfail mark swallowed as the expected failure.
-    right = [answers[i].choice is not None and string.ascii_uppercase[answers[i].choice] == letters[i]
-             for i in qa["id"]]
+    # The bank's own lettering: place questions list up to 13 options (letters to M), and a ten-letter
+    # alphabet here once raised IndexError, which the old strict xfail mark swallowed as the expected failure.
+    right = [answers[i].choice is not None and option_letter(answers[i].choice) == letters[i] for i in qa["id"]]
     chance = float(np.mean([1 / (len(r["options"]) - 1) for r in mc]))  # the no-answer option never wins
     assert len(right) >= 20 and np.mean(right) > 1.5 * chance
 

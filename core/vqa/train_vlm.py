@@ -147,8 +147,8 @@ def train_vqa(
     fingerprint = {"data": str(root.resolve()), "seed": seed, "rows": len(qa["train"]), "frames": len(manifest_rows),
                    "options": [text_epochs, stage1_epochs, stage2_epochs, keep_ratio, batch_size, lr_align, lr_qa,
                                hidden, layers, heads, intermediate, vocab_size, pooled, prefix_norm, feature_norm, vision,
-                               *([mc_loss, "mc-no-clips"] if mc_loss else []),
-                               *(["pooled-norm"] if pooled_norm else []),  # clip rows left out of the loss (train_mc)
+                               *([mc_loss, "mc-no-clips"] if mc_loss else []),  # clip rows left out of the loss (train_mc)
+                               *(["pooled-norm"] if pooled_norm else []),
                                *([str(init)] if init else [])]}  # absent: old ones resume
     meta = read_state(state, fingerprint)
 
