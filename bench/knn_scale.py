@@ -271,7 +271,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="generate the vectors into WORK/vectors.npy (memory-mapped; removed at the end) and compute "
                          "the exact truth block by block, so RAM stays bounded (10M x 512: 20.5 GB of disk, not RAM); "
                          "the on-disk build's shards are slices of that file")
-    ap.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # internal: FOLDER QUERIES TRUTH
+    ap.add_argument("--keep", action="store_true",
+                    help="keep each built index in WORK/KIND, so it can be measured again alone with --measure "
+                         "(a 10M x 512 build is ~50 min; without it each is removed once measured, to free the disk)")
+    ap.add_argument("--measure", nargs=3, metavar=("FOLDER", "QUERIES", "TRUTH"),
+                    help="only measure a kept index folder against WORK/queries.npy and WORK/truth.npy (prints JSON)")
     args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
     sweep = [tuple(int(v) for v in s.split(":")) for s in args.sweep]
     if args.measure:
@@ -321,11 +325,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   flush=True)
         if m["sweep"]:
             print(f"<!-- after the sweep: RSS +{m['rss_end_mb']:.0f} MB, private +{m['anon_end_mb']:.0f} MB -->", flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
         results.append({"kind": kind, "factory": factory, "build_s": build_s, **m})
     del x
     (work / "vectors.npy").unlink(missing_ok=True)
-    if not args.work:
+    if not args.work and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return results
 

@@ -4,6 +4,7 @@ exact truth and recall, so a 10M x 512 run (20.5 GB of vectors) can use it."""
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import faiss
@@ -85,3 +86,18 @@ def test_ef_sweep_sets_hnsw_search_depth(knn_scale, tmp_path):
         ids = index.search(q, 5)[1]
         assert row["recall5"] == np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, gt, strict=True)])
     assert rows["ef_sweep"][0]["recall5"] < rows["ef_sweep"][1]["recall5"]
+
+
+def test_keep_leaves_an_index_that_measure_reads_again(knn_scale, tmp_path, capsys):
+    """--keep: the built index stays in WORK/KIND and --measure alone gives the run's recall on it again."""
+    work = tmp_path / "w"
+    rows = knn_scale.main(["--n", "3000", "--dim", "16", "--queries", "40", "--latency-queries", "3",
+                           "--kinds", "IVF-PQ-disk", "--nlist", "16", "--shards", "2", "--rerank", "20",
+                           "--sweep", "2:10", "--work", str(work), "--keep"])
+    assert (work / "IVF-PQ-disk" / "index.faiss").exists()
+    capsys.readouterr()
+    knn_scale.main(["--measure", str(work / "IVF-PQ-disk"), str(work / "queries.npy"), str(work / "truth.npy"),
+                    "--latency-queries", "3", "--sweep", "2:10"])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["recall5"] == rows[0]["recall5"]
+    assert again["sweep"][0]["recall5"] == rows[0]["sweep"][0]["recall5"]
