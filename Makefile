@@ -68,30 +68,28 @@ bench-full: $(STAMP)
 # on a shared CPU, more threads spin instead of working): a base run on the LM loss, then five stage-2
 # epochs from it with the multiple-choice ranking loss on a sample (RESULTS 14e-14h), one on all the
 # world's rows, and one on all of a second world's (14i). About 3 CPU hours.
+# A stage-2 fine-tune epoch with the ranking loss, from --init; SAMPLE: the first five epochs' row sample.
+TRAIN_VQA := OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa
+VQA_FT := --text-epochs 0 --stage1-epochs 0 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
+VQA_SAMPLE := --max-frames 2000 --max-rows 16000
 vqa-asset: $(STAMP)
 	$(PY) -m core.cli synth --out workspace/vqa-train/data --scenes 3000 --clips 120 --seed 1901 --qa
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/base \
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/base \
 	  --max-frames 2000 --max-rows 8000 --text-epochs 1 --stage1-epochs 1 --stage2-epochs 5 --batch-size 32 \
 	  --hidden 96 --layers 2 --heads 4 --intermediate 256 --vocab-size 512 --lr-qa 2e-3 --lr-align 2e-3 --seed 0
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft \
-	  --init workspace/vqa-train/base --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 2 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft2 \
-	  --init workspace/vqa-train/ft --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft3 \
-	  --init workspace/vqa-train/ft2 --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft4 \
-	  --init workspace/vqa-train/ft3 --max-frames 2000 --max-rows 16000 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data --out workspace/vqa-train/ft5 \
-	  --init workspace/vqa-train/ft4 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/ft --init workspace/vqa-train/base \
+	  $(VQA_SAMPLE) $(VQA_FT) --stage2-epochs 2
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/ft2 --init workspace/vqa-train/ft \
+	  $(VQA_SAMPLE) $(VQA_FT) --stage2-epochs 1
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/ft3 --init workspace/vqa-train/ft2 \
+	  $(VQA_SAMPLE) $(VQA_FT) --stage2-epochs 1
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/ft4 --init workspace/vqa-train/ft3 \
+	  $(VQA_SAMPLE) $(VQA_FT) --stage2-epochs 1
+	$(TRAIN_VQA) --data workspace/vqa-train/data --out workspace/vqa-train/ft5 --init workspace/vqa-train/ft4 \
+	  $(VQA_FT) --stage2-epochs 1
 	$(PY) -m core.cli synth --out workspace/vqa-train/data2 --scenes 3000 --clips 120 --seed 1902 --qa
-	OMP_NUM_THREADS=1 $(PY) -m core.cli train-vqa --data workspace/vqa-train/data2 --out assets/scenescope-vqa-tiny \
-	  --init workspace/vqa-train/ft5 --text-epochs 0 --stage1-epochs 0 \
-	  --stage2-epochs 1 --batch-size 32 --lr-qa 1e-3 --lr-align 1e-3 --seed 0 --mc-loss 1
+	$(TRAIN_VQA) --data workspace/vqa-train/data2 --out assets/scenescope-vqa-tiny --init workspace/vqa-train/ft5 \
+	  $(VQA_FT) --stage2-epochs 1
 
 # Debian's Chromium for the real-browser test (never a browser downloaded by a tool): apt-get as
 # root, else through sudo.

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="keep each built index in WORK/KIND, so it can be measured again alone with --measure "
                          "(a 10M x 512 build is ~50 min; without it each is removed once measured, to free the disk)")
     ap.add_argument("--measure", nargs=3, metavar=("FOLDER", "QUERIES", "TRUTH"),
-                    help="only measure a kept index folder against WORK/queries.npy and WORK/truth.npy (prints JSON)")
+                    help="only measure a kept index folder against a run's queries and exact truth (WORK/queries.npy, WORK/truth.npy); prints JSON")
     args = parse_args(ap, {"n": 100_000, "queries": 200, "latency_queries": 100}, argv)
     sweep = [tuple(int(v) for v in s.split(":")) for s in args.sweep]
     if args.measure:
